@@ -1,0 +1,41 @@
+# `make run` — the whole system on this machine (SQLite + a file broker under ./var/, no servers to install).
+# `make test` — the whole suite, against real PostgreSQL and Redis (see tests/conftest.py for the URLs).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: install run test lint lock train bench deploy-check compose-smoke clean
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/cytoscore run
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Re-pin every dependency (needs uv: `pip install uv`). Review the diff before committing.
+lock:
+	uv pip compile --python-version 3.11 --generate-hashes requirements/runtime.in -o requirements/runtime.lock
+	uv pip compile --python-version 3.11 --generate-hashes requirements/dev.in -o requirements/dev.lock
+
+train: install
+	$(BIN)/cytoscore train
+
+bench: install
+	$(BIN)/python bench/upload_throughput.py
+
+clean:
+	rm -rf var .pytest_cache

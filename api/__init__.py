@@ -1,0 +1,43 @@
+"""The Flask front end: pages for people, a JSON API for programs."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from shared.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        CYTOSCORE=settings,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    return app
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    from api import database, queueing, registry
+
+    database.init_app(app, settings)
+    queueing.init_app(app, settings)
+    registry.init_app(app, settings)
+
+
+def register_blueprints(app: Flask) -> None:
+    from api import api_v1, health, pages
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api_v1.bp)
+    app.register_blueprint(pages.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from api import errors
+
+    errors.init_app(app)

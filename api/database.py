@@ -1,0 +1,28 @@
+"""One database session per request, closed when the request ends."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+from shared.db import make_engine, make_sessionmaker
+from shared.settings import Settings
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    app.extensions["cytoscore.engine"] = engine
+    app.extensions["cytoscore.sessions"] = make_sessionmaker(engine)
+    app.teardown_appcontext(_close_session)
+
+
+def db() -> Session:
+    if "db" not in g:
+        g.db = current_app.extensions["cytoscore.sessions"]()
+    return g.db  # type: ignore[no-any-return]
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,36 @@
+"""Liveness and readiness: does the database answer, does the broker answer."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+
+from api.queueing import celery
+
+bp = Blueprint("health", __name__)
+
+
+def _database_ok() -> bool:
+    try:
+        with current_app.extensions["cytoscore.engine"].connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def _broker_ok() -> bool:
+    try:
+        with celery().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+    except Exception:
+        return False
+    return True
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    checks = {"database": _database_ok(), "broker": _broker_ok()}
+    status = 200 if all(checks.values()) else 503
+    return jsonify(status="ok" if status == 200 else "unavailable", checks=checks), status

@@ -1,0 +1,92 @@
+"""Reading a job's results in input order, and serving them as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.intake import neutralise
+from shared.schema import Job, Result
+
+FIELDS = (
+    "row",
+    "case_id",
+    "diagnosis",
+    "probability_malignant",
+    "model_name",
+    "model_version",
+    "model_sha256",
+    "supplied_diagnosis",
+    "out_of_range",
+    "warning",
+    "error",
+)
+NOTICE = "Decision support only: this is not a diagnosis. A qualified clinician must interpret every result."
+
+
+def records(session: Session, job: Job, *, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    query = (
+        select(Result)
+        .where(Result.job_id == job.id)
+        .order_by(Result.row_number)
+        .offset(offset)
+        .limit(limit)
+        .execution_options(yield_per=5000)
+    )
+    for r in session.scalars(query):
+        yield {
+            "row": r.row_number,
+            "case_id": r.case_id,
+            "diagnosis": r.diagnosis,
+            "probability_malignant": r.probability_malignant,
+            "model_name": job.model_name,
+            "model_version": r.model_version,
+            "model_sha256": job.model_sha256,
+            "supplied_diagnosis": r.supplied_diagnosis,
+            "out_of_range": r.out_of_range,
+            "warning": r.warning,
+            "error": r.error,
+        }
+
+
+def counts(session: Session, job: Job) -> dict[str, int]:
+    """M and B counts, and agreement with a supplied diagnosis where there was one."""
+    rows = session.execute(
+        select(Result.diagnosis, Result.supplied_diagnosis, func.count())
+        .where(Result.job_id == job.id, Result.diagnosis.is_not(None))
+        .group_by(Result.diagnosis, Result.supplied_diagnosis)
+    ).all()
+    out = {"M": 0, "B": 0, "compared": 0, "agreed": 0}
+    for diagnosis, supplied, n in rows:
+        out[diagnosis] += n
+        if supplied in ("M", "B"):
+            out["compared"] += n
+            out["agreed"] += n if supplied == diagnosis else 0
+    return out
+
+
+def csv_stream(session: Session, job: Job) -> Iterator[str]:
+    """The results as CSV, a chunk of rows at a time; text cells that could run as formulas are neutralised."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(FIELDS)
+    for i, record in enumerate(records(session, job), 1):
+        writer.writerow(_cell(record[f]) for f in FIELDS)
+        if i % 5000 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return neutralise(value)
+    return value

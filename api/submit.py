@@ -1,0 +1,87 @@
+"""Turning an upload or a list of cases into a committed, queued job. Used by the API and the pages alike."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask import current_app
+
+from api.database import db
+from api.queueing import celery
+from api.registry import model_meta
+from shared import jobs
+from shared.intake import Batch, FileRejected, Limits, inspect_upload, validate_cases
+from shared.queue import publish
+from shared.schema import Job, JobKind
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _settings() -> Settings:
+    return current_app.config["CYTOSCORE"]  # type: ignore[no-any-return]
+
+
+def _ranges(model: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    return {k: (float(lo), float(hi)) for k, (lo, hi) in model.get("feature_ranges", {}).items()}
+
+
+def submit_upload(content: bytes, filename: str | None, model_name: str | None) -> Job:
+    """Check the file's structure, then store and queue it. Raises FileRejected with every whole-file problem."""
+    model = model_meta(model_name)
+    settings = _settings()
+    limits = Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
+    summary = inspect_upload(content, filename, model["features"], limits)
+    media = (
+        "text/csv" if summary.format == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    return _commit_and_queue(
+        kind=JobKind.UPLOAD,
+        model=model,
+        content=content,
+        media_type=media,
+        input_format=summary.format,
+        rows_total=summary.rows_total,
+        filename=filename,
+        delimiter=summary.delimiter,
+    )
+
+
+def check_cases(cases: object, model_name: str | None) -> Batch:
+    """Validate cases without creating anything (the form shows problems beside the fields)."""
+    model = model_meta(model_name)
+    if not isinstance(cases, Sequence) or isinstance(cases, str | bytes):
+        raise FileRejected(["`cases` must be a list of objects"])
+    if not cases:
+        raise FileRejected(["`cases` is empty: send at least one case"])
+    if len(cases) > _settings().max_rows:
+        raise FileRejected([f"more than {_settings().max_rows} cases in one request"])
+    return validate_cases(cases, model["features"], _ranges(model))
+
+
+def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, kind: JobKind) -> Job:
+    """Store and queue cases that passed `check_cases`'s structural checks (row problems travel with the job)."""
+    model = model_meta(model_name)
+    content = json.dumps({"cases": list(cases)}, separators=(",", ":"), allow_nan=False).encode()
+    return _commit_and_queue(
+        kind=kind,
+        model=model,
+        content=content,
+        media_type="application/json",
+        input_format="json",
+        rows_total=len(cases),
+    )
+
+
+def _commit_and_queue(**fields: Any) -> Job:
+    session = db()
+    job = jobs.create_job(session, **fields)
+    session.commit()  # the id goes on the queue only once the row is durable
+    if publish(celery(), job.id):
+        jobs.mark_enqueued(session, job.id)
+        session.commit()
+    log.info("job %s created: kind=%s rows=%d model=%s", job.id, job.kind, job.rows_total, job.model_name)
+    return job

@@ -1,0 +1,107 @@
+"""Case ids (kept as text), duplicate-id warnings across a whole file, and the optional diagnosis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from .cells import Typed, number_text
+from .numbers import value_text
+
+MAX_ID_LENGTH = 64
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ANY_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def parse_id(value: object, required: bool) -> tuple[str | None, str | None]:
+    """Read one case id: (id or None, reason it is refused or None). Surrounding spaces are trimmed."""
+    if isinstance(value, Typed):
+        return None, value.reason
+    if isinstance(value, bool):
+        return None, "is a boolean"
+    if isinstance(value, int | float):
+        text = number_text(float(value)) if isinstance(value, float) else str(value)
+    elif value is None:
+        text = ""
+    elif isinstance(value, str):
+        text = value.strip(" ")
+    else:
+        return None, "is not text or a number"
+    if not text:
+        return None, ("is empty" if required else None)
+    if len(text) > MAX_ID_LENGTH:
+        return None, f"is longer than {MAX_ID_LENGTH} characters"
+    if _CONTROL.search(text):
+        return None, "contains a control character"
+    if _BIDI.search(text):
+        return None, "contains a Unicode direction-control character"
+    return text, None
+
+
+def parse_ids(values: Sequence[object], required: bool) -> tuple[list[str | None], dict[int, str]]:
+    """Read a column of ids; refused ones are None with a reason by row index."""
+    if all(type(v) is str for v in values):
+        text = [str(v).strip(" ") for v in values]
+        lengths = list(map(len, text))
+        if text and min(lengths) > 0 and max(lengths) <= MAX_ID_LENGTH and not _ANY_BAD.search("".join(text)):
+            return list(text), {}
+    ids: list[str | None] = []
+    bad: dict[int, str] = {}
+    for i, value in enumerate(values):
+        case_id, reason = parse_id(value, required)
+        ids.append(case_id)
+        if reason is not None:
+            bad[i] = reason
+    return ids, bad
+
+
+class DuplicateIds:
+    """Remember every id seen (as a 64-bit hash, 16 bytes a row) to flag repeats across chunks.
+
+    Only the later occurrences are flagged, naming the first; the first cannot know of later ones in a
+    stream. Python's string hash is stable within one process, which is all this needs; a collision
+    (about 1 in 10^7 for a million ids) could only add a spurious warning, never change a score.
+    """
+
+    def __init__(self) -> None:
+        self._hashes: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._rows: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+
+    def check(self, ids: Sequence[str | None], rows: npt.NDArray[np.int64]) -> dict[int, str]:
+        """Warnings by row index within this chunk for ids seen before."""
+        where = np.array([i for i, v in enumerate(ids) if v is not None], dtype=np.int64)
+        if where.size == 0:
+            return {}
+        hashes = np.fromiter((hash(ids[i]) for i in where), np.int64, where.size)
+        mine = rows[where]
+        first = np.full(where.size, -1, dtype=np.int64)
+        if self._hashes.size:
+            pos = np.minimum(np.searchsorted(self._hashes, hashes), self._hashes.size - 1)
+            seen = self._hashes[pos] == hashes
+            first[seen] = self._rows[pos[seen]]
+        unique, first_index, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        first_in_chunk = mine[first_index][inverse]
+        repeat = (first < 0) & (first_in_chunk != mine)
+        first[repeat] = first_in_chunk[repeat]
+        new = first[first_index] < 0
+        at = np.searchsorted(self._hashes, unique[new])  # `unique` is sorted: a linear merge
+        self._hashes = np.insert(self._hashes, at, unique[new])
+        self._rows = np.insert(self._rows, at, mine[first_index][new])
+        return {int(where[i]): f"duplicate case id (also row {first[i]})" for i in np.flatnonzero(first >= 0)}
+
+
+_DIAGNOSES = {"m": "M", "malignant": "M", "b": "B", "benign": "B"}
+
+
+def parse_diagnosis(value: object) -> tuple[str | None, str | None]:
+    """The user's own diagnosis, normalised to M/B: (label or None, warning or None). Never scored."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    label = _DIAGNOSES.get(value.strip().lower()) if isinstance(value, str) else None
+    if label is None:
+        return None, f"diagnosis {value_text(value)!r} is not M or B (ignored)"
+    return label, None

@@ -1,0 +1,194 @@
+"""Uploaded files (CSV or XLSX, told apart by their bytes): inspect once, then stream batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from .batch import Batch, UploadSummary
+from .cells import cell_text, is_blank
+from .columns import ColumnMap, check_features, match_header
+from .csvfile import detect_delimiter, line_of, records, text_problems
+from .errors import FileRejected, Limits, listing
+from .numbers import DecimalMarks, parse_matrix
+from .validate import BatchBuilder
+from .xlsxfile import OLE2_MAGIC, Workbook, zip_problems
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_CHECK_CHUNK = 10_000
+DEFAULT_LIMITS = Limits()
+
+
+def sniff_format(content: bytes, filename: str | None) -> str:
+    """ "xlsx" or "csv" from the bytes alone (the name is never trusted); FileRejected otherwise."""
+    if not content.strip():
+        raise FileRejected("the file is empty")
+    if content.startswith(OLE2_MAGIC):
+        raise FileRejected("the file is an encrypted workbook or a legacy .xls file; save it as .xlsx or CSV UTF-8")
+    if content.startswith(_ZIP_MAGIC):
+        problems = zip_problems(content)
+        if problems:
+            raise FileRejected(problems)
+        return "xlsx"
+    nul = content.find(b"\x00")
+    if nul >= 0:
+        raise FileRejected(
+            f"the file contains binary data (a NUL byte on line {line_of(content, nul)}); upload CSV or XLSX"
+        )
+    return "csv"
+
+
+@dataclass
+class _Source:
+    format: str
+    delimiter: str | None
+    sheet: str | None
+    header: list[str]
+    rows: Iterator[tuple[int, list[object]]]
+
+    def where(self, position: int) -> str:
+        return f"line {position}" if self.format == "csv" else f"sheet row {position}"
+
+
+def _open(content: bytes, filename: str | None) -> _Source:
+    fmt = sniff_format(content, filename)
+    if fmt == "xlsx":
+        book = Workbook(content)
+        rows: Iterator[tuple[int, list[object]]] = book.rows()
+        delimiter, sheet = None, book.sheet
+    else:
+        delimiter, sheet = detect_delimiter(content), None
+        rows = records(content, delimiter)  # type: ignore[assignment]
+    first = next(rows, None)
+    if first is None:
+        raise FileRejected("the file is empty (no header line)")
+    header = [cell_text(cell) for cell in first[1]]
+    if fmt == "xlsx":
+        rows = _padded(rows, len(header))
+    return _Source(fmt, delimiter, sheet, header, rows)
+
+
+def _padded(rows: Iterator[tuple[int, list[object]]], width: int) -> Iterator[tuple[int, list[object]]]:
+    """Sheet rows stop at their last filled cell: pad them to the header's width."""
+    for position, cells in rows:
+        yield position, cells + [None] * (width - len(cells)) if len(cells) < width else cells
+
+
+def inspect_upload(
+    content: bytes, filename: str | None, features: Sequence[str], limits: Limits = DEFAULT_LIMITS
+) -> UploadSummary:
+    """One full structural pass; FileRejected lists every whole-file problem found."""
+    features = check_features(features)
+    if len(content) > limits.max_bytes:
+        raise FileRejected(f"the file is {len(content)} bytes; the limit is {limits.max_bytes} bytes")
+    if sniff_format(content, filename) == "csv":
+        bad_text = text_problems(content)
+        if bad_text:
+            raise FileRejected(bad_text)
+    source = _open(content, filename)
+    if len(source.header) > limits.max_columns:
+        raise FileRejected(f"the header has {len(source.header)} columns; the limit is {limits.max_columns}")
+    cmap, problems = match_header(source.header, features)
+    count, ragged, filled = 0, [], dict[int, int]()
+    marks = DecimalMarks() if source.delimiter == ";" and not problems else None
+    chunk: list[list[object]] = []
+    try:
+        for position, cells in source.rows:
+            count += 1
+            if count > limits.max_rows:
+                problems.append(f"the file has more than {limits.max_rows} data rows (the limit)")
+                break
+            if len(cells) != cmap.width:
+                ragged.append(f"{source.where(position)} ({len(cells)})")
+                continue
+            for u in cmap.unnamed:
+                if u not in filled and not is_blank(cells[u]):
+                    filled[u] = position
+            if marks is not None:
+                chunk.append([cells[i] for i in cmap.feature_index])
+                if len(chunk) == _CHECK_CHUNK:
+                    parse_matrix(chunk, features, all_text=True, marks=marks, row0=count - len(chunk) + 1)
+                    chunk = []
+        if marks is not None and chunk:
+            parse_matrix(chunk, features, all_text=True, marks=marks, row0=count - len(chunk) + 1)
+    except FileRejected as exc:
+        problems += exc.problems
+    if ragged:
+        problems.append(f"rows with a different number of fields than the header ({cmap.width}): {listing(ragged)}")
+    problems += [f"column {u + 1} has no name but holds values (first on {source.where(p)})" for u, p in filled.items()]
+    if count == 0:
+        problems.append("the file has a header but no data rows")
+    if problems:
+        raise FileRejected(problems)
+    return UploadSummary(
+        format=source.format,
+        delimiter=source.delimiter,
+        rows_total=count,
+        columns=source.header[: cmap.kept],
+        has_diagnosis=cmap.diagnosis_index is not None,
+        sheet=source.sheet,
+    )
+
+
+def _checked_chunks(source: _Source, cmap: ColumnMap, size: int) -> Iterator[list[list[object]]]:
+    """Chunks of rows of the header's width whose unnamed columns are empty (inspect_upload refuses others)."""
+    chunk: list[list[object]] = []
+    for position, cells in source.rows:
+        if len(cells) != cmap.width:
+            raise FileRejected(f"{source.where(position)} has {len(cells)} fields; the header has {cmap.width}")
+        chunk.append(cells)
+        if len(chunk) == size:
+            _check_unnamed(source, cmap, chunk)
+            yield chunk
+            chunk = []
+    if chunk:
+        _check_unnamed(source, cmap, chunk)
+        yield chunk
+
+
+def _check_unnamed(source: _Source, cmap: ColumnMap, chunk: list[list[object]]) -> None:
+    for u in cmap.unnamed:
+        column = [cells[u] for cells in chunk]
+        if source.format == "csv" and not "".join(column).strip():  # type: ignore[arg-type]
+            continue
+        if any(not is_blank(v) for v in column):
+            raise FileRejected(f"column {u + 1} has no name but holds values")
+
+
+def iter_batches(
+    content: bytes,
+    filename: str | None,
+    features: Sequence[str],
+    chunk_rows: int,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> Iterator[Batch]:
+    """Validate an upload (that passed inspect_upload) in chunks of `chunk_rows` rows, in order."""
+    features = check_features(features)
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    source = _open(content, filename)
+    cmap, problems = match_header(source.header, features)
+    if problems:
+        raise FileRejected(problems)
+    builder = BatchBuilder(
+        features,
+        cmap.feature_index,
+        cmap.id_index,
+        cmap.diagnosis_index,
+        ranges=ranges,
+        all_text=source.format == "csv",
+        decimal_comma=source.delimiter == ";",
+    )
+    row0 = 1
+    for chunk in _checked_chunks(source, cmap, chunk_rows):
+        yield builder.build(row0, chunk)
+        row0 += len(chunk)
+
+
+def read_source_rows(content: bytes, filename: str | None) -> tuple[list[str], Iterator[list[str]]]:
+    """The header as given and every row's cells as text, in order (an empty unnamed last column dropped)."""
+    source = _open(content, filename)
+    cmap, _ = match_header(source.header, ())
+    chunks = _checked_chunks(source, cmap, _CHECK_CHUNK)
+    rows = ([cell_text(c) for c in cells[: cmap.kept]] for chunk in chunks for cells in chunk)
+    return source.header[: cmap.kept], rows

@@ -1,0 +1,141 @@
+"""The job lifecycle as SQL: create, claim (fenced by attempt), progress, finish. Callers commit."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
+
+
+def create_job(
+    session: Session,
+    *,
+    kind: JobKind,
+    model: dict[str, Any],
+    content: bytes,
+    media_type: str,
+    input_format: str,
+    rows_total: int,
+    filename: str | None = None,
+    delimiter: str | None = None,
+) -> Job:
+    """Add a queued job and its input to the session."""
+    job = Job(
+        id=uuid.uuid4(),
+        kind=kind.value,
+        status=JobStatus.QUEUED.value,
+        model_name=model["name"],
+        model_version=model["version"],
+        model_sha256=model["sha256"],
+        input_filename=filename,
+        input_sha256=hashlib.sha256(content).hexdigest(),
+        input_format=input_format,
+        input_delimiter=delimiter,
+        rows_total=rows_total,
+        rows_scored=0,
+        rows_rejected=0,
+        attempts=0,
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.add(JobInput(job_id=job.id, media_type=media_type, content=content))
+    return job
+
+
+def claim(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_after: float) -> int | None:
+    """Take the job for this attempt if it is queued, or running with a stale heartbeat; return the attempt.
+
+    The check and the attempt bump are one statement, so two deliveries of the same job cannot both win.
+    """
+    now = utcnow()
+    attempt = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.attempts < max_attempts,
+            or_(
+                Job.status == JobStatus.QUEUED.value,
+                (Job.status == JobStatus.RUNNING.value) & (Job.heartbeat_at < now - timedelta(seconds=stale_after)),
+            ),
+        )
+        .values(
+            status=JobStatus.RUNNING.value,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            error=None,
+        )
+        .returning(Job.attempts)
+    ).scalar_one_or_none()
+    return attempt
+
+
+def _fenced(job_id: uuid.UUID, attempt: int) -> Any:
+    return update(Job).where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING.value)
+
+
+def record_progress(session: Session, job_id: uuid.UUID, attempt: int, *, scored: int, rejected: int) -> bool:
+    """Set the running totals and the heartbeat; False if a newer attempt owns the job."""
+    result = session.execute(
+        _fenced(job_id, attempt).values(rows_scored=scored, rows_rejected=rejected, heartbeat_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(session: Session, job_id: uuid.UUID, attempt: int, *, status: JobStatus, error: str | None = None) -> bool:
+    """Move the job to a terminal status, if this attempt still owns it."""
+    now = utcnow()
+    result = session.execute(
+        _fenced(job_id, attempt).values(status=status.value, finished_at=now, heartbeat_at=now, error=error)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_enqueued(session: Session, job_id: uuid.UUID, when: datetime | None = None) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=when or utcnow()))
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def job_input(session: Session, job_id: uuid.UUID) -> JobInput | None:
+    return session.get(JobInput, job_id)
+
+
+def recent_jobs(session: Session, limit: int = 100) -> list[Job]:
+    return list(session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """The job as the API shows it."""
+    return {
+        "id": str(job.id),
+        "kind": job.kind,
+        "status": job.status,
+        "rows_total": job.rows_total,
+        "rows_scored": job.rows_scored,
+        "rows_rejected": job.rows_rejected,
+        "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
+        "input": {
+            "filename": job.input_filename,
+            "sha256": job.input_sha256,
+            "format": job.input_format,
+            "delimiter": job.input_delimiter,
+        },
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "attempts": job.attempts,
+        "error": job.error,
+    }

@@ -1,0 +1,159 @@
+"""Load a model artifact only after checking it against its metadata; list model metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+#: Types skops distrusts by default that a person reviewed for our artifacts. Adding one needs a review.
+REVIEWED_TYPES = frozenset({"sklearn.tree._tree.Tree"})
+
+#: Every metadata field load_model and the product rely on.
+REQUIRED_FIELDS = (
+    "name", "version", "created", "features", "label_mapping", "positive_class", "sklearn_version",
+    "skops_version", "python_version", "artifact", "sha256", "training_data_fingerprint", "split",
+    "best_params", "metrics", "feature_ranges", "trusted_types", "golden",
+)  # fmt: skip
+GOLDEN_TOLERANCE = 1e-12
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")  # a model name is a file stem; no path separators or '..'
+
+
+class ModelIntegrityError(Exception):
+    """The artifact or its metadata is not what was validated."""
+
+
+class UnknownModelError(KeyError):
+    """No metadata for that model name."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    sha256: str
+    features: tuple[str, ...]
+    metadata: dict[str, Any]
+    pipeline: Pipeline
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise ValueError(f"{self.name} expects shape (n, {len(self.features)}), got {X.shape}")
+        return np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
+
+    def _positive_column(self) -> int:
+        return list(self.pipeline.classes_).index(self.metadata["positive_class"])
+
+    def predict_proba_malignant(self, X: np.ndarray) -> np.ndarray:
+        """Return P(malignant) for each row of X, columns in `features` order."""
+        return self._proba(X)[:, self._positive_column()]
+
+    def diagnose(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ("M"/"B" labels, P(malignant)) from one predict_proba call."""
+        proba = self._proba(X)
+        # A forest's predict() is classes_[argmax(predict_proba)], first class on ties; doing the same here
+        # keeps labels identical to pipeline.predict without paying for the trees twice.
+        mapping = self.metadata["label_mapping"]
+        by_column = np.array([mapping[str(c)] for c in self.pipeline.classes_])
+        return by_column[np.argmax(proba, axis=1)], proba[:, self._positive_column()]
+
+
+def _metadata_path(name: str, models_dir: Path) -> Path:
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise UnknownModelError(name)
+    return models_dir / f"{name}.json"
+
+
+def read_metadata(name: str, models_dir: Path) -> dict[str, Any]:
+    """Read a model's metadata JSON without touching its artifact."""
+    path = _metadata_path(name, models_dir)
+    if not path.is_file():
+        raise UnknownModelError(name)
+    try:
+        metadata: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelIntegrityError(f"model {name}: metadata {path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict) or metadata.get("name") != name:
+        raise ModelIntegrityError(f"model {name}: metadata {path.name} does not describe model {name!r}")
+    missing = [f for f in REQUIRED_FIELDS if f not in metadata]
+    if missing:
+        raise ModelIntegrityError(f"model {name}: metadata {path.name} lacks fields {missing}")
+    return metadata
+
+
+def list_models(models_dir: Path) -> list[dict[str, Any]]:
+    """Return every model's metadata, the default model first, the rest by name."""
+    from shared.settings import get_settings  # settings are read when asked for, not at import
+
+    default = get_settings().default_model
+    names = sorted(p.stem for p in models_dir.glob("*.json"))
+    return [read_metadata(n, models_dir) for n in sorted(names, key=lambda n: n != default)]
+
+
+def _check(name: str, what: str, expected: object, actual: object) -> None:
+    if expected != actual:
+        raise ModelIntegrityError(f"model {name}: {what} differs: expected {expected!r}, actual {actual!r}")
+
+
+def _load_verified(name: str, data: bytes, metadata: dict[str, Any]) -> Any:
+    """Refuse types nobody reviewed, then load trusting exactly the reviewed ones."""
+    try:
+        untrusted = set(sio.get_untrusted_types(data=data))
+    except Exception as exc:  # a pickle, a truncated zip, a zip without a skops schema: all the same refusal
+        raise ModelIntegrityError(f"model {name}: artifact is not a valid skops archive: {exc!r}") from exc
+    declared = set(metadata.get("trusted_types", []))
+    for allowed, source in (
+        (REVIEWED_TYPES, "the reviewed list REVIEWED_TYPES"),
+        (declared, "trusted_types"),
+    ):
+        if not untrusted <= allowed:
+            raise ModelIntegrityError(
+                f"model {name}: artifact needs types not in {source}: {sorted(untrusted - allowed)}"
+            )
+    try:
+        return sio.loads(data, trusted=sorted(REVIEWED_TYPES & declared))
+    except Exception as exc:
+        raise ModelIntegrityError(f"model {name}: skops refused to load the artifact: {exc!r}") from exc
+
+
+def _check_golden(loaded: LoadedModel) -> None:
+    for i, row in enumerate(loaded.metadata["golden"]):
+        labels, proba = loaded.diagnose(np.array([row["features"]], dtype=np.float64))
+        expected = (row["diagnosis"], row["probability_malignant"])
+        actual = (str(labels[0]), float(proba[0]))
+        if actual[0] != expected[0] or abs(actual[1] - expected[1]) > GOLDEN_TOLERANCE:
+            raise ModelIntegrityError(
+                f"model {loaded.name}: golden row {i} differs: expected (diagnosis, probability_malignant) "
+                f"{expected!r}, actual {actual!r}"
+            )
+
+
+def load_model(name: str, models_dir: Path) -> LoadedModel:
+    """Load a model and verify it against its metadata; raise ModelIntegrityError on any difference."""
+    metadata = read_metadata(name, models_dir)
+    artifact = models_dir / Path(metadata["artifact"]).name
+    # Hash and load the same bytes, so the file cannot change between the check and the load.
+    try:
+        data = artifact.read_bytes()
+    except OSError as exc:
+        raise ModelIntegrityError(f"model {name}: cannot read artifact {artifact.name}: {exc}") from exc
+    _check(name, f"sha256 of {artifact.name}", metadata["sha256"], hashlib.sha256(data).hexdigest())
+    _check(name, "scikit-learn version", metadata["sklearn_version"], sklearn.__version__)
+    pipeline = _load_verified(name, data, metadata)
+    if not isinstance(pipeline, Pipeline):
+        raise ModelIntegrityError(f"model {name}: artifact type differs: expected Pipeline, actual {type(pipeline)}")
+    features = tuple(metadata["features"])
+    _check(name, "feature count", len(features), getattr(pipeline, "n_features_in_", None))
+    _check(name, "classes", sorted(metadata["label_mapping"]), sorted(str(c) for c in pipeline.classes_))
+    loaded = LoadedModel(name, metadata["version"], metadata["sha256"], features, metadata, pipeline)
+    _check_golden(loaded)
+    return loaded

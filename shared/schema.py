@@ -1,0 +1,129 @@
+"""The tables: jobs, their inputs, and one result per input row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC, on PostgreSQL and on SQLite alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class JobKind(StrEnum):
+    FORM = "form"
+    UPLOAD = "upload"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("kind IN ('form', 'upload')", name="kind"),
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    input_filename: Mapped[str | None] = mapped_column(String(255))
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    input_format: Mapped[str] = mapped_column(String(16))
+    input_delimiter: Mapped[str | None] = mapped_column(String(8))
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_scored: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobInput(Base):
+    """The bytes the user sent, so a worker on any host needs only the database and the broker."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(100))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Result(Base):
+    __tablename__ = "results"
+    __table_args__ = (
+        CheckConstraint("diagnosis IN ('M', 'B')", name="diagnosis"),
+        CheckConstraint(
+            "(diagnosis IS NULL) = (error IS NOT NULL) AND (diagnosis IS NULL) = (probability_malignant IS NULL)",
+            name="scored_or_rejected",
+        ),
+    )
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    row_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str | None] = mapped_column(String(64))
+    diagnosis: Mapped[str | None] = mapped_column(String(1))
+    probability_malignant: Mapped[float | None] = mapped_column(Float(precision=53))
+    model_version: Mapped[str] = mapped_column(String(32))
+    supplied_diagnosis: Mapped[str | None] = mapped_column(String(16))
+    out_of_range: Mapped[str | None] = mapped_column(Text)
+    warning: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)

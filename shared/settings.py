@@ -1,0 +1,66 @@
+"""One typed settings object, read from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Defaults are the embedded mode: SQLite and a file broker under ./var/."""
+
+    model_config = SettingsConfigDict(env_prefix="CYTOSCORE_", extra="ignore", frozen=True, populate_by_name=True)
+
+    # The three names the contract fixes carry no prefix.
+    database_url: str = Field("", validation_alias="DATABASE_URL")
+    broker_url: str = Field("", validation_alias="BROKER_URL")
+    port: int = Field(5000, validation_alias="PORT")
+
+    var_dir: Path = ROOT / "var"
+    models_dir: Path = ROOT / "models"
+    default_model: str = "wdbc-rf4"
+
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_rows: int = 2_000_000
+    max_columns: int = 200
+    chunk_rows: int = 20_000
+
+    # Celery. The task limits stay below the broker's visibility timeout, so a running task is never redelivered.
+    task_soft_time_limit: int = 3000
+    task_time_limit: int = 3300
+    visibility_timeout: int = 3600
+    broker_timeout: float = 2.0
+    queue: str = "cytoscore"
+
+    # Reconciliation of the database with the queue.
+    reconcile_interval: float = 15.0
+    queued_resend_after: float = 30.0
+    heartbeat_stale_after: float = 60.0
+    max_attempts: int = 3
+
+    web_workers: int = 2
+    worker_concurrency: int = 2
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite") or self.broker_url.startswith("filesystem")
+
+    def model_post_init(self, __context: object) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.var_dir / 'cytoscore.db'}")
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", "filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.var_dir / "broker"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

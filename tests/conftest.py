@@ -1,0 +1,107 @@
+"""Fixtures: a PostgreSQL database built by the migrations, real Redis, a real worker process, the Flask app.
+
+Services are never faked and never skipped: if PostgreSQL or Redis cannot be reached, the tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from shared.settings import Settings
+from tests.support import ServiceProcess, free_port, run_cli, wait_for_job
+
+ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+# Short enough that the reliability tests finish quickly, long enough that a busy 2-core machine keeps up.
+FAST_RECONCILE = {
+    "CYTOSCORE_RECONCILE_INTERVAL": "2",
+    "CYTOSCORE_QUEUED_RESEND_AFTER": "10",
+    "CYTOSCORE_HEARTBEAT_STALE_AFTER": "20",
+}
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh database for this run, built by `cytoscore migrate`, dropped afterwards."""
+    name = f"cytoscore_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {ADMIN_URL}: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    try:
+        run_cli(["migrate"], {"DATABASE_URL": url})
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def service_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {
+        "DATABASE_URL": pg_url,
+        "BROKER_URL": redis_url,
+        "CYTOSCORE_VAR_DIR": str(tmp_path_factory.mktemp("var")),
+        "CYTOSCORE_QUEUE": f"cytoscore-test-{uuid.uuid4().hex[:8]}",  # a stray worker of another run never steals
+        **FAST_RECONCILE,
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(service_env: dict[str, str]) -> Settings:
+    return Settings(database_url=service_env["DATABASE_URL"], broker_url=service_env["BROKER_URL"],
+                    var_dir=Path(service_env["CYTOSCORE_VAR_DIR"]), queue=service_env["CYTOSCORE_QUEUE"])  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One real `cytoscore worker` process for the session."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = ServiceProcess(["worker"], service_env, log)
+    proc.wait_for_log("ready.", timeout=60)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    flask_app = create_app(settings)
+    flask_app.config.update(TESTING=True)
+    yield flask_app
+    flask_app.extensions["cytoscore.engine"].dispose()
+
+
+@pytest.fixture
+def client(app, worker):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def finished(client):  # type: ignore[no-untyped-def]
+    """Wait for a job to reach a terminal status and return its JSON."""
+    return lambda job_id, timeout=120: wait_for_job(client, job_id, timeout)
+
+
+__all__ = ["free_port"]

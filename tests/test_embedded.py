@@ -1,0 +1,70 @@
+"""The embedded default: `cytoscore run` with no servers (SQLite and a file broker under a var folder)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from tests.support import ServiceProcess, free_port, wdbc_csv
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def _post_file(url: str, content: bytes, filename: str) -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_cytoscore_run_scores_an_upload_with_no_servers(tmp_path):
+    port = free_port()
+    env = {"PORT": str(port), "CYTOSCORE_VAR_DIR": str(tmp_path / "var")}
+    proc = ServiceProcess(["run"], env, tmp_path / "run.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while _get(f"{base}/healthz")[0] != 200:
+            assert proc.proc.poll() is None, proc.output()[-4000:]
+            assert time.monotonic() < deadline, proc.output()[-4000:]
+            time.sleep(0.5)
+        proc.wait_for_log("ready.", timeout=60)  # the worker, not only the web server
+
+        status, body = _post_file(f"{base}/api/v1/jobs", wdbc_csv(slice(0, 100)), "hundred.csv")
+        assert status == 202
+        deadline = time.monotonic() + 90
+        while True:
+            job = json.loads(_get(f"{base}/api/v1/jobs/{body['id']}")[1])
+            if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert job["status"] == "succeeded", (job, proc.output()[-4000:])
+        assert job["rows_scored"] == 100
+        status, raw = _get(f"{base}/api/v1/jobs/{body['id']}/results")
+        results = json.loads(raw)["results"]
+        assert len(results) == 100 and {r["diagnosis"] for r in results} <= {"M", "B"}
+        assert (tmp_path / "var" / "cytoscore.db").exists()
+    finally:
+        code = proc.stop()
+    assert code == 0, proc.output()[-4000:]

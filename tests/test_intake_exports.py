@@ -1,0 +1,77 @@
+"""Exports: text a spreadsheet would run is neutralised, numbers stay numbers, templates read back."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import openpyxl
+import pytest
+
+from shared.features import FEATURES
+from shared.intake import (
+    FileRejected,
+    inspect_upload,
+    neutralise,
+    template_csv,
+    template_xlsx,
+    write_csv,
+    write_xlsx,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "safe"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@x", "'@x"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("842302", "842302"),
+        ("a=b", "a=b"),
+        ("", ""),
+    ],
+)
+def test_neutralise(text: str, safe: str) -> None:
+    assert neutralise(text) == safe
+
+
+ROWS: list[list[object]] = [
+    ["-1", -1.0, '=HYPERLINK("x")', 0.1 + 0.2, np.float64(0.25), np.int64(3), None, float("nan")]
+]
+HEADER = ["id", "value", "note", "p", "q", "n", "empty", "missing"]
+
+
+def test_csv_export_neutralises_text_but_not_numbers() -> None:
+    out = io.StringIO()
+    write_csv(out, HEADER, ROWS)
+    assert out.getvalue().endswith("\r\n")
+    header, row = list(csv.reader(io.StringIO(out.getvalue())))
+    assert header == HEADER
+    assert row == ["'-1", "-1.0", '\'=HYPERLINK("x")', "0.30000000000000004", "0.25", "3", "", ""]
+
+
+def test_xlsx_export_keeps_numbers_numeric_and_text_inert() -> None:
+    out = io.BytesIO()
+    write_xlsx(out, [*HEADER, "=bad header"], [[*ROWS[0], "bell\x07"]])
+    sheet = openpyxl.load_workbook(io.BytesIO(out.getvalue())).active
+    assert sheet is not None
+    header, row = list(sheet.iter_rows(values_only=True))
+    assert header[-1] == "'=bad header"
+    assert row[:7] == ("'-1", -1.0, '\'=HYPERLINK("x")', 0.3, 0.25, 3, None)  # openpyxl keeps 16 digits
+    assert row[7] is None and row[8] == "bell\ufffd"
+    cells = list(sheet.iter_rows())[1]
+    assert [c.data_type for c in cells[:3]] == ["s", "n", "s"]
+
+
+def test_templates_are_refused_only_for_having_no_rows() -> None:
+    assert template_csv(FEATURES).splitlines()[0] == ",".join(["id", *FEATURES, "diagnosis"])
+    for content in (template_csv(FEATURES).encode(), template_xlsx(FEATURES)):
+        with pytest.raises(FileRejected) as caught:
+            inspect_upload(content, None, FEATURES)
+        assert caught.value.problems == ["the file has a header but no data rows"]
+    book = openpyxl.load_workbook(io.BytesIO(template_xlsx(FEATURES)))
+    assert book.sheetnames == ["cases"]

@@ -1,0 +1,1 @@
+"""The Celery worker: takes job ids off the queue and scores them."""

@@ -1,0 +1,53 @@
+"""Worker start-up and shutdown: verify the models before taking work, and run the reconciler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+from celery import signals
+
+from shared.modelstore import ModelIntegrityError
+from shared.queue import make_celery
+from shared.reconcile import reconcile
+from worker.resources import resources
+
+log = logging.getLogger(__name__)
+_stop = threading.Event()
+
+
+@signals.worker_init.connect
+def verify_models(**_: Any) -> None:
+    """Load every model in the parent before the pool forks; refuse to start on any mismatch."""
+    try:
+        loaded = resources().load_all_models()
+    except (ModelIntegrityError, OSError) as exc:
+        print(f"cytoscore worker: refusing to start: {exc}", file=sys.stderr, flush=True)
+        log.critical("refusing to start: %s", exc)
+        os._exit(3)  # Celery logs and swallows exceptions from signal handlers; a bad model must stop it
+    for model in loaded:
+        log.info("model %s %s verified (sha256 %s)", model.name, model.version, model.sha256[:12])
+
+
+@signals.worker_ready.connect
+def start_reconciler(**_: Any) -> None:
+    _stop.clear()
+    threading.Thread(target=_reconcile_forever, name="cytoscore-reconciler", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def stop_reconciler(**_: Any) -> None:
+    _stop.set()
+
+
+def _reconcile_forever() -> None:
+    res = resources()
+    app = make_celery(res.settings)  # its own broker connections, apart from the consumer's
+    while not _stop.wait(res.settings.reconcile_interval):
+        try:
+            reconcile(res.sessions, app, res.settings)
+        except Exception as exc:  # the database or broker may be down; try again next round
+            log.warning("reconcile round failed: %s", type(exc).__name__)

@@ -1,0 +1,47 @@
+"""What one worker process holds: a database engine and the verified models, loaded once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import make_engine, make_sessionmaker
+from shared.modelstore import LoadedModel, list_models, load_model
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    pid: int = field(default_factory=os.getpid)
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self.models:
+            self.models[name] = load_model(name, self.settings.models_dir)
+        return self.models[name]
+
+    def load_all_models(self) -> list[LoadedModel]:
+        """Load and verify every published model; any mismatch raises ModelIntegrityError."""
+        return [self.model(meta["name"]) for meta in list_models(self.settings.models_dir)]
+
+
+_current: Resources | None = None
+
+
+def resources() -> Resources:
+    """This process's resources; a forked child gets its own engine (SQLAlchemy: dispose(close=False))."""
+    global _current
+    if _current is None:
+        settings = get_settings()
+        engine = make_engine(settings.database_url)
+        _current = Resources(settings, engine, make_sessionmaker(engine))
+    elif _current.pid != os.getpid():
+        _current.engine.dispose(close=False)
+        _current.pid = os.getpid()
+    return _current

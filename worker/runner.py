@@ -1,0 +1,143 @@
+"""Run one job: claim it, score its rows chunk by chunk, write results idempotently, finish it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+
+from shared import jobs
+from shared.intake import Batch, FileRejected, iter_batches, validate_cases
+from shared.modelstore import LoadedModel
+from shared.results_store import write_results
+from shared.schema import JobStatus
+from worker.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+class Superseded(Exception):
+    """A newer attempt owns the job; this one stops without writing."""
+
+
+def run_job(res: Resources, job_id: uuid.UUID) -> str:
+    settings = res.settings
+    with res.sessions.begin() as session:
+        attempt = jobs.claim(
+            session, job_id, max_attempts=settings.max_attempts, stale_after=settings.heartbeat_stale_after
+        )
+        if attempt is None:
+            return _not_claimed(res, job_id)
+        job = jobs.get_job(session, job_id)
+        source = jobs.job_input(session, job_id)
+        assert job is not None and source is not None
+        model_name, model_sha = job.model_name, job.model_sha256
+        content, filename, fmt = source.content, job.input_filename, job.input_format
+    log.info("job %s: attempt %d started", job_id, attempt)
+    try:
+        model = res.model(model_name)
+        if model.sha256 != model_sha:
+            raise FileRejected([f"model {model_name} changed since the job was created (sha256 {model_sha[:12]}…)"])
+        batches = _batches(model, content, filename, fmt, settings.chunk_rows)
+        _score_all(res, job_id, attempt, model, batches)
+    except Superseded:
+        log.info("job %s: attempt %d superseded by a newer attempt", job_id, attempt)
+        return "superseded"
+    except FileRejected as exc:
+        _fail(res, job_id, attempt, "; ".join(exc.problems))
+        return "failed"
+    except SoftTimeLimitExceeded:
+        _fail(res, job_id, attempt, f"took longer than the limit of {settings.task_soft_time_limit} s")
+        return "failed"
+    log.info("job %s: attempt %d succeeded", job_id, attempt)
+    return "succeeded"
+
+
+def _not_claimed(res: Resources, job_id: uuid.UUID) -> str:
+    """A duplicate delivery of a live or finished job is a no-op; an exhausted one is closed with its reason."""
+    with res.sessions.begin() as session:
+        job = jobs.get_job(session, job_id)
+        if job is None:
+            log.warning("job %s: no such job", job_id)
+            return "missing"
+        if job.status == JobStatus.QUEUED.value and job.attempts >= res.settings.max_attempts:
+            job.status, job.error = JobStatus.FAILED.value, f"gave up after {job.attempts} attempts"
+            job.finished_at = jobs.utcnow()
+            return "failed"
+    log.info("job %s: duplicate delivery ignored (status %s)", job_id, job.status)
+    return "duplicate"
+
+
+def _batches(model: LoadedModel, content: bytes, filename: str | None, fmt: str, chunk: int) -> Iterator[Batch]:
+    ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in model.metadata.get("feature_ranges", {}).items()}
+    if fmt == "json":
+        yield validate_cases(json.loads(content)["cases"], model.features, ranges)
+    else:
+        yield from iter_batches(content, filename, model.features, chunk, ranges)
+
+
+def _result_rows(job_id: uuid.UUID, model: LoadedModel, batch: Batch) -> list[tuple[Any, ...]]:
+    n = len(batch.rows)
+    labels: list[str | None] = [None] * n
+    probs: list[float | None] = [None] * n
+    if batch.ok.any():
+        diag, prob = model.diagnose(batch.X[batch.ok])
+        for i, label, p in zip(np.flatnonzero(batch.ok), diag, prob, strict=True):
+            labels[i], probs[i] = str(label), float(p)
+    return [
+        (
+            job_id,
+            int(batch.rows[i]),
+            batch.case_ids[i],
+            labels[i],
+            probs[i],
+            model.version,
+            batch.supplied_diagnosis[i],
+            batch.out_of_range[i],
+            batch.warnings[i],
+            batch.errors[i],
+        )
+        for i in range(n)
+    ]
+
+
+def _score_all(res: Resources, job_id: uuid.UUID, attempt: int, model: LoadedModel, batches: Iterator[Batch]) -> None:
+    """Write each chunk with its progress; the last chunk and the succeeded status commit together."""
+    scored = rejected = 0
+    pending: list[tuple[Any, ...]] | None = None
+    for batch in batches:
+        if pending is not None:
+            _write(res, job_id, attempt, pending, scored, rejected, last=False)
+        pending = _result_rows(job_id, model, batch)
+        ok = int(batch.ok.sum())
+        scored, rejected = scored + ok, rejected + len(batch.rows) - ok
+    _write(res, job_id, attempt, pending or [], scored, rejected, last=True)
+
+
+def _write(
+    res: Resources,
+    job_id: uuid.UUID,
+    attempt: int,
+    rows: list[tuple[Any, ...]],
+    scored: int,
+    rejected: int,
+    *,
+    last: bool,
+) -> None:
+    with res.sessions.begin() as session:
+        if not jobs.record_progress(session, job_id, attempt, scored=scored, rejected=rejected):
+            raise Superseded
+        write_results(session, rows)
+        if last:
+            jobs.finish(session, job_id, attempt, status=JobStatus.SUCCEEDED)
+
+
+def _fail(res: Resources, job_id: uuid.UUID, attempt: int, error: str) -> None:
+    log.warning("job %s: attempt %d failed", job_id, attempt)
+    with res.sessions.begin() as session:
+        jobs.finish(session, job_id, attempt, status=JobStatus.FAILED, error=error)

@@ -1,0 +1,23 @@
+"""Tasks are thin: they take a job id and hand it to the runner."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from shared.queue import SCORE_TASK
+from worker.celery_app import app
+from worker.resources import resources
+from worker.runner import run_job
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=SCORE_TASK)
+def score_job(job_id: str) -> str:
+    try:
+        parsed = uuid.UUID(job_id)
+    except (ValueError, TypeError, AttributeError):
+        log.error("dropping a message that is not a job id")
+        return "invalid"
+    return run_job(resources(), parsed)
