@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request, stream_with_context, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import results
+from api import exports, results
 from api.database import db
-from api.registry import UnknownModel, all_models
+from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from shared import jobs
-from shared.intake import FileRejected
+from shared.intake import FileRejected, template_csv, template_xlsx
 from shared.schema import Job, JobKind, JobStatus
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -70,33 +71,81 @@ def get_job(job_id: str) -> ResponseReturnValue:
     return jsonify(jobs.job_json(find_job(job_id)))
 
 
-@bp.get("/jobs/<job_id>/results")
-def get_results(job_id: str) -> ResponseReturnValue:
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _format(allowed: tuple[str, ...]) -> str:
+    fmt = request.args.get("format", allowed[0])
+    if fmt not in allowed:
+        abort(400, description=f"format must be one of: {', '.join(allowed)}")
+    return fmt
+
+
+def _attachment(body: Any, filename: str, mimetype: str) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
+    return Response(body, mimetype=mimetype, headers=headers)
+
+
+def _finished_job(job_id: str) -> Job:
     job = find_job(job_id)
-    fmt = request.args.get("format", "json")
-    if fmt not in ("json", "csv"):
-        abort(400, description="format must be csv or json")
     if job.status != JobStatus.SUCCEEDED.value:
         message = f"the job is {job.status}; results are served once it has succeeded"
-        return jsonify(error=message, status=job.status, job_error=job.error), 409
+        abort(Response(json.dumps({"error": message, "status": job.status, "job_error": job.error}), 409,
+                       mimetype="application/json"))  # fmt: skip
+    return job
+
+
+@bp.get("/jobs/<job_id>/results")
+def get_results(job_id: str) -> ResponseReturnValue:
+    fmt = _format(("json", "csv", "xlsx"))
+    job = _finished_job(job_id)
     session = db()
-    if fmt == "csv":
-        headers = {"Content-Disposition": f'attachment; filename="cytoscore-{job.id}.csv"'}
-        body = stream_with_context(results.csv_stream(session, job))
-        return Response(body, mimetype="text/csv", headers=headers)
-    return jsonify(job=jobs.job_json(job), notice=results.NOTICE, results=list(results.records(session, job)))
+    source = jobs.job_input(session, job.id)
+    if source is None:
+        abort(410, description="the job's input has been removed; its results can no longer be exported")
+    if fmt == "json":
+        records = list(exports.json_records(session, job, source))
+        return jsonify(job=jobs.job_json(job), notice=results.NOTICE, results=records)
+    header, rows = exports.table(session, job, source, typed=fmt == "xlsx")
+    if fmt == "xlsx":
+        return _attachment(exports.xlsx_bytes(header, rows), f"cytoscore-{job.id}.xlsx", XLSX)
+    body = stream_with_context(exports.csv_chunks(header, rows))
+    return _attachment(body, f"cytoscore-{job.id}.csv", "text/csv")
+
+
+@bp.get("/jobs/<job_id>/errors")
+def get_errors(job_id: str) -> ResponseReturnValue:
+    """The error report: one line per rejected value, with row, case id, column, value and reason."""
+    fmt = _format(("csv", "json"))
+    job = _finished_job(job_id)
+    source = jobs.job_input(db(), job.id)
+    if source is None:
+        abort(410, description="the job's input has been removed; its error report can no longer be made")
+    lines = exports.problems(job, source, model_meta(job.model_name))
+    if fmt == "json":
+        return jsonify(problems=[dict(zip(exports.PROBLEM_FIELDS, line, strict=True)) for line in lines])
+    body = stream_with_context(exports.csv_chunks(exports.PROBLEM_FIELDS, lines))
+    return _attachment(body, f"cytoscore-{job.id}-errors.csv", "text/csv")
+
+
+MODEL_KEYS = ("name", "version", "sha256", "features", "metrics", "best_params", "sklearn_version", "feature_ranges")
 
 
 @bp.get("/models")
 def models() -> ResponseReturnValue:
-    keys = (
-        "name",
-        "version",
-        "sha256",
-        "features",
-        "metrics",
-        "best_params",
-        "sklearn_version",
-        "feature_ranges",
-    )
-    return jsonify(models=[{k: m.get(k) for k in keys} for m in all_models()], notice=results.NOTICE)
+    default = current_app.config["CYTOSCORE"].default_model
+    listed = [{**{k: m.get(k) for k in MODEL_KEYS}, "default": m["name"] == default} for m in all_models()]
+    return jsonify(models=listed, notice=results.NOTICE)
+
+
+@bp.get("/models/<name>/template")
+def template(name: str) -> ResponseReturnValue:
+    """A blank spreadsheet with the columns this model needs."""
+    fmt = _format(("csv", "xlsx"))
+    try:
+        features = model_meta(name)["features"]
+    except UnknownModel as exc:
+        abort(404, description=str(exc.args[0]))
+    if fmt == "xlsx":
+        return _attachment(template_xlsx(features), f"cytoscore-{name}-template.xlsx", XLSX)
+    return _attachment(template_csv(features), f"cytoscore-{name}-template.csv", "text/csv")

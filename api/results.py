@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.intake import neutralise
 from shared.schema import Job, Result
 
 FIELDS = (
@@ -68,25 +65,3 @@ def counts(session: Session, job: Job) -> dict[str, int]:
             out["compared"] += n
             out["agreed"] += n if supplied == diagnosis else 0
     return out
-
-
-def csv_stream(session: Session, job: Job) -> Iterator[str]:
-    """The results as CSV, a chunk of rows at a time; text cells that could run as formulas are neutralised."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(FIELDS)
-    for i, record in enumerate(records(session, job), 1):
-        writer.writerow(_cell(record[f]) for f in FIELDS)
-        if i % 5000 == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return neutralise(value)
-    return value

@@ -1,0 +1,113 @@
+"""Results as files people open in spreadsheets: CSV, XLSX and JSON, plus the error report.
+
+Each export keeps the case id and every input column the user sent (prefixed `input:`), beside the diagnosis,
+the probability, what produced it, the out-of-range flag and the error. Input text that could run as a
+formula is neutralised; input text that is a number stays a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api import results
+from shared.features import ALIASES, canonical
+from shared.intake import iter_batches, neutralise, read_source_rows, validate_cases, write_xlsx
+from shared.intake.numbers import NUMBER
+from shared.schema import Job, JobInput
+
+INPUT_PREFIX = "input:"
+PROBLEM_FIELDS = ("row", "case_id", "column", "value", "reason")
+
+
+def _source(job: Job, source: JobInput) -> tuple[list[str], Iterator[list[str]]]:
+    """The input's own columns and rows, as text, in input order."""
+    if job.input_format == "json":
+        cases: list[dict[str, Any]] = json.loads(source.content)["cases"]
+        header = list(dict.fromkeys(key for case in cases for key in case))
+        return header, ([_text(case.get(key)) for key in header] for case in cases)
+    return read_source_rows(source.content, job.input_filename)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def _feature_columns(header: Sequence[str]) -> set[int]:
+    return {i for i, name in enumerate(header) if canonical(name) in ALIASES}
+
+
+def _input_cell(text: str, is_feature: bool, typed: bool) -> Any:
+    """A measurement that is a number stays a number (as written, or as a float for XLSX); other text is
+    neutralised — case ids included, so `000123` stays text and `-1` cannot become a formula."""
+    if is_feature and NUMBER.fullmatch(text.strip()):
+        return float(text) if typed else text
+    return neutralise(text)
+
+
+def _result_cell(value: Any) -> Any:
+    return neutralise(value) if isinstance(value, str) else value
+
+
+def json_records(session: Session, job: Job, source: JobInput) -> Iterator[dict[str, Any]]:
+    """The result records, each with the input row as sent (text, exactly as given)."""
+    input_header, input_rows = _source(job, source)
+    for record, cells in zip(results.records(session, job), input_rows, strict=True):
+        yield {**record, "input": dict(zip(input_header, cells, strict=True))}
+
+
+def table(session: Session, job: Job, source: JobInput, *, typed: bool) -> tuple[list[str], Iterator[list[Any]]]:
+    """The export's header and its rows: result fields, the notice, then the input columns.
+
+    `typed` makes numeric measurements floats (for XLSX); otherwise they keep the text the user sent.
+    """
+    input_header, input_rows = _source(job, source)
+    header = [*results.FIELDS, "notice", *(INPUT_PREFIX + name for name in input_header)]
+    features = _feature_columns(input_header)
+
+    def rows() -> Iterator[list[Any]]:
+        for record, cells in zip(results.records(session, job), input_rows, strict=True):
+            yield [
+                *(_result_cell(record[f]) for f in results.FIELDS),
+                results.NOTICE,
+                *(_input_cell(cell, i in features, typed) for i, cell in enumerate(cells)),
+            ]
+
+    return header, rows()
+
+
+def csv_chunks(header: Sequence[str], rows: Iterator[Sequence[Any]], every: int = 5000) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([neutralise(name) for name in header])
+    for i, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if i % every == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def xlsx_bytes(header: Sequence[str], rows: Iterator[Sequence[Any]]) -> bytes:
+    out = io.BytesIO()
+    write_xlsx(out, header, rows)
+    return out.getvalue()
+
+
+def problems(job: Job, source: JobInput, model: dict[str, Any]) -> Iterator[list[Any]]:
+    """Every rejected value, one line each: row, case id, column, value and reason (re-read from the stored input)."""
+    features = model["features"]
+    if job.input_format == "json":
+        batches = iter([validate_cases(json.loads(source.content)["cases"], features)])
+    else:
+        batches = iter_batches(source.content, job.input_filename, features, 20_000)
+    for batch in batches:
+        ids = dict(zip(batch.rows.tolist(), batch.case_ids, strict=True))
+        for p in batch.problems:
+            yield [p.row, _result_cell(ids.get(p.row)), p.column, _result_cell(p.value), _result_cell(p.reason)]

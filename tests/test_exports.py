@@ -1,0 +1,146 @@
+"""What lab staff download: every input column kept, formulas neutralised, numbers kept as numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import openpyxl
+import pytest
+
+from tests.support import post_upload, wdbc, wdbc_csv
+
+RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
+
+
+def _sheet(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def mixed_job(client, finished):
+    """Four cases: plain, a formula-looking id and note, a rejected row, a leading-zero id."""
+    X, _ = wdbc()
+    good = [repr(float(v)) for v in X[0, [0, 1, 4, 5]]]
+    rows = [
+        ["id", *RF4, "diagnosis", "notes"],
+        ["000123", *good, "M", "plain"],
+        ['=HYPERLINK("http://x")', *good, "B", "+SUM(A1:A9)"],
+        ["r3", "abc", *good[1:], "M", "@cmd"],
+        ["-1", *good, "m", "\tTabbed"],
+    ]
+    job_id = post_upload(client, _sheet(rows), "mixed.csv").get_json()["id"]
+    job = finished(job_id)
+    assert job["status"] == "succeeded"
+    assert (job["rows_scored"], job["rows_rejected"]) == (3, 1)
+    return job_id, good
+
+
+def test_csv_export_keeps_every_input_column_and_neutralises_formulas(client, mixed_job):
+    job_id, good = mixed_job
+    response = client.get(f"/api/v1/jobs/{job_id}/results?format=csv")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["case_id"] for r in rows] == ["000123", '\'=HYPERLINK("http://x")', "r3", "'-1"]
+    assert [r["input:notes"] for r in rows] == ["plain", "'+SUM(A1:A9)", "'@cmd", "'\tTabbed"]
+    assert rows[0]["input:radius_mean"] == good[0]  # a number stays exactly as sent
+    assert rows[2]["input:radius_mean"] == "abc"
+    assert rows[2]["diagnosis"] == "" and "radius_mean" in rows[2]["error"] and "not a number" in rows[2]["error"]
+    assert {r["model_name"] for r in rows} == {"wdbc-rf4"} and all(len(r["model_sha256"]) == 64 for r in rows)
+    assert all("not a diagnosis" in r["notice"] for r in rows)
+    assert [r["supplied_diagnosis"] for r in rows] == ["M", "B", "M", "M"]
+
+
+def test_xlsx_export_has_numeric_measurements_and_text_ids(client, mixed_job):
+    job_id, _ = mixed_job
+    response = client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx")
+    assert response.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(response.data), read_only=True).active
+    header, *rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    col = {name: i for i, name in enumerate(header)}
+    assert rows[0][col["case_id"]] == "000123"
+    assert rows[0][col["input:id"]] == "000123"
+    assert rows[1][col["case_id"]].startswith("'=")
+    assert isinstance(rows[0][col["input:radius_mean"]], float)
+    assert isinstance(rows[0][col["probability_malignant"]], float)
+    assert rows[2][col["input:notes"]] == "'@cmd"
+
+
+def test_json_results_carry_the_input_row_as_sent(client, mixed_job):
+    job_id, good = mixed_job
+    results = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["results"]
+    assert results[0]["input"]["id"] == "000123"
+    assert results[0]["input"]["radius_mean"] == good[0]
+    assert results[1]["case_id"] == '=HYPERLINK("http://x")'  # JSON is data, not a spreadsheet: unchanged
+
+
+def test_error_report_lists_row_column_value_and_reason(client, mixed_job):
+    job_id, _ = mixed_job
+    problems = client.get(f"/api/v1/jobs/{job_id}/errors?format=json").get_json()["problems"]
+    assert problems == [
+        {"row": 3, "case_id": "r3", "column": "radius_mean", "value": "abc", "reason": problems[0]["reason"]}
+    ]
+    assert "not a number" in problems[0]["reason"]
+    report = client.get(f"/api/v1/jobs/{job_id}/errors?format=csv")
+    assert report.status_code == 200 and "attachment" in report.headers["Content-Disposition"]
+    lines = list(csv.reader(io.StringIO(report.get_data(as_text=True))))
+    assert lines[0] == ["row", "case_id", "column", "value", "reason"] and lines[1][:4] == [
+        "3",
+        "r3",
+        "radius_mean",
+        "abc",
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+@pytest.mark.parametrize("model", ["wdbc-rf4", "wdbc-rf30"])
+def test_a_filled_in_template_is_accepted(client, finished, fmt, model):
+    response = client.get(f"/api/v1/models/{model}/template?format={fmt}")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    features = client.get("/api/v1/models").get_json()["models"]
+    features = next(m["features"] for m in features if m["name"] == model)
+    X, _ = wdbc()
+    from shared.features import FEATURES
+
+    if fmt == "csv":
+        header = next(csv.reader(io.StringIO(response.get_data(as_text=True))))
+        assert header == ["id", *features, "diagnosis"]
+        filled = response.get_data() + _sheet([["t1", *(repr(float(X[5, FEATURES.index(f)])) for f in features), ""]])
+    else:
+        book = openpyxl.load_workbook(io.BytesIO(response.data))
+        sheet = book["cases"]
+        assert [c.value for c in sheet[1]] == ["id", *features, "diagnosis"]
+        sheet.append(["t1", *(float(X[5, FEATURES.index(f)]) for f in features)])
+        out = io.BytesIO()
+        book.save(out)
+        filled = out.getvalue()
+    job = post_upload(client, filled, f"filled.{fmt}", model=model)
+    assert job.status_code == 202, job.get_json()
+    assert finished(job.get_json()["id"])["rows_scored"] == 1
+
+
+def test_a_semicolon_file_is_read_and_its_delimiter_named(client, finished):
+    text = wdbc_csv(slice(0, 5)).decode().replace(",", ";")
+    job_id = post_upload(client, text.encode(), "semi.csv").get_json()["id"]
+    job = finished(job_id)
+    assert job["status"] == "succeeded" and job["rows_scored"] == 5
+    assert job["input"]["delimiter"] == ";"
+
+
+def test_an_upload_over_the_size_limit_answers_413_with_a_message(settings):
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"max_upload_bytes": 1024}))
+    response = post_upload(app.test_client(), wdbc_csv(), "big.csv")
+    app.extensions["cytoscore.engine"].dispose()
+    assert response.status_code == 413
+    assert "limit" in response.get_json()["error"]
+
+
+def test_agreement_with_a_supplied_diagnosis_is_shown(client, finished):
+    job_id = post_upload(client, wdbc_csv(slice(0, 100))).get_json()["id"]
+    finished(job_id)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "agrees with the supplied diagnosis in" in page and "of 100" in page
