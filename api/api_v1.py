@@ -8,16 +8,19 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
 
 from api import exports, results
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
+from api.waiting import wait_until_finished
 from shared import jobs
 from shared.intake import FileRejected, template_csv, template_xlsx
 from shared.schema import Job, JobKind, JobStatus
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 
 
 def find_job(job_id: str) -> Job:
@@ -68,7 +71,21 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> ResponseReturnValue:
-    return jsonify(jobs.job_json(find_job(job_id)))
+    """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up."""
+    job = find_job(job_id)
+    wait = request.args.get("wait", type=float)
+    if wait and job.status not in TERMINAL:
+        session = db()
+        session.commit()  # end the read transaction, so each check sees the newest committed row
+
+        def finished() -> bool:
+            status = session.scalar(select(Job.status).where(Job.id == job.id))
+            session.commit()
+            return status in TERMINAL
+
+        wait_until_finished(job.id, wait, finished)
+        session.refresh(job)
+    return jsonify(jobs.job_json(job))
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

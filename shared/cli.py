@@ -30,6 +30,9 @@ def _web_argv(settings: Settings, host: str, workers: int) -> list[str]:
         _bin("gunicorn"),
         "--bind", f"{host}:{settings.port}",
         "--workers", str(workers),
+        # Threads, so a long poll (`?wait=`) holds a thread, not a whole worker process.
+        "--worker-class", "gthread",
+        "--threads", "8",
         "--timeout", "120",
         "--graceful-timeout", "30",
         "--access-logfile", "-",
