@@ -145,7 +145,9 @@ def get_errors(job_id: str) -> ResponseReturnValue:
     return _attachment(body, f"cytoscore-{job.id}-errors.csv", "text/csv")
 
 
-MODEL_KEYS = ("name", "version", "sha256", "features", "metrics", "best_params", "sklearn_version", "feature_ranges")
+MODEL_KEYS = (
+    "name", "version", "sha256", "engine", "features", "metrics", "best_params", "sklearn_version", "feature_ranges",
+)  # fmt: skip
 
 
 @bp.get("/models")

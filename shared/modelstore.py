@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
 import skops.io as sio
+from sklearn.datasets import load_breast_cancer
 from sklearn.pipeline import Pipeline
+
+from shared.engine import NAME as ENGINE_NAME
+from shared.engine import ForestEngine, Unsupported
+from shared.features import FEATURES
 
 #: Types skops distrusts by default that a person reviewed for our artifacts. Adding one needs a review.
 REVIEWED_TYPES = frozenset({"sklearn.tree._tree.Tree"})
@@ -35,6 +40,10 @@ class UnknownModelError(KeyError):
     """No metadata for that model name."""
 
 
+#: Up to this many rows go through the numpy engine (fast per call); more go through scikit-learn (fast per row).
+ENGINE_MAX_ROWS = 256
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     name: str
@@ -43,11 +52,15 @@ class LoadedModel:
     features: tuple[str, ...]
     metadata: dict[str, Any]
     pipeline: Pipeline
+    engine: ForestEngine | None = None
+    engine_note: str = "scikit-learn"
 
-    def _proba(self, X: np.ndarray) -> np.ndarray:
+    def _proba(self, X: np.ndarray, *, engine: bool = True) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             raise ValueError(f"{self.name} expects shape (n, {len(self.features)}), got {X.shape}")
+        if engine and self.engine is not None and len(X) <= ENGINE_MAX_ROWS:
+            return self.engine.predict_proba(X)
         return np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
 
     def _positive_column(self) -> int:
@@ -57,9 +70,9 @@ class LoadedModel:
         """Return P(malignant) for each row of X, columns in `features` order."""
         return self._proba(X)[:, self._positive_column()]
 
-    def diagnose(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def diagnose(self, X: np.ndarray, *, engine: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Return ("M"/"B" labels, P(malignant)) from one predict_proba call."""
-        proba = self._proba(X)
+        proba = self._proba(X, engine=engine)
         # A forest's predict() is classes_[argmax(predict_proba)], first class on ties; doing the same here
         # keeps labels identical to pipeline.predict without paying for the trees twice.
         mapping = self.metadata["label_mapping"]
@@ -125,9 +138,9 @@ def _load_verified(name: str, data: bytes, metadata: dict[str, Any]) -> Any:
         raise ModelIntegrityError(f"model {name}: skops refused to load the artifact: {exc!r}") from exc
 
 
-def _check_golden(loaded: LoadedModel) -> None:
+def _check_golden(loaded: LoadedModel, *, engine: bool) -> None:
     for i, row in enumerate(loaded.metadata["golden"]):
-        labels, proba = loaded.diagnose(np.array([row["features"]], dtype=np.float64))
+        labels, proba = loaded.diagnose(np.array([row["features"]], dtype=np.float64), engine=engine)
         expected = (row["diagnosis"], row["probability_malignant"])
         actual = (str(labels[0]), float(proba[0]))
         if actual[0] != expected[0] or abs(actual[1] - expected[1]) > GOLDEN_TOLERANCE:
@@ -155,5 +168,23 @@ def load_model(name: str, models_dir: Path) -> LoadedModel:
     _check(name, "feature count", len(features), getattr(pipeline, "n_features_in_", None))
     _check(name, "classes", sorted(metadata["label_mapping"]), sorted(str(c) for c in pipeline.classes_))
     loaded = LoadedModel(name, metadata["version"], metadata["sha256"], features, metadata, pipeline)
-    _check_golden(loaded)
-    return loaded
+    _check_golden(loaded, engine=False)
+    return _with_engine(loaded)
+
+
+def _with_engine(loaded: LoadedModel) -> LoadedModel:
+    """Attach the fast engine only if it answers exactly as scikit-learn on the golden rows and the bundled cases."""
+    try:
+        engine = ForestEngine.from_pipeline(loaded.pipeline)
+    except Unsupported as exc:
+        return replace(loaded, engine_note=f"scikit-learn ({exc})")
+    candidate = replace(loaded, engine=engine, engine_note=ENGINE_NAME)
+    X = load_breast_cancer().data[:, [FEATURES.index(f) for f in loaded.features]]
+    expected = loaded.pipeline.predict_proba(X)
+    try:
+        _check_golden(candidate, engine=True)
+    except ModelIntegrityError as exc:
+        return replace(loaded, engine_note=f"scikit-learn (engine disagreed on the golden rows: {exc})")
+    if not np.array_equal(engine.predict_proba(X), expected):
+        return replace(loaded, engine_note="scikit-learn (engine disagreed on the bundled cases)")
+    return candidate
