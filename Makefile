@@ -41,5 +41,13 @@ train: install
 bench: install
 	$(BIN)/python bench/upload_throughput.py
 
+# Every CI run: compose config with the real binary, hadolint, the deploy checker, a host-process smoke.
+deploy-check: install
+	bash deploy/check.sh
+
+# The real thing: dockerd, stand-in base images, both images built, the stack up, a spreadsheet scored, 3 workers.
+compose-smoke: install
+	bash deploy/compose_smoke.sh
+
 clean:
 	rm -rf var .pytest_cache
