@@ -17,24 +17,33 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_extensions(app, settings)
     register_blueprints(app)
+    register_security(app, settings)
     register_errorhandlers(app)
     return app
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
-    from api import database, queueing, registry
+    from api import auth, database, queueing, registry
 
     database.init_app(app, settings)
     queueing.init_app(app, settings)
     registry.init_app(app, settings)
+    auth.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import api_v1, health, pages
+    from api import api_v1, auth, health, pages
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(pages.bp)
+
+
+def register_security(app: Flask, settings: Settings) -> None:
+    from api import security
+
+    security.init_app(app, settings)  # after the blueprints: it rate-limits their views
 
 
 def register_errorhandlers(app: Flask) -> None:

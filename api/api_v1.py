@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from api import exports, results
+from api.access import may_see, record
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
@@ -29,8 +30,8 @@ def find_job(job_id: str) -> Job:
     except ValueError:
         abort(404, description="no such job")
     job = jobs.get_job(db(), parsed)
-    if job is None:
-        abort(404, description="no such job")
+    if job is None or not may_see(job):
+        abort(404, description="no such job")  # someone else's job answers exactly like a missing one
     return job
 
 
@@ -120,6 +121,8 @@ def get_results(job_id: str) -> ResponseReturnValue:
     source = jobs.job_input(session, job.id)
     if source is None:
         abort(410, description="the job's input has been removed; its results can no longer be exported")
+    record("job.download", job, detail=f"results as {fmt}")
+    session.commit()
     if fmt == "json":
         records = list(exports.json_records(session, job, source))
         return jsonify(job=jobs.job_json(job), notice=results.NOTICE, results=records)
@@ -138,6 +141,8 @@ def get_errors(job_id: str) -> ResponseReturnValue:
     source = jobs.job_input(db(), job.id)
     if source is None:
         abort(410, description="the job's input has been removed; its error report can no longer be made")
+    record("job.download", job, detail=f"error report as {fmt}")
+    db().commit()
     lines = exports.problems(job, source, model_meta(job.model_name))
     if fmt == "json":
         return jsonify(problems=[dict(zip(exports.PROBLEM_FIELDS, line, strict=True)) for line in lines])

@@ -7,15 +7,20 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flask import current_app
+from flask import abort, current_app
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from api.access import record
+from api.auth import require
 from api.database import db
 from api.queueing import celery
 from api.registry import model_meta
 from shared import jobs
 from shared.intake import Batch, FileRejected, Limits, inspect_upload, validate_cases
 from shared.queue import publish
-from shared.schema import Job, JobKind
+from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,7 @@ def _ranges(model: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
 
 def submit_upload(content: bytes, filename: str | None, model_name: str | None) -> Job:
     """Check the file's structure, then store and queue it. Raises FileRejected with every whole-file problem."""
+    require(Role.LAB, Role.ADMIN)
     model = model_meta(model_name)
     settings = _settings()
     limits = Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
@@ -76,9 +82,28 @@ def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, 
     )
 
 
+def _check_in_flight(session: Session) -> None:
+    """429 when this person already has as many unfinished jobs as one may have."""
+    limit = _settings().max_jobs_in_flight
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.owner_id == current_user.user_id,
+            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+        )
+    )
+    if (in_flight or 0) >= limit:
+        abort(429, description=f"you already have {in_flight} jobs queued or running (the limit is {limit}); "
+                               "wait for some to finish")  # fmt: skip
+
+
 def _commit_and_queue(**fields: Any) -> Job:
     session = db()
+    _check_in_flight(session)
     job = jobs.create_job(session, **fields)
+    job.owner_id = current_user.user_id
+    record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
     session.commit()  # the id goes on the queue only once the row is durable
     if publish(celery(), job.id):
         jobs.mark_enqueued(session, job.id)

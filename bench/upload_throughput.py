@@ -48,7 +48,8 @@ def make_csv(n: int, seed: int = 11) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "diagnosis", *FEATURES])
-    writer.writerows([f"B{i}", y[p], *map(repr, row.tolist())] for i, (p, row) in enumerate(zip(pick, values), 1))
+    rows = zip(pick, values, strict=True)
+    writer.writerows([f"B{i}", y[p], *map(repr, row.tolist())] for i, (p, row) in enumerate(rows, 1))
     return out.getvalue().encode()
 
 

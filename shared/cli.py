@@ -1,4 +1,4 @@
-"""The `cytoscore` command: run | web | worker | migrate | train."""
+"""The `cytoscore` command: run | web | worker | migrate | train | jobs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from shared.settings import ROOT, Settings, get_settings
+
+FIRST_ADMIN = "admin@localhost"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,12 +104,87 @@ def run() -> None:
 
     if not list_models(settings.models_dir):
         subprocess.run([_bin("cytoscore"), "train"], env=env, check=True)
+    first_admin = _first_admin(settings)
     children = [
         subprocess.Popen(_web_argv(settings, "127.0.0.1", 1), env=env),
         subprocess.Popen(_worker_argv(settings, 1), env=env),
     ]
-    click.echo(f"\ncytoscore is running at http://127.0.0.1:{settings.port}/  (Ctrl-C stops it)\n", err=True)
+    click.echo(f"\ncytoscore is running at http://127.0.0.1:{settings.port}/  (Ctrl-C stops it)", err=True)
+    if first_admin:
+        email, password = first_admin
+        click.echo(f"sign in as {email} with password {password}  (shown once; add people with "
+                   "`cytoscore users add`)\n", err=True)  # fmt: skip
     _supervise(children)
+
+
+@main.group()
+def jobs() -> None:
+    """Look at jobs from the database's side."""
+
+
+@jobs.command()
+@click.option("--hours", type=float, default=24.0, show_default=True, help="How far back to list given-up jobs.")
+def stuck(hours: float) -> None:
+    """List jobs the reconciler is acting on: queued too long, heartbeat stale, out of attempts, given up."""
+    from shared.db import make_engine, make_sessionmaker
+    from shared.reconcile import stuck_jobs
+    from shared.schema import utcnow
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            found = stuck_jobs(session, settings, failed_within=timedelta(hours=hours))
+            now = utcnow()
+            rows = [
+                (str(s.job.id), s.job.status, str(s.job.attempts), _age(now - s.job.created_at),
+                 _age(now - s.job.heartbeat_at) if s.job.heartbeat_at else "-", s.reason)
+                for s in found
+            ]  # fmt: skip
+    finally:
+        engine.dispose()
+    if not rows:
+        click.echo("no stuck jobs")
+        return
+    _table(("id", "status", "attempts", "age", "heartbeat age", "reason"), rows)
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _first_admin(settings: Settings) -> tuple[str, str] | None:
+    """On first start, make an admin account so the embedded mode is one command; None if accounts exist."""
+    import secrets
+
+    from sqlalchemy import func, select
+
+    from shared import accounts
+    from shared.db import make_engine, make_sessionmaker
+    from shared.schema import Role, User
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            if session.scalar(select(func.count()).select_from(User)):
+                return None
+            password = secrets.token_urlsafe(12)
+            accounts.add_user(session, FIRST_ADMIN, password, Role.ADMIN)
+            accounts.audit(session, "user.add", actor="cytoscore run", detail=f"{FIRST_ADMIN} as admin (first start)")
+    finally:
+        engine.dispose()
+    return FIRST_ADMIN, password
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
@@ -131,3 +210,13 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
             child.kill()
     codes = [c.returncode for c in children]
     sys.exit(0 if stopping else next((c for c in codes if c), 1))
+
+
+def _register_admin_commands() -> None:
+    from shared.cli_admin import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_admin_commands()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,16 +35,41 @@ class Settings(BaseSettings):
     task_time_limit: int = 3300
     visibility_timeout: int = 3600
     broker_timeout: float = 2.0
+    broker_health_check_interval: int = 10
     queue: str = "cytoscore"
 
-    # Reconciliation of the database with the queue.
+    # Reconciliation of the database with the queue. The defaults bring any job back within a minute.
     reconcile_interval: float = 15.0
     queued_resend_after: float = 30.0
-    heartbeat_stale_after: float = 60.0
+    heartbeat_stale_after: float = 30.0
+    heartbeat_interval: float = 5.0
     max_attempts: int = 3
+    # After a worker is told to stop, a running job keeps going this long, then is handed back between chunks.
+    shutdown_grace: float = 5.0
+    # How long a job's database writes keep retrying while PostgreSQL is unreachable (a restart, a failover).
+    db_retry_for: float = 60.0
 
     web_workers: int = 2
     worker_concurrency: int = 2
+
+    # Accounts and doors. SECRET_KEY is required outside the embedded mode (which keeps one under var/).
+    secret_key: str = Field("", validation_alias="SECRET_KEY", repr=False)
+    secure_cookies: bool | None = None  # None: Secure cookies whenever not embedded (TLS in front)
+    session_idle_minutes: int = 30
+    login_rate_limit: str = "10 per minute"
+    jobs_rate_limit: str = "120 per minute"
+    max_jobs_in_flight: int = 20
+    retention_days: int = 30
+
+    @model_validator(mode="after")
+    def _bounds_hold(self) -> Settings:
+        if not self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
+            raise ValueError("need task_soft_time_limit < task_time_limit < visibility_timeout")
+        if not 0 < self.heartbeat_interval < self.heartbeat_stale_after:
+            raise ValueError("need 0 < heartbeat_interval < heartbeat_stale_after")
+        if self.max_attempts < 1 or self.reconcile_interval <= 0:
+            raise ValueError("need max_attempts >= 1 and reconcile_interval > 0")
+        return self
 
     @property
     def embedded(self) -> bool:

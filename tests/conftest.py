@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from shared.settings import Settings
-from tests.support import ServiceProcess, free_port, run_cli, wait_for_job
+from tests.support import Person, ServiceProcess, free_port, make_person, run_cli, wait_for_job
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -63,6 +63,8 @@ def service_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
         "BROKER_URL": redis_url,
         "CYTOSCORE_VAR_DIR": str(tmp_path_factory.mktemp("var")),
         "CYTOSCORE_QUEUE": f"cytoscore-test-{uuid.uuid4().hex[:8]}",  # a stray worker of another run never steals
+        "SECRET_KEY": uuid.uuid4().hex,
+        "CYTOSCORE_SECURE_COOKIES": "false",  # the tests speak plain HTTP to localhost
         **FAST_RECONCILE,
     }
 
@@ -70,7 +72,8 @@ def service_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]) -> Settings:
     return Settings(database_url=service_env["DATABASE_URL"], broker_url=service_env["BROKER_URL"],
-                    var_dir=Path(service_env["CYTOSCORE_VAR_DIR"]), queue=service_env["CYTOSCORE_QUEUE"])  # fmt: skip
+                    var_dir=Path(service_env["CYTOSCORE_VAR_DIR"]), queue=service_env["CYTOSCORE_QUEUE"],
+                    secret_key=service_env["SECRET_KEY"], secure_cookies=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -93,9 +96,16 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     flask_app.extensions["cytoscore.engine"].dispose()
 
 
+@pytest.fixture(scope="session")
+def people(service_env: dict[str, str]) -> dict[str, Person]:
+    """One account per role, made with the real CLI, each with an API token."""
+    return {role: make_person(service_env, role) for role in ("clinician", "lab", "admin")}
+
+
 @pytest.fixture
-def client(app, worker):  # type: ignore[no-untyped-def]
-    return app.test_client()
+def client(app, worker, people):  # type: ignore[no-untyped-def]
+    """A lab account's API client (bearer token): uploads and single cases, its own jobs."""
+    return people["lab"].client(app)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,29 @@ def multipart(fields: dict[str, str], file: bytes, filename: str = "cases.csv") 
 def post_upload(client: Any, content: bytes, filename: str = "cases.csv", path: str = "/api/v1/jobs", **fields: str):  # type: ignore[no-untyped-def]
     body, content_type = multipart(fields, content, filename)
     return client.post(path, data=body, content_type=content_type)
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    password: str
+    role: str
+    token: str
+
+    def client(self, app: Any) -> Any:
+        """A test client that authenticates every request with this person's bearer token."""
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {self.token}"
+        return client
+
+
+def make_person(env: dict[str, str], role: str, email: str | None = None) -> Person:
+    """An account made the way an admin makes one: `cytoscore users add` and `cytoscore tokens add`."""
+    email = email or f"{role}-{uuid.uuid4().hex[:6]}@example.org"
+    password = f"correct horse {uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [str(BIN / "cytoscore"), "users", "add", email, "--role", role],
+        input=password + "\n", env=cli_env(env), check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    token = run_cli(["tokens", "add", email], env).stdout.strip()
+    return Person(email, password, role, token)

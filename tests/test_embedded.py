@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
 import uuid
 
-from tests.support import ServiceProcess, free_port, wdbc_csv
+from tests.support import ServiceProcess, free_port, run_cli, wdbc_csv
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, token: str = "") -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -21,7 +23,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _post_file(url: str, content: bytes, filename: str) -> tuple[int, dict]:
+def _post_file(url: str, content: bytes, filename: str, token: str) -> tuple[int, dict]:
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -32,7 +34,9 @@ def _post_file(url: str, content: bytes, filename: str) -> tuple[int, dict]:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        url,
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {token}"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read())
@@ -50,18 +54,21 @@ def test_cytoscore_run_scores_an_upload_with_no_servers(tmp_path):
             assert time.monotonic() < deadline, proc.output()[-4000:]
             time.sleep(0.5)
         proc.wait_for_log("ready.", timeout=60)  # the worker, not only the web server
+        assert re.search(r"sign in as admin@localhost with password \S+", proc.output()), "no first admin printed"
+        token = run_cli(["tokens", "add", "admin@localhost"], env).stdout.strip()
+        assert _get(f"{base}/api/v1/models")[0] == 401  # the doors are locked here too
 
-        status, body = _post_file(f"{base}/api/v1/jobs", wdbc_csv(slice(0, 100)), "hundred.csv")
+        status, body = _post_file(f"{base}/api/v1/jobs", wdbc_csv(slice(0, 100)), "hundred.csv", token)
         assert status == 202
         deadline = time.monotonic() + 90
         while True:
-            job = json.loads(_get(f"{base}/api/v1/jobs/{body['id']}")[1])
+            job = json.loads(_get(f"{base}/api/v1/jobs/{body['id']}", token)[1])
             if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
         assert job["status"] == "succeeded", (job, proc.output()[-4000:])
         assert job["rows_scored"] == 100
-        status, raw = _get(f"{base}/api/v1/jobs/{body['id']}/results")
+        status, raw = _get(f"{base}/api/v1/jobs/{body['id']}/results", token)
         results = json.loads(raw)["results"]
         assert len(results) == 100 and {r["diagnosis"] for r in results} <= {"M", "B"}
         assert (tmp_path / "var" / "cytoscore.db").exists()

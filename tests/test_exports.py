@@ -129,11 +129,11 @@ def test_a_semicolon_file_is_read_and_its_delimiter_named(client, finished):
     assert job["input"]["delimiter"] == ";"
 
 
-def test_an_upload_over_the_size_limit_answers_413_with_a_message(settings):
+def test_an_upload_over_the_size_limit_answers_413_with_a_message(settings, people):
     from api import create_app
 
     app = create_app(settings.model_copy(update={"max_upload_bytes": 1024}))
-    response = post_upload(app.test_client(), wdbc_csv(), "big.csv")
+    response = post_upload(people["lab"].client(app), wdbc_csv(), "big.csv")
     app.extensions["cytoscore.engine"].dispose()
     assert response.status_code == 413
     assert "limit" in response.get_json()["error"]

@@ -26,11 +26,11 @@ def test_wait_returns_the_finished_job_in_one_request(client):
     assert time.monotonic() - started < 30
 
 
-def test_wait_gives_up_after_the_time_asked_and_shows_the_current_status(settings):
+def test_wait_gives_up_after_the_time_asked_and_shows_the_current_status(settings, people):
     from api import create_app
 
     app = create_app(settings.model_copy(update={"queue": "a-queue-no-worker-reads"}))
-    client = app.test_client()
+    client = people["lab"].client(app)
     job_id = client.post("/api/v1/jobs", json={"cases": [_case()]}).get_json()["id"]
     job = client.get(f"/api/v1/jobs/{job_id}?wait=1").get_json()
     app.extensions["cytoscore.engine"].dispose()

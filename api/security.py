@@ -1,0 +1,99 @@
+"""Locked doors: secret key, cookies, CSRF, security headers and rate limits."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from flask_wtf.csrf import CSRFProtect
+
+from shared.settings import Settings
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+#: Endpoints that create jobs: rate-limited per person.
+JOB_CREATION = ("api_v1.create_job", "pages.submit_case", "pages.upload")
+
+
+def secret_key(settings: Settings) -> str:
+    """SECRET_KEY from the environment; the embedded mode alone may keep a generated one under var/."""
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.embedded:
+        raise RuntimeError("SECRET_KEY is required outside the embedded mode: set it in the environment")
+    path = settings.var_dir / "secret_key"
+    if not path.exists():
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    secure = settings.secure_cookies if settings.secure_cookies is not None else not settings.embedded
+    app.config.update(
+        SECRET_KEY=secret_key(settings),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_idle_minutes),
+        SESSION_REFRESH_EACH_REQUEST=True,
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked below, for browser requests only
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+    )
+    csrf = CSRFProtect(app)
+
+    @app.before_request
+    def _csrf_for_browsers() -> None:
+        # A bearer-token request carries no cookie a forged page could ride on; a browser request must
+        # prove it came from our own form.
+        if request.method in ("POST", "PUT", "PATCH", "DELETE") and not g.get("via_token"):
+            csrf.protect()
+
+    app.after_request(_headers)
+    _limit(app, settings)
+
+
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"  # pages, polls and downloads carry patient results
+    return response
+
+
+def _login_key() -> str:
+    return f"{get_remote_address()}|{request.form.get('email', '').strip().lower()}"
+
+
+def _person_key() -> str:
+    return f"user:{current_user.get_id()}" if current_user.is_authenticated else get_remote_address()
+
+
+def _limit(app: Flask, settings: Settings) -> None:
+    storage = settings.broker_url if settings.broker_url.startswith(("redis://", "rediss://")) else "memory://"
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri=storage,
+        storage_options={"socket_connect_timeout": settings.broker_timeout, "socket_timeout": settings.broker_timeout},
+        strategy="moving-window",
+        swallow_errors=True,  # a broker outage must not lock everyone out; the in-flight cap still holds
+        key_prefix=f"cytoscore-limits:{settings.queue}",
+    )
+    view = app.view_functions
+    view["auth.login"] = limiter.limit(settings.login_rate_limit, key_func=_login_key, methods=["POST"])(
+        view["auth.login"]
+    )
+    for endpoint in JOB_CREATION:
+        if endpoint in view:
+            view[endpoint] = limiter.limit(settings.jobs_rate_limit, key_func=_person_key)(view[endpoint])

@@ -1,0 +1,285 @@
+"""Locked doors: who may see and do what, CSRF, headers, rate limits, audit, retention, the model file."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from shared.features import FEATURES
+from tests.support import ServiceProcess, make_person, post_upload, run_cli, wdbc, wdbc_csv
+
+RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
+
+
+def _case(i: int = 0) -> dict:
+    X, _ = wdbc()
+    return {"case_id": f"s{i}", **{f: float(X[i, FEATURES.index(f)]) for f in RF4}}
+
+
+@pytest.fixture(scope="module")
+def owned_jobs(app, worker, people):
+    """A finished job of the clinician's (a single case) and of the lab's (an upload)."""
+    from tests.support import wait_for_job
+
+    clinician, lab = people["clinician"].client(app), people["lab"].client(app)
+    mine = clinician.post("/api/v1/jobs", json={"cases": [_case()]}).get_json()["id"]
+    theirs = post_upload(lab, wdbc_csv(slice(0, 5))).get_json()["id"]
+    assert wait_for_job(clinician, mine)["status"] == "succeeded"
+    assert wait_for_job(lab, theirs)["status"] == "succeeded"
+    return {"clinician": mine, "lab": theirs}
+
+
+JOB_DOORS = [
+    "/api/v1/jobs/{id}",
+    "/api/v1/jobs/{id}?wait=1",
+    "/api/v1/jobs/{id}/results",
+    "/api/v1/jobs/{id}/results?format=csv",
+    "/api/v1/jobs/{id}/results?format=xlsx",
+    "/api/v1/jobs/{id}/errors",
+    "/jobs/{id}",
+]
+
+
+@pytest.mark.parametrize("door", JOB_DOORS)
+@pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
+@pytest.mark.parametrize("owner", ["clinician", "lab"])
+def test_access_matrix_for_job_doors(app, people, owned_jobs, door, who, owner):
+    client = people[who].client(app) if who else app.test_client()
+    response = client.get(door.format(id=owned_jobs[owner]))
+    if who is None:
+        expected = 401 if door.startswith("/api/") else 302
+    elif who == owner or who == "admin":
+        expected = 200
+    else:
+        expected = 404  # exactly like a job that does not exist
+    assert response.status_code == expected, response.get_data(as_text=True)[:300]
+    if who is None and expected == 302:
+        assert "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize(
+    ("door", "anonymous"),
+    [("/", 302), ("/jobs", 302), ("/api/v1/models", 401), ("/api/v1/models/wdbc-rf4/template", 401)],
+)
+@pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
+def test_access_matrix_for_shared_doors(app, people, door, anonymous, who):
+    client = people[who].client(app) if who else app.test_client()
+    assert client.get(door).status_code == (anonymous if who is None else 200)
+
+
+def test_the_jobs_list_shows_only_your_own_jobs_and_admins_all(app, people, owned_jobs):
+    pages = {who: people[who].client(app).get("/jobs").get_data(as_text=True) for who in ("clinician", "lab", "admin")}
+    mine, theirs = owned_jobs["clinician"][:8], owned_jobs["lab"][:8]
+    assert mine in pages["clinician"] and theirs not in pages["clinician"]
+    assert theirs in pages["lab"] and mine not in pages["lab"]
+    assert mine in pages["admin"] and theirs in pages["admin"]
+
+
+@pytest.mark.parametrize(("who", "expected"), [(None, 401), ("clinician", 403), ("lab", 202), ("admin", 202)])
+def test_only_lab_and_admin_may_upload(app, worker, people, who, expected):
+    client = people[who].client(app) if who else app.test_client()
+    assert post_upload(client, wdbc_csv(slice(0, 3))).status_code == expected
+
+
+@pytest.mark.parametrize(("who", "expected"), [(None, 401), ("clinician", 202), ("lab", 202), ("admin", 202)])
+def test_every_role_may_score_a_single_case(app, worker, people, who, expected):
+    client = people[who].client(app) if who else app.test_client()
+    assert client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code == expected
+
+
+def _login(app, person) -> tuple:
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/login", data={"email": person.email, "password": person.password, "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client, response
+
+
+def _csrf(client, path: str = "/") -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+
+
+def test_a_browser_post_needs_the_csrf_token(app, worker, people):
+    client, _ = _login(app, people["clinician"])
+    form = {"model": "wdbc-rf4", **{f: str(v) for f, v in _case().items() if f != "case_id"}}
+    assert client.post("/cases", data=form).status_code == 400
+    assert client.post("/cases", data={**form, "csrf_token": "forged"}).status_code == 400
+    assert client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code == 400  # JSON from a session, too
+    assert client.post("/cases", data={**form, "csrf_token": _csrf(client)}).status_code == 303
+
+
+def test_login_renews_the_session_and_sets_safe_cookie_flags(app, settings, people):
+    client = app.test_client()
+    client.get("/login")
+    before = client.get_cookie("session")
+    _, response = _login(app, people["lab"])
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert before is None or before.value not in cookie
+    from api import create_app
+
+    secure_app = create_app(settings.model_copy(update={"secure_cookies": True}))
+    page = secure_app.test_client().get("/login", base_url="https://localhost")
+    secure_app.extensions["cytoscore.engine"].dispose()
+    assert "Secure" in page.headers["Set-Cookie"]
+
+
+def test_logout_ends_the_session(app, people):
+    client, _ = _login(app, people["lab"])
+    assert client.get("/jobs").status_code == 200
+    assert client.post("/logout", data={"csrf_token": _csrf(client, "/jobs")}).status_code == 302
+    assert client.get("/jobs").status_code == 302
+
+
+def test_login_brute_force_answers_429(app, people):
+    client = app.test_client()
+    token = _csrf(client, "/login")
+    codes = [
+        client.post(
+            "/login", data={"email": people["admin"].email, "password": "wrong", "csrf_token": token}
+        ).status_code
+        for _ in range(12)
+    ]
+    assert codes[0] == 401 and codes[-1] == 429
+
+
+def test_a_disabled_user_and_a_revoked_token_are_refused_at_once(app, service_env):
+    person = make_person(service_env, "lab")
+    client, _ = _login(app, person)
+    api = person.client(app)
+    assert client.get("/jobs").status_code == 200 and api.get("/api/v1/models").status_code == 200
+    run_cli(["users", "disable", person.email], service_env)
+    assert client.get("/jobs").status_code == 302
+    assert api.get("/api/v1/models").status_code == 401
+
+    other = make_person(service_env, "clinician")
+    token_id = re.search(r"(\d+)\s+" + re.escape(other.email), run_cli(["tokens", "list"], service_env).stdout)
+    run_cli(["tokens", "revoke", token_id.group(1)], service_env)
+    assert other.client(app).get("/api/v1/models").status_code == 401
+
+
+def test_security_headers_on_pages_polls_and_downloads(app, people, owned_jobs):
+    client = people["lab"].client(app)
+    job = owned_jobs["lab"]
+    for path in ("/", f"/jobs/{job}", f"/api/v1/jobs/{job}", f"/api/v1/jobs/{job}/results?format=csv"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Cache-Control"] == "no-store"
+
+
+def test_start_up_fails_without_a_secret_key_outside_the_embedded_mode(settings):
+    from api import create_app
+
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app(settings.model_copy(update={"secret_key": ""}))
+
+
+def test_job_creation_is_rate_limited_and_jobs_in_flight_are_capped(settings, people):
+    from api import create_app
+
+    idle = {"queue": f"nobody-{uuid.uuid4().hex[:6]}"}  # no worker reads it: jobs stay queued
+    app = create_app(settings.model_copy(update={**idle, "max_jobs_in_flight": 2, "jobs_rate_limit": "100/minute"}))
+    person_client = people["clinician"].client(app)
+    codes = [person_client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code for _ in range(3)]
+    assert codes[:2] == [202, 202] or codes.count(202) <= 2
+    last = person_client.post("/api/v1/jobs", json={"cases": [_case()]})
+    assert last.status_code == 429 and "queued or running" in last.get_json()["error"]
+    app.extensions["cytoscore.engine"].dispose()
+
+    limited = create_app(settings.model_copy(update={**idle, "jobs_rate_limit": "2/minute", "max_jobs_in_flight": 99}))
+    admin = make_person({**_env(settings)}, "admin")
+    client = admin.client(limited)
+    codes = [client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code for _ in range(3)]
+    limited.extensions["cytoscore.engine"].dispose()
+    assert codes == [202, 202, 429]
+
+
+def _env(settings) -> dict[str, str]:
+    return {"DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url, "SECRET_KEY": "x"}
+
+
+def test_the_audit_log_records_who_created_viewed_and_downloaded_which_job(app, people, owned_jobs, service_env):
+    client = people["lab"].client(app)
+    job = owned_jobs["lab"]
+    client.get(f"/api/v1/jobs/{job}/results?format=csv")
+    client.get(f"/jobs/{job}")
+    trail = run_cli(["audit", "--limit", "5000"], service_env).stdout
+    lines = [line for line in trail.splitlines() if job in line and people["lab"].email in line]
+    actions = {re.split(r"\s+", line)[4] for line in lines}
+    assert {"job.create", "job.view", "job.download"} <= actions, lines
+    assert "user.add" in trail and "login" in trail
+    X, _ = wdbc()
+    assert repr(float(X[0, 0])) not in trail  # ids and actions, never measurements
+
+
+def test_purge_removes_old_inputs_and_results_and_records_it(app, worker, people, service_env, pg_url):
+    client = people["lab"].client(app)
+    from tests.support import wait_for_job
+
+    job = post_upload(client, wdbc_csv(slice(0, 3))).get_json()["id"]
+    wait_for_job(client, job)
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET created_at = now() - interval '40 days' WHERE id = :id"), {"id": job})
+    run_cli(["purge", "--older-than", "30d"], service_env)
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM results WHERE job_id = :id"), {"id": job}).scalar_one()
+        inputs = conn.execute(text("SELECT count(*) FROM job_inputs WHERE job_id = :id"), {"id": job}).scalar_one()
+    engine.dispose()
+    assert (left, inputs) == (0, 0)
+    assert client.get(f"/api/v1/jobs/{job}/results?format=csv").status_code == 410
+    assert "purge" in run_cli(["audit"], service_env).stdout
+
+
+class _Payload:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("attack", ["one changed byte", "pickle payload"])
+def test_a_tampered_model_file_never_runs_and_stops_worker_and_web(tmp_path, service_env, settings, attack):
+    models = tmp_path / "models"
+    shutil.copytree(settings.models_dir, models)
+    artifact = models / "wdbc-rf4.skops"
+    marker = tmp_path / "payload-ran"
+    if attack == "one changed byte":
+        data = bytearray(artifact.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        artifact.write_bytes(bytes(data))
+    else:
+        import hashlib
+        import json
+
+        artifact.write_bytes(pickle.dumps(_Payload(marker)))
+        meta = json.loads((models / "wdbc-rf4.json").read_text())
+        meta["sha256"] = hashlib.sha256(artifact.read_bytes()).hexdigest()  # the attacker edits the JSON too
+        (models / "wdbc-rf4.json").write_text(json.dumps(meta))
+    env = {**service_env, "CYTOSCORE_MODELS_DIR": str(models)}
+    proc = ServiceProcess(["worker"], env, tmp_path / "worker.log")
+    code = proc.proc.wait(timeout=60)
+    proc.stop()
+    assert code != 0
+    assert "refusing to start" in proc.output()
+    assert ("sha256" if attack == "one changed byte" else "not a valid skops archive") in proc.output()
+
+    from api import create_app
+    from shared.modelstore import ModelIntegrityError
+
+    with pytest.raises(ModelIntegrityError):
+        create_app(settings.model_copy(update={"models_dir": models}))
+    assert not marker.exists()
