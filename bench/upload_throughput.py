@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT
-from tests.support import ServiceProcess, free_port, run_cli, wdbc
+from tests.support import ServiceProcess, free_port, make_person, run_cli, wdbc
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/14")
@@ -53,21 +53,23 @@ def make_csv(n: int, seed: int = 11) -> bytes:
     return out.getvalue().encode()
 
 
-def post_file(url: str, content: bytes) -> dict:
+def post_file(url: str, content: bytes, token: str) -> dict:
     boundary = uuid.uuid4().hex
     head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="bench.csv"\r\n\r\n'.encode()
     body = head + content + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(req, timeout=300) as response:
         return json.loads(response.read())
 
 
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
+def get_json(url: str, token: str = "") -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=70) as response:
         return json.loads(response.read())
 
 
-def end_to_end(content: bytes, env: dict[str, str], workdir: Path) -> float:
+def end_to_end(content: bytes, env: dict[str, str], workdir: Path, token: str) -> float:
     port = free_port()
     worker = ServiceProcess(["worker"], env, workdir / "worker.log")
     web = ServiceProcess(["web"], {**env, "PORT": str(port)}, workdir / "web.log")
@@ -82,9 +84,10 @@ def end_to_end(content: bytes, env: dict[str, str], workdir: Path) -> float:
             except OSError:
                 time.sleep(0.2)
         start = time.perf_counter()
-        job = post_file(f"{base}/api/v1/jobs", content)
-        while (state := get_json(f"{base}/api/v1/jobs/{job['id']}"))["status"] not in ("succeeded", "failed"):
-            time.sleep(0.05)
+        job = post_file(f"{base}/api/v1/jobs", content, token)
+        state = get_json(f"{base}/api/v1/jobs/{job['id']}?wait=60", token)
+        while state["status"] not in ("succeeded", "failed"):
+            state = get_json(f"{base}/api/v1/jobs/{job['id']}?wait=60", token)
         elapsed = time.perf_counter() - start
         assert state["status"] == "succeeded", state
         return elapsed
@@ -134,10 +137,13 @@ def main() -> None:
                 "BROKER_URL": REDIS_URL,
                 "CYTOSCORE_VAR_DIR": tmp,
                 "CYTOSCORE_DEFAULT_MODEL": args.model,
+                "SECRET_KEY": uuid.uuid4().hex,
+                "CYTOSCORE_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
             }
             run_cli(["migrate"], env)
+            token = make_person(env, "lab").token
             limit = in_process(content, args.model, dsn)
-            system = end_to_end(content, env, Path(tmp))
+            system = end_to_end(content, env, Path(tmp), token)
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()

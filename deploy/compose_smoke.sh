@@ -226,6 +226,12 @@ compose ps --format 'table {{.Service}}\t{{.Status}}\t{{.Ports}}'
 phase_done "up --wait (healthy)"
 
 curl -fsS "http://127.0.0.1:$PORT/healthz" && echo
+# An account and an API token inside the stack, the way an operator makes them.
+compose exec -T api sh -c 'printf "%s\n" "compose-smoke-password-$$" | cytoscore users add smoke@example.org --role lab' \
+    || fail "could not add an account"
+SMOKE_TOKEN=$(compose exec -T api cytoscore tokens add smoke@example.org 2>/dev/null | tr -d '\r')
+export SMOKE_TOKEN
+[[ $SMOKE_TOKEN == cs_* ]] || fail "no API token"
 "$ROOT/.venv/bin/python" deploy/smoke_client.py "http://127.0.0.1:$PORT" --rows "$ROWS" --format xlsx --timeout 120 \
     || fail "scoring through the published API failed"
 phase_done "score an XLSX through the API"

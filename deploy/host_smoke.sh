@@ -115,6 +115,13 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz"; do
 done
 say "GET /healthz: 200 after $((SECONDS - t0)) s"
 
+# An account and an API token, made the way an operator makes them.
+SMOKE_USER="smoke-$$@example.org"
+printf '%s\n' "host-smoke-password-$$-$RANDOM" | cytoscore users add "$SMOKE_USER" --role lab >/dev/null
+SMOKE_TOKEN=$(cytoscore tokens add "$SMOKE_USER" 2>/dev/null)
+export SMOKE_TOKEN
+say "account $SMOKE_USER with an API token"
+
 t0=$SECONDS
 "$APP_PY" deploy/smoke_client.py "http://127.0.0.1:$PORT" --rows "$ROWS" --format csv --timeout "$TIMEOUT"
 say "scored $ROWS rows in $((SECONDS - t0)) s"

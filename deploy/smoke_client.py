@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -49,10 +50,15 @@ def multipart(field: str, filename: str, content: bytes, media: str) -> tuple[by
     return head + content + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+TOKEN = os.environ.get("SMOKE_TOKEN", "")  # a lab or admin API token (`cytoscore tokens add EMAIL`)
+
+
 def request(url: str, data: bytes | None = None, content_type: str | None = None) -> tuple[int, dict]:
     if not url.startswith(("http://", "https://")):
         raise SystemExit(f"not an http(s) URL: {url}")
     req = urllib.request.Request(url, data=data, headers={"Accept": "application/json"})  # noqa: S310 - checked above
+    if TOKEN:
+        req.add_header("Authorization", f"Bearer {TOKEN}")
     if content_type:
         req.add_header("Content-Type", content_type)
     try:
