@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
+from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
+    configure_logging(settings)
     app = Flask(__name__)
     app.config.update(
         CYTOSCORE=settings,

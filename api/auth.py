@@ -14,7 +14,7 @@ from shared import accounts
 from shared.schema import Role, User
 
 bp = Blueprint("auth", __name__)
-OPEN_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz"})
+OPEN_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz", "health.prometheus"})
 
 
 @dataclass(frozen=True)

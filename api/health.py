@@ -1,4 +1,4 @@
-"""Liveness and readiness: does the database answer, does the broker answer."""
+"""Liveness, readiness and metrics for operators."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from api import metrics
 from api.queueing import celery
 
 bp = Blueprint("health", __name__)
@@ -29,8 +30,25 @@ def _broker_ok() -> bool:
     return True
 
 
-@bp.get("/healthz")
-def healthz() -> ResponseReturnValue:
-    checks = {"database": _database_ok(), "broker": _broker_ok()}
+def _answer(checks: dict[str, bool]) -> ResponseReturnValue:
     status = 200 if all(checks.values()) else 503
     return jsonify(status="ok" if status == 200 else "unavailable", checks=checks), status
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """The contract's health check: 200 when the database and the broker answer."""
+    return _answer({"database": _database_ok(), "broker": _broker_ok()})
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    """Ready for traffic: database, broker, and every model verified at start-up."""
+    models = bool(current_app.extensions.get("cytoscore.models"))
+    return _answer({"database": _database_ok(), "broker": _broker_ok(), "models": models})
+
+
+@bp.get("/metrics")
+def prometheus() -> ResponseReturnValue:
+    settings = current_app.config["CYTOSCORE"]
+    return metrics.render(current_app.extensions["cytoscore.engine"], celery(), settings.queue)

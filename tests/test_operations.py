@@ -1,0 +1,40 @@
+"""What an operator watches: readiness, Prometheus metrics, JSON logs that carry ids and no measurements."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.support import post_upload, wdbc, wdbc_csv
+
+
+def test_readyz_checks_database_broker_and_models(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"] == {"database": True, "broker": True, "models": True}
+
+
+def test_metrics_count_jobs_rows_durations_and_queue_depth(client, finished):
+    job_id = post_upload(client, wdbc_csv(slice(0, 20))).get_json()["id"]
+    finished(job_id)
+    text = client.get("/metrics").get_data(as_text=True)
+    succeeded = float(re.search(r'^cytoscore_jobs\{status="succeeded"\} (\S+)$', text, re.M).group(1))
+    assert succeeded >= 1
+    assert float(re.search(r"^cytoscore_rows_scored_total (\S+)$", text, re.M).group(1)) >= 20
+    assert re.search(r"^cytoscore_scoring_seconds_count [1-9]", text, re.M)
+    assert re.search(r"^cytoscore_time_to_result_seconds_bucket\{le=\"\+Inf\"\} [1-9]", text, re.M)
+    assert re.search(r"^cytoscore_queue_depth [0-9]", text, re.M)
+    assert job_id not in text
+
+
+def test_worker_logs_are_json_lines_with_job_ids_and_no_measurements(client, finished, worker):
+    job_id = post_upload(client, wdbc_csv(slice(0, 20))).get_json()["id"]
+    finished(job_id)
+    records = []
+    for line in worker.output().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    mine = [r for r in records if job_id in r["message"]]
+    assert mine and all({"time", "level", "logger", "pid"} <= set(r) for r in mine)
+    X, _ = wdbc()
+    assert not any(repr(float(v)) in worker.output() for v in X[:20].ravel())
