@@ -12,7 +12,10 @@ log = logging.getLogger(__name__)
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}
+    if request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}:
+        return True
+    # The pages' scripts ask for JSON (Accept: application/json); a 403, 413 or 429 then answers in kind.
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def init_app(app: Flask) -> None:

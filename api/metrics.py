@@ -34,18 +34,21 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with Session(self.engine) as session:
-            by_status = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all())
+            by_status = {
+                status: n for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status))
+            }
             scored, rejected = session.execute(
                 select(func.coalesce(func.sum(Job.rows_scored), 0), func.coalesce(func.sum(Job.rows_rejected), 0))
             ).one()
-            recent: list[tuple[datetime, datetime | None, datetime]] = list(
-                session.execute(
+            recent: list[tuple[datetime, datetime | None, datetime]] = [
+                (created, started, done)
+                for created, started, done in session.execute(
                     select(Job.created_at, Job.started_at, Job.finished_at)
                     .where(Job.status == JobStatus.SUCCEEDED.value, Job.finished_at.is_not(None))
                     .order_by(Job.finished_at.desc())
                     .limit(RECENT)
-                ).tuples()
-            )
+                )
+            ]
         jobs = GaugeMetricFamily("cytoscore_jobs", "Jobs by status", labels=["status"])
         for status in JobStatus:
             jobs.add_metric([status.value], by_status.get(status.value, 0))
@@ -70,7 +73,8 @@ class JobsCollector(Collector):
         try:
             with self.celery.connection_for_read() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-                return float(conn.default_channel.queue_declare(self.queue, passive=True).message_count)
+                # Declaring is idempotent (the worker declares the same queue) and answers with the depth.
+                return float(conn.default_channel.queue_declare(self.queue).message_count)
         except Exception:
             return float("nan")  # the broker did not answer; /readyz says so too
 
