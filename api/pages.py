@@ -1,33 +1,57 @@
-"""The pages: a single-case form, a spreadsheet upload, the job page and the list of jobs."""
+"""The pages: a single-case form, a spreadsheet upload, the job page, the list of jobs and the model cards.
+
+Every page works without JavaScript; the scripts in static/ only make it quicker. The form and upload routes
+answer JSON instead of a page or a redirect when the request asks for it (`Accept: application/json`).
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 
-from api import results
+from api import charts, feature_labels, job_views, results
+from api.access import record, visible_jobs
 from api.api_v1 import find_job
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
-from shared import jobs
 from shared.intake import FileRejected
-from shared.schema import JobKind
+from shared.schema import Job, JobKind, JobStatus, Role
 
 bp = Blueprint("pages", __name__)
-PAGE_SIZE = 50
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def _home(status: int = 200, **context: Any) -> ResponseReturnValue:
+    chosen = request.values.get("model") or None
     try:
-        model = model_meta(request.values.get("model") or None)
-    except UnknownModel:
+        model = model_meta(chosen)
+    except UnknownModel as exc:
         model = model_meta(None)
+        context.setdefault("model_problem", str(exc.args[0]))
     context.setdefault("values", {})
     context.setdefault("field_errors", {})
-    return render_template("home.html", models=all_models(), model=model, **context), status
+    return render_template(
+        "home.html",
+        models=all_models(),
+        model=model,
+        groups=feature_labels.grouped(model),
+        notice=results.NOTICE,
+        may_upload=_may_upload(),
+        **context,
+    ), status
+
+
+def _may_upload() -> bool:
+    may = getattr(current_user, "may", None)  # the signed-in person (api.auth.Principal)
+    return bool(may and may(Role.LAB, Role.ADMIN))
 
 
 @bp.get("/")
@@ -35,13 +59,30 @@ def home() -> ResponseReturnValue:
     return _home()
 
 
+def _accepted(job: Job) -> ResponseReturnValue:
+    page = url_for("pages.job_page", job_id=job.id)
+    if not _wants_json():
+        return redirect(page, 303)
+    body = {
+        "job": page,
+        "status_url": url_for("api_v1.get_job", job_id=job.id),
+        "results_url": url_for("api_v1.get_results", job_id=job.id, format="json"),
+    }
+    return jsonify(body), 202, {"Location": page}
+
+
+def _case_refused(problems: list[str], field_errors: dict[str, str], values: dict[str, str]) -> ResponseReturnValue:
+    if _wants_json():
+        return jsonify(error="the case was not scored", field_errors=field_errors, problems=problems), 422
+    return _home(422, form_problems=problems, field_errors=field_errors, values=values)
+
+
 @bp.post("/cases")
 def submit_case() -> ResponseReturnValue:
-    model_name = request.form.get("model") or None
     try:
-        model = model_meta(model_name)
+        model = model_meta(request.form.get("model") or None)
     except UnknownModel as exc:
-        return _home(422, form_problems=[str(exc.args[0])])
+        return _case_refused([str(exc.args[0])], {}, {})
     case = {"case_id": request.form.get("case_id", "")}
     case.update({f: request.form.get(f, "") for f in model["features"]})
     values = dict(case)
@@ -50,45 +91,99 @@ def submit_case() -> ResponseReturnValue:
     try:
         batch = check_cases([case], model["name"])
     except FileRejected as exc:
-        return _home(422, form_problems=exc.problems, values=values)
+        return _case_refused(exc.problems, {}, values)
     if not batch.ok.all():
-        errors = {p.column: p.reason for p in batch.problems}
-        return _home(422, field_errors=errors, values=values)
-    job = submit_cases([case], model["name"], JobKind.FORM)
-    return redirect(url_for("pages.job_page", job_id=job.id), 303)
+        errors: dict[str, str] = {}
+        for p in batch.problems:
+            field = "case_id" if p.column == "id" else p.column
+            errors[field] = f"{errors[field]}; {p.reason}" if field in errors else p.reason
+        return _case_refused([], errors, values)
+    return _accepted(submit_cases([case], model["name"], JobKind.FORM))
+
+
+def _upload_refused(problems: list[str], filename: str | None = None) -> ResponseReturnValue:
+    if _wants_json():
+        return jsonify(error="the file was refused; nothing was created", problems=problems, filename=filename), 422
+    return _home(422, upload_problems=problems, upload_name=filename)
 
 
 @bp.post("/uploads")
 def upload() -> ResponseReturnValue:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return _home(422, upload_problems=["choose a CSV or XLSX file to upload"])
+        return _upload_refused(["choose a CSV or XLSX file to upload"])
     try:
         job = submit_upload(upload.read(), upload.filename, request.form.get("model") or None)
     except FileRejected as exc:
-        return _home(422, upload_problems=exc.problems, upload_name=upload.filename)
+        return _upload_refused(exc.problems, upload.filename)
     except UnknownModel as exc:
-        return _home(422, upload_problems=[str(exc.args[0])])
-    return redirect(url_for("pages.job_page", job_id=job.id), 303)
+        return _upload_refused([str(exc.args[0])], upload.filename)
+    return _accepted(job)
 
 
 @bp.get("/jobs")
 def job_list() -> ResponseReturnValue:
-    return render_template("jobs.html", jobs=jobs.recent_jobs(db()))
+    listed = visible_jobs()
+    counts = job_views.diagnosis_counts(db(), [j.id for j in listed])
+    return render_template("jobs.html", jobs=listed, counts=counts)
 
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str) -> ResponseReturnValue:
     job = find_job(job_id)
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     session = db()
-    rows = list(results.records(session, job, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE))
+    record("job.view", job)
+    session.commit()
+    query = job_views.TableQuery.from_args(request.args)
+    context: dict[str, Any] = {}
+    if job.status == JobStatus.SUCCEEDED.value:
+        rows, matching = job_views.table_page(session, job, query)
+        context.update(
+            rows=rows,
+            matching=matching,
+            pages=max(1, -(-matching // job_views.PAGE_SIZE)),
+            counts=results.counts(session, job),
+            flags=job_views.flag_counts(session, job),
+            chart=charts.histogram(job_views.probability_bins(session, job)),
+            answer=job_views.first_result(session, job) if job.kind == JobKind.FORM and job.rows_total == 1 else None,
+        )
+    left = job_views.seconds_left(job, datetime.now(UTC))
     return render_template(
         "job.html",
         job=job,
-        rows=rows,
-        page=page,
-        pages=max(1, -(-job.rows_total // PAGE_SIZE)),
-        counts=results.counts(session, job),
+        query=query,
+        page_size=job_views.PAGE_SIZE,
+        time_left=job_views.time_left_sentence(left),
+        notice=results.NOTICE,
+        **context,
+    )
+
+
+@bp.get("/models")
+def model_list() -> ResponseReturnValue:
+    return render_template("models.html", models=all_models(), default=model_meta(None)["name"])
+
+
+@bp.get("/models/<name>")
+def model_page(name: str) -> ResponseReturnValue:
+    try:
+        model = model_meta(name)
+    except UnknownModel as exc:
+        abort(404, description=str(exc.args[0]))
+    return render_template(
+        "model.html",
+        model=model,
+        fields=feature_labels.fields(model),
+        default=model_meta(None)["name"],
         notice=results.NOTICE,
     )
+
+
+@bp.app_template_filter("thousands")
+def _thousands(value: int | None) -> str:
+    return f"{value or 0:,}"
+
+
+@bp.app_template_filter("percent")
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "–"

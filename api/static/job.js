@@ -1,46 +1,50 @@
-// Keep the job page current: poll the job's JSON until it reaches a terminal state, then reload once for results.
+// Keep the job page current while the job runs: status, progress, time left; reload once it has finished.
 "use strict";
 (function () {
   const root = document.getElementById("job");
-  if (!root) return;
-  const url = root.dataset.statusUrl;
-  const terminal = new Set(["succeeded", "failed"]);
-  if (terminal.has(root.dataset.status)) return;
+  const ns = window.Cytoscore;
+  if (!root || !ns || ns.TERMINAL.has(root.dataset.status)) return;
+  const samples = []; // [milliseconds, rows done] while running, for the rate
+
+  function byId(id) { return document.getElementById(id); }
+
+  function timeLeft(job, done) {
+    if (job.status === "queued") return "Waiting for a worker.";
+    if (job.status !== "running") return "";
+    samples.push([performance.now(), done]);
+    const first = samples[0];
+    const last = samples[samples.length - 1];
+    if (done >= job.rows_total) return "";
+    if (last[1] <= first[1]) return "Estimating the time left…"; // no rate yet
+    const seconds = (job.rows_total - done) * (last[0] - first[0]) / (last[1] - first[1]) / 1000;
+    if (seconds < 1) return "Less than a second left.";
+    if (seconds < 90) return "About " + Math.round(seconds) + " s left.";
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 60) return "About " + minutes + " min left.";
+    return "About " + Math.floor(minutes / 60) + " h " + (minutes % 60) + " min left.";
+  }
 
   function show(job) {
     const done = job.rows_scored + job.rows_rejected;
-    const status = document.getElementById("status");
+    const status = byId("status");
     status.textContent = job.status;
-    status.className = "status status-" + job.status;
-    const progress = document.getElementById("progress");
+    status.className = "badge status-" + job.status;
+    const progress = byId("progress");
     progress.max = Math.max(job.rows_total, 1);
     progress.value = done;
     progress.textContent = done + " of " + job.rows_total;
-    document.getElementById("done").textContent = done;
-    document.getElementById("total").textContent = job.rows_total;
-    document.getElementById("scored").textContent = job.rows_scored;
-    document.getElementById("rejected").textContent = job.rows_rejected;
-    document.getElementById("attempts").textContent = job.attempts > 1 ? "(attempt " + job.attempts + ")" : "";
-    const error = document.getElementById("error");
+    byId("done").textContent = ns.thousands(done);
+    byId("total").textContent = ns.thousands(job.rows_total);
+    byId("percent").textContent = ns.percent(done, job.rows_total);
+    byId("scored").textContent = ns.thousands(job.rows_scored);
+    byId("rejected").textContent = ns.thousands(job.rows_rejected);
+    byId("attempts").textContent = job.attempts > 1 ? "(attempt " + job.attempts + ")" : "";
+    byId("eta").textContent = timeLeft(job, done);
+    const error = byId("error");
     error.textContent = job.error || "";
     error.hidden = !job.error;
   }
 
-  async function poll() {
-    try {
-      const response = await fetch(url, { headers: { Accept: "application/json" } });
-      if (response.ok) {
-        const job = await response.json();
-        show(job);
-        if (terminal.has(job.status)) {
-          if (job.status === "succeeded") window.location.reload();
-          return;
-        }
-      }
-    } catch (err) {
-      // The network blinked; try again on the next tick.
-    }
-    window.setTimeout(poll, 1000);
-  }
-  window.setTimeout(poll, 500);
+  // The finished page (counts, chart, table) is drawn by the server: reload once, when the job is done.
+  ns.watchJob(root.dataset.statusUrl, show).then(function () { window.location.reload(); });
 })();

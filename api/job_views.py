@@ -1,0 +1,153 @@
+"""What the job pages read: a sorted, filtered page of results, flag counts, probability bins, time left."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from shared.schema import Job, JobStatus, Result
+
+SORTS = {
+    "row": Result.row_number,
+    "case_id": Result.case_id,
+    "diagnosis": Result.diagnosis,
+    "probability": Result.probability_malignant,
+}
+SHOWS = {
+    "all": None,
+    "rejected": Result.error.is_not(None),
+    "flagged": Result.out_of_range.is_not(None),
+}
+PAGE_SIZE = 50
+BINS = 20
+
+
+@dataclass(frozen=True)
+class TableQuery:
+    """The results table's state, as it travels in the query string (so it works without JS)."""
+
+    sort: str = "row"
+    dir: str = "asc"
+    show: str = "all"
+    page: int = 1
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> TableQuery:
+        sort = args.get("sort", "row")
+        direction = args.get("dir", "asc")
+        show = args.get("show", "all")
+        try:
+            page = max(int(args.get("page", 1)), 1)
+        except ValueError:
+            page = 1
+        return cls(
+            sort=sort if sort in SORTS else "row",
+            dir=direction if direction in ("asc", "desc") else "asc",
+            show=show if show in SHOWS else "all",
+            page=page,
+        )
+
+    def args(self, **changes: Any) -> dict[str, Any]:
+        """Query-string arguments for this state with some changed, defaults left out."""
+        changed = asdict(replace(self, **changes))
+        return {k: v for k, v in changed.items() if v != getattr(TableQuery, k)}
+
+
+def _where(job: Job, show: str) -> list[Any]:
+    condition = SHOWS[show]
+    return [Result.job_id == job.id] + ([condition] if condition is not None else [])
+
+
+def table_page(session: Session, job: Job, query: TableQuery) -> tuple[list[dict[str, Any]], int]:
+    """One page of results in the asked order, and how many rows match the filter."""
+    where = _where(job, query.show)
+    matching = session.scalar(select(func.count()).select_from(Result).where(*where)) or 0
+    column = SORTS[query.sort]
+    order = column.desc().nulls_last() if query.dir == "desc" else column.asc().nulls_last()
+    rows = session.scalars(
+        select(Result)
+        .where(*where)
+        .order_by(order, Result.row_number)
+        .offset((query.page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    )
+    return [_record(r) for r in rows], matching
+
+
+def _record(r: Result) -> dict[str, Any]:
+    return {
+        "row": r.row_number,
+        "case_id": r.case_id,
+        "diagnosis": r.diagnosis,
+        "probability_malignant": r.probability_malignant,
+        "model_version": r.model_version,
+        "supplied_diagnosis": r.supplied_diagnosis,
+        "out_of_range": r.out_of_range,
+        "warning": r.warning,
+        "error": r.error,
+    }
+
+
+def first_result(session: Session, job: Job) -> dict[str, Any] | None:
+    r = session.scalar(select(Result).where(Result.job_id == job.id).order_by(Result.row_number).limit(1))
+    return _record(r) if r is not None else None
+
+
+def flag_counts(session: Session, job: Job) -> dict[str, int]:
+    rejected, flagged = session.execute(
+        select(func.count(Result.error), func.count(Result.out_of_range)).where(Result.job_id == job.id)
+    ).one()
+    return {"rejected": rejected, "flagged": flagged}
+
+
+def probability_bins(session: Session, job: Job, bins: int = BINS) -> list[int]:
+    """How many scored rows fall in each of `bins` equal slices of [0, 1] (the last one includes 1)."""
+    p = Result.probability_malignant
+    # A CASE ladder rather than width_bucket() or floor(), so it reads the same on PostgreSQL and SQLite.
+    bucket = case(*((p < (i + 1) / bins, i) for i in range(bins - 1)), else_=bins - 1)
+    counts = [0] * bins
+    query = select(bucket, func.count()).where(Result.job_id == job.id, p.is_not(None)).group_by(bucket)
+    for index, n in session.execute(query):
+        counts[int(index)] = n
+    return counts
+
+
+def diagnosis_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """M and B counts for several jobs at once (the jobs list)."""
+    out: dict[uuid.UUID, dict[str, int]] = {i: {"M": 0, "B": 0} for i in job_ids}
+    if job_ids:
+        query = (
+            select(Result.job_id, Result.diagnosis, func.count())
+            .where(Result.job_id.in_(job_ids), Result.diagnosis.is_not(None))
+            .group_by(Result.job_id, Result.diagnosis)
+        )
+        for job_id, diagnosis, n in session.execute(query):
+            out[job_id][diagnosis] = n
+    return out
+
+
+def seconds_left(job: Job, now: datetime) -> float | None:
+    """Time left at the rate so far, or None before there is a rate to go by."""
+    done = job.rows_scored + job.rows_rejected
+    if job.status != JobStatus.RUNNING.value or job.started_at is None or not 0 < done < job.rows_total:
+        return None
+    elapsed = (now - job.started_at).total_seconds()
+    return elapsed / done * (job.rows_total - done) if elapsed > 0 else None
+
+
+def time_left_sentence(seconds: float | None) -> str:
+    """The time left as the page's script words it ("About 12 s left."), or "" without an estimate."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return "Less than a second left."
+    if seconds < 90:
+        return f"About {round(seconds)} s left."
+    minutes = round(seconds / 60)
+    return f"About {minutes} min left." if minutes < 60 else f"About {minutes // 60} h {minutes % 60} min left."

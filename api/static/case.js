@@ -1,0 +1,115 @@
+// The single-case form without a reload: post its fields, show problems beside them, or wait for the answer.
+// Without this script the form posts as usual and the server answers with a page.
+"use strict";
+(function () {
+  const form = document.getElementById("case-form");
+  const ns = window.Cytoscore;
+  if (!form || !ns || !window.fetch) return;
+  const statusLine = document.getElementById("case-status");
+  const problemsBox = document.getElementById("case-problems");
+  const answer = document.getElementById("answer");
+  let busy = false;
+
+  function say(text) { statusLine.textContent = text; }
+  function slot(name) { return answer.querySelector('[data-slot="' + name + '"]'); }
+
+  function setError(input, message) {
+    const field = input.closest(".field");
+    const error = field && field.querySelector(".error");
+    if (!error) return;
+    error.textContent = message;
+    error.hidden = !message;
+    field.classList.toggle("invalid", Boolean(message));
+    if (message) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  function showProblems(problems) {
+    const items = problems.map(function (text) {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    });
+    problemsBox.querySelector("ul").replaceChildren(...items);
+    problemsBox.hidden = items.length === 0;
+  }
+
+  function showFieldErrors(fieldErrors) {
+    let first = null;
+    for (const input of form.querySelectorAll("input[name]:not([type=hidden])")) {
+      const message = fieldErrors[input.name] || "";
+      setError(input, message);
+      if (message && !first) first = input;
+    }
+    return first;
+  }
+
+  function showFlag(name, text) {
+    const el = slot(name);
+    el.textContent = text || "";
+    el.hidden = !text;
+  }
+
+  function showAnswer(result, jobUrl) {
+    slot("case").textContent = result.case_id ? " for " + result.case_id : "";
+    const dx = slot("diagnosis");
+    dx.textContent = result.diagnosis || "–";
+    dx.className = "dx dx-" + (result.diagnosis || "none");
+    slot("diagnosis-text").textContent =
+      result.diagnosis === "M" ? "malignant" : result.diagnosis === "B" ? "benign" : "not scored";
+    const probability = slot("probability");
+    const p = result.probability_malignant;
+    probability.value = p === null ? "" : String(p);
+    probability.textContent = p === null ? "–" : p.toFixed(3);
+    slot("model").textContent = result.model_name;
+    slot("version").textContent = result.model_version;
+    showFlag("out-of-range", result.out_of_range && "Outside the training range: " + result.out_of_range);
+    showFlag("warning", result.warning);
+    showFlag("error", result.error && "Rejected: " + result.error);
+    slot("job-link").href = jobUrl;
+    answer.hidden = false;
+    answer.focus();
+  }
+
+  async function submit() {
+    showProblems([]);
+    showFieldErrors({});
+    answer.hidden = true;
+    say("Sending the case…");
+    const response = await fetch(form.action, {
+      method: "POST",
+      body: new FormData(form), // every field, so a CSRF token added to the form rides along
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    const body = await response.json().catch(function () { return {}; });
+    if (response.status === 422) {
+      const first = showFieldErrors(body.field_errors || {});
+      showProblems(body.problems || []);
+      say("The case was not scored: see the marked " + (first ? "fields" : "problems") + ".");
+      (first || problemsBox).focus();
+      return;
+    }
+    if (!response.ok) throw new Error(body.error || ns.refusal(response.status));
+    say("Scoring the case…");
+    const job = await ns.watchJob(body.status_url, function () {}, 25); // only the end matters: long-poll
+    if (job.status !== "succeeded") {
+      say("The job failed: " + (job.error || "no reason given") + ".");
+      return;
+    }
+    const results = await fetch(body.results_url, { headers: { Accept: "application/json" } });
+    if (!results.ok) throw new Error("the results could not be read (" + results.status + ")");
+    const data = await results.json();
+    say("");
+    showAnswer(data.results[0], body.job);
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    submit()
+      .catch(function (err) { say("Something went wrong: " + err.message + ". Please try again."); })
+      .finally(function () { busy = false; });
+  });
+})();

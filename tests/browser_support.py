@@ -1,0 +1,107 @@
+"""Helpers for the browser tests: Chromium, a watch on what a page does wrong, axe-core, screenshots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# axe-core 4.14.1, from npm (`npm pack axe-core@4`), MPL-2.0: see its LICENSE beside it.
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+
+
+def launch(playwright: Any) -> Any:
+    """Debian's Chromium; its absence is a failure, never a skip."""
+    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM} (Debian package `chromium`); it is missing")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def wait_for_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s: {last}")
+
+
+@dataclass
+class Watch:
+    """What a page did that it must not: CSP violations, script errors, dialogs (an injected alert())."""
+
+    csp: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> Any:
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", self._dialog)
+        return page
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.csp.append(message.text)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def assert_clean(self) -> None:
+        assert not self.csp, f"Content-Security-Policy violations: {self.csp}"
+        assert not self.errors, f"script errors: {self.errors}"
+        assert not self.dialogs, f"dialogs opened: {self.dialogs}"
+
+
+def audit(page: Any, label: str) -> list[dict[str, Any]]:
+    """Run axe-core in the page; fail on serious or critical violations, print the others."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS)
+    violations: list[dict[str, Any]] = result["violations"]
+    summary = [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in violations
+    ]
+    minor = [s for s in summary if s["impact"] not in ("serious", "critical")]
+    if minor:
+        print(f"axe, {label}: minor or moderate findings:\n{json.dumps(minor, indent=1)}")
+    grave = [s for s in summary if s["impact"] in ("serious", "critical")]
+    assert not grave, f"axe, {label}: serious or critical violations:\n{json.dumps(grave, indent=1)}"
+    return violations
+
+
+def fits_the_width(page: Any) -> bool:
+    """True when nothing makes the page itself scroll sideways (tables scroll inside their own region)."""
+    return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,424 @@
+"""The pages in a real browser (Chromium), against a real `cytoscore web`, a real worker, PostgreSQL and Redis.
+
+What a person does: fill in a case and read the answer without leaving the page; upload a spreadsheet, watch it
+progress, read the counts and the chart, download the results; see a refused file's problems; never see uploaded
+text run as markup. Every page is checked with axe-core and photographed, at desktop and at phone width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect, sync_playwright
+
+from shared.features import FEATURES
+from tests.browser_support import Watch, audit, fits_the_width, launch, screenshot, wait_for_http
+from tests.support import Person, ServiceProcess, free_port, multipart, wdbc
+from tests.test_progress import jittered_csv
+
+RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1280, "height": 900}
+SCRIPT_ID = "<script>window.__pwned=1</script>"
+IMG_ID = '<img src=x onerror="window.__pwned=1;alert(1)">'
+
+
+@pytest.fixture(scope="module")
+def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cytoscore web` and a worker of its own, on their own queue.
+
+    The worker writes progress every 500 rows (instead of 20,000), so a 60,000-row job moves its progress bar
+    many times while the page watches, on a fast machine too.
+    """
+    port = free_port()
+    env = {
+        **service_env,
+        "PORT": str(port),
+        "CYTOSCORE_QUEUE": f"cytoscore-browser-{uuid.uuid4().hex[:8]}",
+        "CYTOSCORE_CHUNK_ROWS": "500",
+    }
+    logs = tmp_path_factory.mktemp("browser")
+    worker = ServiceProcess(["worker"], env, logs / "worker.log")
+    web = ServiceProcess(["web"], env, logs / "web.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        worker.wait_for_log("ready.", timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.stop()
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(people: dict[str, Person]) -> Person:
+    return people["lab"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def signed_in(browser: Any, stack: str, lab: Person) -> dict[str, Any]:
+    """The lab person signs in once through the login page; each test's browser context starts from here."""
+    context = browser.new_context(base_url=stack)
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("Email").fill(lab.email)
+    page.get_by_label("Password").fill(lab.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{stack}/")
+    state: dict[str, Any] = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+def _context(browser: Any, stack: str, state: dict[str, Any] | None, **options: Any) -> Any:
+    options.setdefault("viewport", DESKTOP)
+    return browser.new_context(base_url=stack, storage_state=state, accept_downloads=True, **options)
+
+
+@pytest.fixture
+def page(browser: Any, stack: str, signed_in: dict[str, Any], watch: Watch) -> Iterator[Any]:
+    context = _context(browser, stack, signed_in)
+    yield watch.attach(context.new_page())
+    context.close()
+    watch.assert_clean()
+
+
+def api(stack: str, person: Person, path: str, body: bytes | None = None, content_type: str = "") -> Any:
+    """The JSON API with the person's bearer token (the browser's cookies play no part)."""
+    headers = {"Authorization": f"Bearer {person.token}", "Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    request = urllib.request.Request(stack + path, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def finished(stack: str, person: Person, job_id: str) -> dict[str, Any]:
+    job = api(stack, person, f"/api/v1/jobs/{job_id}?wait=60")
+    assert job["status"] == "succeeded", job
+    return job  # type: ignore[no-any-return]
+
+
+def job_id_of(url: str) -> str:
+    match = re.search(r"/jobs/([0-9a-f-]{36})", url)
+    assert match, url
+    return match.group(1)
+
+
+def test_one_case_is_answered_on_the_same_page_from_the_keyboard(page, stack, lab):
+    X, _ = wdbc()
+    values = {f: repr(float(X[3, FEATURES.index(f)])) for f in RF4}
+    page.goto("/")
+    start = page.url
+
+    # A first try with two mistakes, typed and sent from the keyboard alone.
+    page.focus("#case_id")
+    page.keyboard.type("kb-1")
+    for feature, typed in zip(RF4, ["abc", "-3", values[RF4[2]], values[RF4[3]]], strict=True):
+        page.keyboard.press("Tab")
+        page.keyboard.type(typed)
+    page.keyboard.press("Enter")
+    expect(page.locator("#case-status")).to_contain_text("not scored")
+    invalid = page.locator('input[aria-invalid="true"]')
+    expect(invalid).to_have_count(2)
+    assert [invalid.nth(i).get_attribute("name") for i in range(2)] == ["radius_mean", "texture_mean"]
+    expect(page.locator("#e-radius_mean")).to_be_visible()
+    expect(page.locator("#e-texture_mean")).to_be_visible()
+    assert page.evaluate("() => document.activeElement.name") == "radius_mean"  # focus goes to the first problem
+    assert page.input_value("#f-radius_mean") == "abc" and page.input_value("#f-texture_mean") == "-3"
+    assert page.url == start
+
+    # Corrected, and sent again with Enter.
+    page.fill("#f-radius_mean", values["radius_mean"])
+    page.fill("#f-texture_mean", values["texture_mean"])
+    page.press("#f-texture_mean", "Enter")
+    answer = page.locator("#answer")
+    expect(answer).to_be_visible(timeout=30_000)
+    expect(invalid).to_have_count(0)
+    assert page.url == start  # no reload, no redirect
+    assert page.evaluate("() => document.activeElement.id") == "answer"
+
+    job_id = job_id_of(answer.locator('[data-slot="job-link"]').get_attribute("href"))
+    (result,) = api(stack, lab, f"/api/v1/jobs/{job_id}/results")["results"]
+    probability = answer.locator('[data-slot="probability"]')
+    assert answer.locator('[data-slot="diagnosis"]').inner_text() == result["diagnosis"]
+    assert float(probability.get_attribute("value")) == result["probability_malignant"]  # exactly
+    assert probability.inner_text() == f"{result['probability_malignant']:.3f}"
+    assert answer.locator('[data-slot="model"]').inner_text() == result["model_name"]
+    assert answer.locator('[data-slot="version"]').inner_text() == result["model_version"]
+    assert result["case_id"] == "kb-1" and "kb-1" in answer.locator("h3").inner_text()
+    expect(answer.locator(".notice")).to_contain_text("not a diagnosis")
+    screenshot(page, "home-answer")
+
+
+def test_an_out_of_range_case_is_flagged_beside_its_answer(page):
+    X, _ = wdbc()
+    page.goto("/")
+    for f in RF4:
+        page.fill(f"#f-{f}", repr(float(X[0, FEATURES.index(f)])))
+    page.fill("#f-radius_mean", "60")  # far above the training range
+    page.click("text=Score this case")
+    flag = page.locator('#answer [data-slot="out-of-range"]')
+    expect(flag).to_be_visible(timeout=30_000)
+    expect(flag).to_contain_text("radius_mean 60 above training range")
+
+
+def _progress(page: Any) -> list[Any] | None:
+    try:
+        return page.evaluate(  # type: ignore[no-any-return]
+            """() => {
+              const p = document.getElementById("progress");
+              return p && [p.value, p.max, document.getElementById("status").textContent,
+                           document.getElementById("eta").textContent.trim(),
+                           Boolean(document.getElementById("histogram"))];
+            }"""
+        )
+    except PlaywrightError:
+        return None  # between the page and its reload
+
+
+def test_an_upload_shows_progress_counts_chart_and_downloads(page, stack, lab, tmp_path):
+    rows = 60_000
+    sheet = tmp_path / "jittered.csv"
+    sheet.write_bytes(jittered_csv(rows))
+    page.goto("/")
+    expect(page.locator("#file-hint")).to_contain_text("At most 100 MiB")
+    page.set_input_files("#file", str(sheet))
+    expect(page.locator("#chosen")).to_contain_text("jittered.csv")
+    page.click("text=Upload and score")
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    job_id = job_id_of(page.url)
+
+    samples: list[list[Any]] = []
+    shot = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        sample = _progress(page)
+        if sample:
+            samples.append(sample)
+            if sample[4]:  # the finished page, with its chart
+                break
+            if 0 < sample[0] < sample[1] and not shot:
+                shot = True
+                with contextlib.suppress(PlaywrightError):  # the page may reload meanwhile
+                    screenshot(page, "job-running-desktop")
+        page.wait_for_timeout(40)
+    moving = sorted({int(s[0]) for s in samples if 0 < s[0] < s[1]})
+    job = api(stack, lab, f"/api/v1/jobs/{job_id}")
+    took = f"the job ran from {job['started_at']} to {job['finished_at']}"
+    print(f"progress seen: {moving}; {took}")
+    assert moving, f"the progress bar never showed a value between 0 and its maximum ({took}): {samples[::10]}"
+    assert any(s[3].endswith("left.") for s in samples if 0 < s[0] < s[1]), "no estimate of the time left was shown"
+    assert job["status"] == "succeeded" and job["rows_scored"] == rows
+    progress = page.locator("#progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == str(rows)
+    expect(page.locator("#percent")).to_have_text("100.0 %")
+
+    counts = [int(t.replace(",", "")) for t in page.locator("ul.counts .count").all_inner_texts()]
+    assert counts[0] + counts[1] == rows  # M + B
+    bars = page.locator("#histogram rect.bar")
+    assert bars.count() == 20
+    assert sum(int(c) for c in bars.evaluate_all("bars => bars.map(b => b.dataset.count)")) == rows
+
+    with page.expect_download() as download_info:
+        page.click("text=Download results (CSV)")
+    download = download_info.value
+    downloaded = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+    results = api(stack, lab, f"/api/v1/jobs/{job_id}/results")["results"]
+    assert len(downloaded) == len(results) == rows
+    for row, record in zip(downloaded, results, strict=True):
+        assert (row["case_id"], row["diagnosis"]) == (record["case_id"], record["diagnosis"])
+        assert float(row["probability_malignant"]) == record["probability_malignant"]
+
+    # The table pages and sorts on the server.
+    page.click("#results th >> text=P(malignant)")
+    expect(page).to_have_url(re.compile(r"sort=probability"))
+    page.click("#results th >> text=P(malignant)")
+    expect(page).to_have_url(re.compile(r"dir=desc"))
+    top = max(r["probability_malignant"] for r in results)
+    assert page.locator("#results tbody tr td:nth-child(4)").first.inner_text() == f"{top:.3f}"
+    page.click("nav.pager >> text=Next")
+    expect(page).to_have_url(re.compile(r"page=2"))
+    expect(page.locator("#rows-caption")).to_contain_text("Rows 51–100 of 60,000")
+
+
+def _drop_file(page: Any, selector: str, name: str, text: str) -> None:
+    """Drag a file onto an element, as a person dragging it from their desktop would."""
+    transfer = page.evaluate_handle(
+        """([name, text]) => {
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([text], name, {type: "text/csv"}));
+          return transfer;
+        }""",
+        [name, text],
+    )
+    for event in ("dragenter", "dragover", "drop"):
+        page.dispatch_event(selector, event, {"dataTransfer": transfer})
+
+
+def test_a_refused_file_lists_every_problem_in_place(page):
+    page.goto("/")
+    start = page.url
+    _drop_file(page, "#dropzone", "two-columns.csv", "id,radius_mean\n1,12.0\n")
+    expect(page.locator("#chosen")).to_contain_text("two-columns.csv")
+    page.click("text=Upload and score")
+    problems = page.locator("#upload-problems")
+    expect(problems).to_be_visible()
+    expect(problems).to_contain_text("two-columns.csv was refused; nothing was created.")
+    text = problems.inner_text()
+    for missing in ("texture_mean", "smoothness_mean", "compactness_mean"):
+        assert missing in text, text
+    assert page.url == start
+
+
+def test_without_javascript_the_forms_still_work(browser, stack, signed_in):
+    context = _context(browser, stack, signed_in, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        page.set_input_files(
+            "#file", files=[{"name": "two.csv", "mimeType": "text/csv", "buffer": b"id,radius_mean\n1,1\n"}]
+        )
+        page.click("text=Upload and score")
+        assert page.url.endswith("/uploads")
+        expect(page.locator("#upload-problems")).to_contain_text("texture_mean")
+
+        X, _ = wdbc()
+        page.goto("/?model=wdbc-rf30")  # the model chooser is a plain GET form
+        expect(page.locator("#model-choice")).to_have_value("wdbc-rf30")
+        for f in FEATURES:
+            page.fill(f"#f-{f.replace(' ', '-')}", repr(float(X[7, FEATURES.index(f)])))
+        page.click("text=Score this case")
+        page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+        for _ in range(60):  # no script reloads the page: a person would press reload
+            if page.locator(".answer .verdict").count():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        expect(page.locator(".answer .verdict")).to_contain_text(re.compile(r"^[MB] (malignant|benign)$"))
+        expect(page.locator(".answer")).to_contain_text("wdbc-rf30")
+    finally:
+        context.close()
+
+
+def test_a_clinician_is_offered_the_case_form_and_no_upload(browser, stack, people):
+    context = _context(browser, stack, None)
+    page = context.new_page()
+    try:
+        page.goto("/login")
+        page.get_by_label("Email").fill(people["clinician"].email)
+        page.get_by_label("Password").fill(people["clinician"].password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#case-form")).to_be_visible()
+        assert page.locator("#upload-form").count() == 0
+    finally:
+        context.close()
+
+
+def test_uploaded_text_is_shown_as_text_and_never_runs(page, stack, lab, watch):
+    X, _ = wdbc()
+    good = [repr(float(X[0, FEATURES.index(f)])) for f in RF4]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([["id", *RF4], [SCRIPT_ID, *good], [IMG_ID, *good]])
+    page.goto("/")
+    name = "<b>bold</b>.csv"
+    page.set_input_files("#file", files=[{"name": name, "mimeType": "text/csv", "buffer": out.getvalue().encode()}])
+    page.click("text=Upload and score")
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    expect(page.locator("#results")).to_be_visible(timeout=30_000)
+    assert page.locator("#results td.case-id").all_inner_texts() == [SCRIPT_ID, IMG_ID]
+    expect(page.locator("h1 .filename")).to_have_text(name)
+    assert page.locator("#results img, #results script, h1 b").count() == 0
+
+    page.goto("/jobs")
+    expect(page.locator("#jobs td.filename").first).to_have_text(name)
+
+    page.goto("/")  # and through the form, where the script writes the answer
+    page.fill("#case_id", IMG_ID)
+    for f, value in zip(RF4, good, strict=True):
+        page.fill(f"#f-{f}", value)
+    page.click("text=Score this case")
+    expect(page.locator("#answer h3")).to_have_text(f"Result for {IMG_ID}", timeout=30_000)
+    assert page.locator("#answer img").count() == 0
+
+    assert page.evaluate("() => window.__pwned") is None
+    assert not watch.dialogs
+
+
+@pytest.fixture(scope="module")
+def sample_job(stack: str, lab: Person) -> str:
+    """A small lab file with a supplied diagnosis, one rejected row and one row outside the training range."""
+    X, y = wdbc()
+    rows = [["id", "diagnosis", *RF4]]
+    rows += [[f"S{i:03d}", y[i], *(repr(float(X[i, FEATURES.index(f)])) for f in RF4)] for i in range(60)]
+    rows.append(["S-bad", "B", "abc", "20.1", "0.09", "0.1"])
+    rows.append(["S-far", "M", "41.5", "20.1", "0.09", "0.1"])
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    body, content_type = multipart({"model": "wdbc-rf4"}, out.getvalue().encode(), "clinic-batch.csv")
+    job_id: str = api(stack, lab, "/api/v1/jobs", body, content_type)["id"]
+    finished(stack, lab, job_id)
+    return job_id
+
+
+PAGES = [
+    ("home", "/"),
+    ("home-rf30", "/?model=wdbc-rf30"),
+    ("jobs", "/jobs"),
+    ("models", "/models"),
+    ("model", "/models/wdbc-rf4"),
+    ("job", None),
+]
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sample_job, viewport):
+    width = "desktop" if viewport is DESKTOP else "phone"
+    # axe goes in as an inline script, which the pages' policy forbids; the other tests keep the policy on.
+    context = _context(browser, stack, None, viewport=viewport, bypass_csp=True)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        page.goto("/login")
+        audit(page, f"login, {width}")
+        assert fits_the_width(page)
+        screenshot(page, f"login-{width}")
+        context.add_cookies(signed_in["cookies"])
+        for name, path in PAGES:
+            page.goto(path or f"/jobs/{sample_job}")
+            audit(page, f"{name}, {width}")
+            assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"
+            screenshot(page, f"{name}-{width}")
+        page.goto(f"/jobs/{sample_job}?show=flagged")
+        expect(page.locator("#results tbody tr.flagged").first).to_be_visible()
+        expect(page.locator("#results")).to_contain_text("S-far")
+        page.goto(f"/jobs/{sample_job}?show=rejected")
+        expect(page.locator("#results tbody tr.rejected")).to_contain_text("Rejected: ")
+        expect(page.locator("#agreement")).to_contain_text("agrees with the supplied diagnosis in")
+    finally:
+        context.close()
+    watch.assert_clean()
