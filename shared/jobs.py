@@ -88,6 +88,26 @@ def record_progress(session: Session, job_id: uuid.UUID, attempt: int, *, scored
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def heartbeat(session: Session, job_id: uuid.UUID, attempt: int) -> bool:
+    """Say this attempt is alive; False if a newer attempt (or the reconciler) has taken the job."""
+    result = session.execute(_fenced(job_id, attempt).values(heartbeat_at=utcnow()))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def hand_back(session: Session, job_id: uuid.UUID, attempt: int, *, reason: str) -> bool:
+    """Return a running job to the queue (a worker shutting down); the results written so far stay."""
+    result = session.execute(
+        _fenced(job_id, attempt).values(status=JobStatus.QUEUED.value, enqueued_at=None, error=reason)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def succeeded_by(session: Session, job_id: uuid.UUID, attempt: int) -> bool:
+    """Did this attempt finish the job? (After a commit whose answer was lost with the connection.)"""
+    job = session.get(Job, job_id)
+    return job is not None and job.attempts == attempt and job.status == JobStatus.SUCCEEDED.value
+
+
 def finish(session: Session, job_id: uuid.UUID, attempt: int, *, status: JobStatus, error: str | None = None) -> bool:
     """Move the job to a terminal status, if this attempt still owns it."""
     now = utcnow()

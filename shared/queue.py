@@ -18,12 +18,13 @@ SCORE_TASK = "cytoscore.score_job"
 def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith("filesystem"):
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         }
     return {
@@ -31,7 +32,7 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         "visibility_timeout": settings.visibility_timeout,
         "socket_timeout": settings.broker_timeout,
         "socket_connect_timeout": settings.broker_timeout,
-        "health_check_interval": 10,
+        "health_check_interval": settings.broker_health_check_interval,
         "retry_on_timeout": False,
     }
 
@@ -63,14 +64,16 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def publish(app: Celery, job_id: uuid.UUID) -> bool:
-    """Put a job id on the queue; on a broker failure log it and return False (the reconciler resends)."""
+    """Put a job id on the queue; on a broker failure log it and return False (the reconciler resends).
+
+    One try, no retry of our own: redis-py already reconnects a stale pooled connection once, so a restarted
+    broker costs nothing, while a dead one fails in well under a second and a hung one within about
+    broker_timeout (each kombu retry on a hung broker would add two more socket timeouts).
+    Direct exchange + no routing key = the anonymous exchange: the id goes straight onto the queue's list,
+    so a broker that lost its binding tables (FLUSHALL, restart without persistence) still delivers it.
+    """
     try:
-        app.send_task(
-            SCORE_TASK,
-            args=[str(job_id)],
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 0.5},
-        )
+        app.send_task(SCORE_TASK, args=[str(job_id)], retry=True, retry_policy={"max_retries": 0})
     except Exception as exc:  # a broker outage must never fail the request; the job row is the truth
         log.warning("could not publish job %s: %s", job_id, type(exc).__name__)
         return False

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import ColumnElement, and_, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.jobs import mark_enqueued
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x6379_5C0E  # any constant; one advisory lock for the whole cluster
 _PUBLISH_GRACE = timedelta(seconds=5)  # the web request publishes right after its commit
+GAVE_UP = "gave up after"
 
 
 @dataclass
@@ -30,36 +31,63 @@ class Report:
     locked_out: bool = False
 
 
+@dataclass
+class Stuck:
+    """A job the reconciler is acting on, and why."""
+
+    job: Job
+    reason: str
+
+
 def _take_lock(session: Session) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return True  # SQLite: the embedded mode has one worker, and writes are serialised anyway
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY}).scalar())
 
 
-def stale_running(session: Session, settings: Settings) -> list[Job]:
-    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_stale_after)
-    return list(
-        session.scalars(
-            select(Job)
-            .where(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
-            .with_for_update(skip_locked=True)
-        )
+def _stale_running(settings: Settings, now: datetime) -> ColumnElement[bool]:
+    cutoff = now - timedelta(seconds=settings.heartbeat_stale_after)
+    return and_(Job.status == JobStatus.RUNNING.value, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
+
+
+def _unsent_queued(settings: Settings, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        Job.status == JobStatus.QUEUED.value,
+        or_(
+            and_(Job.enqueued_at.is_(None), Job.created_at < now - _PUBLISH_GRACE),
+            Job.enqueued_at < now - timedelta(seconds=settings.queued_resend_after),
+        ),
     )
 
 
-def unsent_queued(session: Session, settings: Settings) -> list[Job]:
-    now = utcnow()
-    return list(
-        session.scalars(
-            select(Job).where(
-                Job.status == JobStatus.QUEUED.value,
-                or_(
-                    and_(Job.enqueued_at.is_(None), Job.created_at < now - _PUBLISH_GRACE),
-                    Job.enqueued_at < now - timedelta(seconds=settings.queued_resend_after),
-                ),
-            )
-        )
+def _gave_up(job: Job, now: datetime) -> None:
+    job.status, job.finished_at = JobStatus.FAILED.value, now
+    job.error = (
+        f"{GAVE_UP} {job.attempts} attempts: the worker stopped responding each time "
+        "(killed, out of memory, or the input crashes it)"
     )
+
+
+def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[uuid.UUID]:
+    """Requeue or give up stale running jobs, close exhausted queued ones; claim the resends. Under the lock."""
+    stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
+    for job in session.scalars(stale):
+        if job.attempts >= settings.max_attempts:
+            _gave_up(job, now)
+            report.gave_up.append(job.id)
+        else:
+            job.status, job.enqueued_at = JobStatus.QUEUED.value, None
+            job.error = f"attempt {job.attempts} stopped responding; queued again"
+            report.requeued.append(job.id)
+    exhausted = select(Job).where(Job.status == JobStatus.QUEUED.value, Job.attempts >= settings.max_attempts)
+    for job in session.scalars(exhausted.with_for_update(skip_locked=True)):
+        _gave_up(job, now)
+        report.gave_up.append(job.id)
+    session.flush()
+    to_send = list(session.scalars(select(Job.id).where(_unsent_queued(settings, now)).order_by(Job.created_at)))
+    if to_send:  # stamped now, inside the lock, so a second reconciler's round does not send them again
+        session.execute(update(Job).where(Job.id.in_(to_send)).values(enqueued_at=now))
+    return to_send
 
 
 def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Settings) -> Report:
@@ -69,26 +97,13 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
         if not _take_lock(session):
             report.locked_out = True
             return report
-        now = utcnow()
-        for job in stale_running(session, settings):
-            if job.attempts >= settings.max_attempts:
-                job.status, job.finished_at = JobStatus.FAILED.value, now
-                job.error = (
-                    f"gave up after {job.attempts} attempts: the worker stopped responding each time "
-                    "(killed, out of memory, or the input crashes it)"
-                )
-                report.gave_up.append(job.id)
-            else:
-                job.status, job.enqueued_at = JobStatus.QUEUED.value, None
-                job.error = f"attempt {job.attempts} stopped responding; queued again"
-                report.requeued.append(job.id)
-        session.flush()
-        to_send = [job.id for job in unsent_queued(session, settings)]
-    for job_id in to_send:
-        if publish(celery_app, job_id):
+        to_send = _settle(session, settings, utcnow(), report)
+    for i, job_id in enumerate(to_send):
+        if not publish(celery_app, job_id):  # the broker is down: unmark the rest, so the next round tries again
             with sessions.begin() as session:
-                mark_enqueued(session, job_id)
-            report.resent.append(job_id)
+                session.execute(update(Job).where(Job.id.in_(to_send[i:])).values(enqueued_at=None))
+            break
+        report.resent.append(job_id)
     if report.requeued or report.gave_up or report.resent:
         log.info(
             "reconciled: requeued=%s gave_up=%s resent=%s",
@@ -97,3 +112,35 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
             [str(j) for j in report.resent],
         )
     return report
+
+
+def send(sessions: sessionmaker[Session], celery_app: Celery, job_id: uuid.UUID) -> bool:
+    """Publish a job id and note when; on a broker failure the reconciler sends it later."""
+    if not publish(celery_app, job_id):
+        return False
+    with sessions.begin() as session:
+        mark_enqueued(session, job_id)
+    return True
+
+
+def stuck_jobs(session: Session, settings: Settings, *, failed_within: timedelta = timedelta(hours=24)) -> list[Stuck]:
+    """Jobs queued too long, running with a stale heartbeat, out of attempts, or recently given up on."""
+    now = utcnow()
+    gave_up = and_(
+        Job.status == JobStatus.FAILED.value, Job.error.startswith(GAVE_UP), Job.finished_at > now - failed_within
+    )
+    exhausted = and_(Job.status == JobStatus.QUEUED.value, Job.attempts >= settings.max_attempts)
+    query = select(Job).where(or_(_stale_running(settings, now), _unsent_queued(settings, now), exhausted, gave_up))
+    return [Stuck(job, _reason(job, settings, now)) for job in session.scalars(query.order_by(Job.created_at))]
+
+
+def _reason(job: Job, settings: Settings, now: datetime) -> str:
+    if job.status == JobStatus.FAILED.value:
+        return f"dead: {job.error}"
+    if job.attempts >= settings.max_attempts:
+        return f"exhausted: {job.attempts} of {settings.max_attempts} attempts used; will be failed"
+    if job.status == JobStatus.RUNNING.value:
+        return f"attempt {job.attempts} stopped heartbeating; will be queued again"
+    if job.enqueued_at is None:
+        return "never reached the broker; will be sent"
+    return f"queued with no worker taking it for over {settings.queued_resend_after:g} s; will be sent again"

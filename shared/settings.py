@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     jobs_rate_limit: str = "120 per minute"
     max_jobs_in_flight: int = 20
     retention_days: int = 30
+    log_json: bool | None = None  # None: JSON lines whenever not embedded
 
     @model_validator(mode="after")
     def _bounds_hold(self) -> Settings:

@@ -50,9 +50,11 @@ def pg_url() -> Iterator[str]:
 def redis_url() -> str:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        client.flushdb()
+        client.ping()  # no FLUSHDB: each run has its own queue name, and another run may be using this db
     except redis.RedisError as exc:
         pytest.fail(f"Redis is required at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
     return REDIS_URL
 
 

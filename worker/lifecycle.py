@@ -10,13 +10,21 @@ from typing import Any
 
 from celery import signals
 
+from shared.logs import configure_logging
 from shared.modelstore import ModelIntegrityError
 from shared.queue import make_celery
 from shared.reconcile import reconcile
+from worker import shutdown
 from worker.resources import resources
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+
+
+@signals.setup_logging.connect
+def use_cytoscore_logging(**_: Any) -> None:
+    """The same log lines as the web side (JSON outside the embedded mode); Celery's own setup is skipped."""
+    configure_logging(resources().settings)
 
 
 @signals.worker_init.connect
@@ -36,6 +44,12 @@ def verify_models(**_: Any) -> None:
 def start_reconciler(**_: Any) -> None:
     _stop.clear()
     threading.Thread(target=_reconcile_forever, name="cytoscore-reconciler", daemon=True).start()
+
+
+@signals.worker_shutting_down.connect
+def start_grace_period(**_: Any) -> None:
+    """Warm shutdown: running jobs get `shutdown_grace` seconds, then are handed back between chunks."""
+    shutdown.begin(resources().settings.shutdown_grace)
 
 
 @signals.worker_shutdown.connect

@@ -4,50 +4,66 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
 from shared import jobs
 from shared.intake import Batch, FileRejected, iter_batches, validate_cases
 from shared.modelstore import LoadedModel
 from shared.results_store import write_results
 from shared.schema import JobStatus
+from worker import shutdown
+from worker.heartbeat import Heartbeat
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# A dropped or refused connection (a database restart): the unit of work is retried whole. The raw COPY
+# raises psycopg's own error, which SQLAlchemy never sees to wrap.
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError)
+HANDED_BACK = "handed back"
 
 
 class Superseded(Exception):
     """A newer attempt owns the job; this one stops without writing."""
 
 
+class HandBack(Exception):
+    """The worker is stopping: give the job back to the queue between chunks."""
+
+
 def run_job(res: Resources, job_id: uuid.UUID) -> str:
     settings = res.settings
-    with res.sessions.begin() as session:
-        attempt = jobs.claim(
-            session, job_id, max_attempts=settings.max_attempts, stale_after=settings.heartbeat_stale_after
-        )
-        if attempt is None:
-            return _not_claimed(res, job_id)
-        job = jobs.get_job(session, job_id)
-        source = jobs.job_input(session, job_id)
-        assert job is not None and source is not None
-        model_name, model_sha = job.model_name, job.model_sha256
-        content, filename, fmt = source.content, job.input_filename, job.input_format
+    claimed = _in_transaction(res, job_id, lambda session: _claim(res, session, job_id))
+    if claimed is None:
+        return _not_claimed(res, job_id)
+    attempt, model_name, model_sha, content, filename, fmt = claimed
     log.info("job %s: attempt %d started", job_id, attempt)
     try:
-        model = res.model(model_name)
-        if model.sha256 != model_sha:
-            raise FileRejected([f"model {model_name} changed since the job was created (sha256 {model_sha[:12]}…)"])
-        batches = _batches(model, content, filename, fmt, settings.chunk_rows)
-        _score_all(res, job_id, attempt, model, batches)
+        with shutdown.running_job(), Heartbeat(res, job_id, attempt) as beat:
+            model = res.model(model_name)
+            if model.sha256 != model_sha:
+                problem = f"model {model_name} changed since the job was created (sha256 {model_sha[:12]}…)"
+                raise FileRejected([problem])
+            batches = _batches(model, content, filename, fmt, settings.chunk_rows)
+            _score_all(res, job_id, attempt, model, batches, beat)
     except Superseded:
         log.info("job %s: attempt %d superseded by a newer attempt", job_id, attempt)
         return "superseded"
+    except HandBack:
+        reason = f"attempt {attempt} handed back: its worker was stopping"
+        handed = _in_transaction(res, job_id, lambda s: jobs.hand_back(s, job_id, attempt, reason=reason))
+        log.info("job %s: attempt %d %s", job_id, attempt, HANDED_BACK if handed else "superseded at hand-back")
+        return HANDED_BACK if handed else "superseded"
     except FileRejected as exc:
         _fail(res, job_id, attempt, "; ".join(exc.problems))
         return "failed"
@@ -56,6 +72,33 @@ def run_job(res: Resources, job_id: uuid.UUID) -> str:
         return "failed"
     log.info("job %s: attempt %d succeeded", job_id, attempt)
     return "succeeded"
+
+
+def _claim(res: Resources, session: Session, job_id: uuid.UUID) -> tuple[Any, ...] | None:
+    limit, stale = res.settings.max_attempts, res.settings.heartbeat_stale_after
+    attempt = jobs.claim(session, job_id, max_attempts=limit, stale_after=stale)
+    if attempt is None:
+        return None
+    job = jobs.get_job(session, job_id)
+    source = jobs.job_input(session, job_id)
+    assert job is not None and source is not None
+    return attempt, job.model_name, job.model_sha256, source.content, job.input_filename, job.input_format
+
+
+def _in_transaction(res: Resources, job_id: uuid.UUID, work: Callable[[Session], T]) -> T:
+    """Run one unit of work, retrying it whole while the database is unreachable (up to db_retry_for)."""
+    deadline = time.monotonic() + res.settings.db_retry_for
+    pause = 0.2
+    while True:
+        try:
+            with res.sessions.begin() as session:
+                return work(session)
+        except TRANSIENT as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("job %s: database unreachable (%s); retrying in %.1f s", job_id, type(exc).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _not_claimed(res: Resources, job_id: uuid.UUID) -> str:
@@ -106,13 +149,22 @@ def _result_rows(job_id: uuid.UUID, model: LoadedModel, batch: Batch) -> list[tu
     ]
 
 
-def _score_all(res: Resources, job_id: uuid.UUID, attempt: int, model: LoadedModel, batches: Iterator[Batch]) -> None:
-    """Write each chunk with its progress; the last chunk and the succeeded status commit together."""
+def _score_all(
+    res: Resources, job_id: uuid.UUID, attempt: int, model: LoadedModel, batches: Iterator[Batch], beat: Heartbeat
+) -> None:
+    """Write each chunk with its progress; the last chunk and the succeeded status commit together.
+
+    Between chunks, stop early if a newer attempt took the job, or hand it back if the worker is stopping.
+    """
     scored = rejected = 0
     pending: list[tuple[Any, ...]] | None = None
     for batch in batches:
         if pending is not None:
             _write(res, job_id, attempt, pending, scored, rejected, last=False)
+            if beat.lost.is_set():
+                raise Superseded
+            if shutdown.should_hand_back():
+                raise HandBack
         pending = _result_rows(job_id, model, batch)
         ok = int(batch.ok.sum())
         scored, rejected = scored + ok, rejected + len(batch.rows) - ok
@@ -129,15 +181,18 @@ def _write(
     *,
     last: bool,
 ) -> None:
-    with res.sessions.begin() as session:
+    def chunk(session: Session) -> None:
         if not jobs.record_progress(session, job_id, attempt, scored=scored, rejected=rejected):
+            if last and jobs.succeeded_by(session, job_id, attempt):
+                return  # a retry after our own commit whose answer was lost with the connection
             raise Superseded
         write_results(session, rows)
         if last:
             jobs.finish(session, job_id, attempt, status=JobStatus.SUCCEEDED)
 
+    _in_transaction(res, job_id, chunk)
+
 
 def _fail(res: Resources, job_id: uuid.UUID, attempt: int, error: str) -> None:
     log.warning("job %s: attempt %d failed", job_id, attempt)
-    with res.sessions.begin() as session:
-        jobs.finish(session, job_id, attempt, status=JobStatus.FAILED, error=error)
+    _in_transaction(res, job_id, lambda s: jobs.finish(s, job_id, attempt, status=JobStatus.FAILED, error=error))

@@ -6,9 +6,10 @@ import logging
 import uuid
 
 from shared.queue import SCORE_TASK
+from shared.reconcile import send
 from worker.celery_app import app
 from worker.resources import resources
-from worker.runner import run_job
+from worker.runner import HANDED_BACK, run_job
 
 log = logging.getLogger(__name__)
 
@@ -20,4 +21,8 @@ def score_job(job_id: str) -> str:
     except (ValueError, TypeError, AttributeError):
         log.error("dropping a message that is not a job id")
         return "invalid"
-    return run_job(resources(), parsed)
+    res = resources()
+    outcome = run_job(res, parsed)
+    if outcome == HANDED_BACK:  # straight back on the queue for another worker; else the reconciler sends it
+        send(res.sessions, app, parsed)
+    return outcome
