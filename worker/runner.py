@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import psycopg
@@ -16,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from shared import jobs
+from shared.inputs import spool_input
 from shared.intake import Batch, FileRejected, iter_batches, validate_cases
 from shared.modelstore import LoadedModel
 from shared.results_store import write_results
@@ -46,14 +48,15 @@ def run_job(res: Resources, job_id: uuid.UUID) -> str:
     claimed = _in_transaction(res, job_id, lambda session: _claim(res, session, job_id))
     if claimed is None:
         return _not_claimed(res, job_id)
-    attempt, model_name, model_sha, content, filename, fmt = claimed
+    attempt, model_name, model_sha, filename, fmt = claimed
     log.info("job %s: attempt %d started", job_id, attempt)
     try:
-        with shutdown.running_job(), Heartbeat(res, job_id, attempt) as beat:
+        with shutdown.running_job(), Heartbeat(res, job_id, attempt) as beat, tempfile.TemporaryFile() as content:
             model = res.model(model_name)
             if model.sha256 != model_sha:
                 problem = f"model {model_name} changed since the job was created (sha256 {model_sha[:12]}…)"
                 raise FileRejected([problem])
+            _in_transaction(res, job_id, lambda session: _spool(session, job_id, content))
             batches = _batches(model, content, filename, fmt, settings.chunk_rows)
             _score_all(res, job_id, attempt, model, batches, beat)
     except Superseded:
@@ -80,9 +83,15 @@ def _claim(res: Resources, session: Session, job_id: uuid.UUID) -> tuple[Any, ..
     if attempt is None:
         return None
     job = jobs.get_job(session, job_id)
-    source = jobs.job_input(session, job_id)
-    assert job is not None and source is not None
-    return attempt, job.model_name, job.model_sha256, source.content, job.input_filename, job.input_format
+    assert job is not None
+    return attempt, job.model_name, job.model_sha256, job.input_filename, job.input_format
+
+
+def _spool(session: Session, job_id: uuid.UUID, out: BinaryIO) -> int:
+    """Copy the stored input to a temporary file a block at a time: memory stays flat whatever the file's size."""
+    out.seek(0)
+    out.truncate()
+    return spool_input(session, job_id, out)
 
 
 def _in_transaction(res: Resources, job_id: uuid.UUID, work: Callable[[Session], T]) -> T:
@@ -116,10 +125,11 @@ def _not_claimed(res: Resources, job_id: uuid.UUID) -> str:
     return "duplicate"
 
 
-def _batches(model: LoadedModel, content: bytes, filename: str | None, fmt: str, chunk: int) -> Iterator[Batch]:
+def _batches(model: LoadedModel, content: BinaryIO, filename: str | None, fmt: str, chunk: int) -> Iterator[Batch]:
     ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in model.metadata.get("feature_ranges", {}).items()}
     if fmt == "json":
-        yield validate_cases(json.loads(content)["cases"], model.features, ranges)
+        content.seek(0)
+        yield validate_cases(json.load(content)["cases"], model.features, ranges)
     else:
         yield from iter_batches(content, filename, model.features, chunk, ranges)
 

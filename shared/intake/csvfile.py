@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 
 from .errors import FileRejected
+from .source import Content, stream, whole
 
 _STEP = 1 << 20
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -60,23 +61,26 @@ def detect_delimiter(content: bytes) -> str:
     return ";" if semicolon else "\t" if tab else ","
 
 
-def records(content: bytes, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) for each record; blank lines are not records and are skipped."""
-    text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", newline="")
+def records(content: Content, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) for each record, streaming; blank lines are not records and are skipped."""
+    text = io.TextIOWrapper(stream(content), encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=delimiter, strict=True)
     start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise FileRejected(_csv_problem(start, str(exc))) from None
-        except UnicodeDecodeError:
-            raise FileRejected(text_problems(content) or ["the file is not UTF-8 text"]) from None
-        if row:
-            yield start, row
-        start = reader.line_num + 1
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise FileRejected(_csv_problem(start, str(exc))) from None
+            except UnicodeDecodeError:
+                raise FileRejected(text_problems(whole(content)) or ["the file is not UTF-8 text"]) from None
+            if row:
+                yield start, row
+            start = reader.line_num + 1
+    finally:
+        text.detach()  # the caller's file stays the caller's to close
 
 
 def _csv_problem(line: int, message: str) -> str:

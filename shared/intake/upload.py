@@ -11,6 +11,7 @@ from .columns import ColumnMap, check_features, match_header
 from .csvfile import detect_delimiter, line_of, records, text_problems
 from .errors import FileRejected, Limits, listing
 from .numbers import DecimalMarks, parse_matrix
+from .source import Content, head, size, whole
 from .validate import BatchBuilder
 from .xlsxfile import OLE2_MAGIC, Workbook, zip_problems
 
@@ -19,21 +20,23 @@ _CHECK_CHUNK = 10_000
 DEFAULT_LIMITS = Limits()
 
 
-def sniff_format(content: bytes, filename: str | None) -> str:
+def sniff_format(content: Content, filename: str | None) -> str:
     """ "xlsx" or "csv" from the bytes alone (the name is never trusted); FileRejected otherwise."""
-    if not content.strip():
+    first = head(content)
+    if not first.strip() and size(content) <= len(first):
         raise FileRejected("the file is empty")
-    if content.startswith(OLE2_MAGIC):
+    if first.startswith(OLE2_MAGIC):
         raise FileRejected("the file is an encrypted workbook or a legacy .xls file; save it as .xlsx or CSV UTF-8")
-    if content.startswith(_ZIP_MAGIC):
+    if first.startswith(_ZIP_MAGIC):
         problems = zip_problems(content)
         if problems:
             raise FileRejected(problems)
         return "xlsx"
-    nul = content.find(b"\x00")
+    # A spooled file already passed inspect_upload's full scan; bytes are scanned here.
+    nul = content.find(b"\x00") if isinstance(content, bytes) else first.find(b"\x00")
     if nul >= 0:
         raise FileRejected(
-            f"the file contains binary data (a NUL byte on line {line_of(content, nul)}); upload CSV or XLSX"
+            f"the file contains binary data (a NUL byte on line {line_of(whole(content), nul)}); upload CSV or XLSX"
         )
     return "csv"
 
@@ -50,14 +53,14 @@ class _Source:
         return f"line {position}" if self.format == "csv" else f"sheet row {position}"
 
 
-def _open(content: bytes, filename: str | None) -> _Source:
+def _open(content: Content, filename: str | None) -> _Source:
     fmt = sniff_format(content, filename)
     if fmt == "xlsx":
         book = Workbook(content)
         rows: Iterator[tuple[int, list[object]]] = book.rows()
         delimiter, sheet = None, book.sheet
     else:
-        delimiter, sheet = detect_delimiter(content), None
+        delimiter, sheet = detect_delimiter(head(content)), None
         rows = records(content, delimiter)  # type: ignore[assignment]
     first = next(rows, None)
     if first is None:
@@ -156,7 +159,7 @@ def _check_unnamed(source: _Source, cmap: ColumnMap, chunk: list[list[object]]) 
 
 
 def iter_batches(
-    content: bytes,
+    content: Content,
     filename: str | None,
     features: Sequence[str],
     chunk_rows: int,
@@ -185,7 +188,7 @@ def iter_batches(
         row0 += len(chunk)
 
 
-def read_source_rows(content: bytes, filename: str | None) -> tuple[list[str], Iterator[list[str]]]:
+def read_source_rows(content: Content, filename: str | None) -> tuple[list[str], Iterator[list[str]]]:
     """The header as given and every row's cells as text, in order (an empty unnamed last column dropped)."""
     source = _open(content, filename)
     cmap, _ = match_header(source.header, ())

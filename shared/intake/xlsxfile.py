@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from typing import Any
 
 from .cells import Typed
 from .errors import FileRejected
+from .source import Content, stream
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 MAX_UNZIPPED = 200 * 1024 * 1024
@@ -19,10 +19,10 @@ MAX_ENTRIES = 10_000
 _LEGACY = "the file is an encrypted workbook or a legacy .xls file; save it as an unencrypted .xlsx or as CSV UTF-8"
 
 
-def zip_problems(content: bytes) -> list[str]:
+def zip_problems(content: Content) -> list[str]:
     """Everything wrong with the container, found from the zip directory before any XML is parsed."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(content))
+        archive = zipfile.ZipFile(stream(content))
         infos = archive.infolist()
     except Exception:
         return ["the file is not a valid XLSX workbook (damaged or truncated zip)"]
@@ -55,7 +55,7 @@ def _macro_enabled(archive: zipfile.ZipFile, names: set[str]) -> bool:
 class Workbook:
     """One sheet of a workbook: the only sheet, or the one named 'cases' (any letter case)."""
 
-    def __init__(self, content: bytes) -> None:
+    def __init__(self, content: Content) -> None:
         problems = zip_problems(content)
         if problems:
             raise FileRejected(problems)
@@ -64,7 +64,7 @@ class Workbook:
                 warnings.simplefilter("ignore")  # openpyxl warns about styles/extensions it skips
                 import openpyxl
 
-                self._book: Any = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=False)
+                self._book: Any = openpyxl.load_workbook(stream(content), read_only=True, data_only=False)
         except Exception as exc:
             raise FileRejected(f"the workbook could not be read ({type(exc).__name__})") from None
         names: list[str] = list(self._book.sheetnames)
