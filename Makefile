@@ -38,8 +38,11 @@ lock:
 train: install
 	$(BIN)/cytoscore train
 
+# Figures for the README; needs PostgreSQL and Redis like the tests. Not timed tests: tables to read.
 bench: install
-	$(BIN)/python bench/upload_throughput.py
+	$(BIN)/python bench/upload_throughput.py --rows 100000
+	$(BIN)/python bench/single_case.py --json bench/results/single_case.json
+	$(BIN)/python bench/load.py
 
 # Every CI run: compose config with the real binary, hadolint, the deploy checker, a host-process smoke.
 deploy-check: install

@@ -70,7 +70,8 @@ def _load_from_bearer(req: object) -> Principal | None:
     user = accounts.user_for_token(db(), token.strip())
     if user is None:
         return None
-    db().commit()  # last_used_at
+    if db().dirty:
+        db().commit()  # last_used_at, touched at most once a minute
     g.via_token = True
     return Principal.of(user, via_token=True)
 

@@ -104,9 +104,10 @@ def _commit_and_queue(**fields: Any) -> Job:
     job = jobs.create_job(session, **fields)
     job.owner_id = current_user.user_id
     record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
+    job.enqueued_at = job.created_at  # about to be sent; cleared below if the broker refuses
     session.commit()  # the id goes on the queue only once the row is durable
-    if publish(celery(), job.id):
-        jobs.mark_enqueued(session, job.id)
+    if not publish(celery(), job.id):
+        jobs.mark_unsent(session, job.id)  # never sent: the reconciler sends it on its next round
         session.commit()
     log.info("job %s created: kind=%s rows=%d model=%s", job.id, job.kind, job.rows_total, job.model_name)
     return job

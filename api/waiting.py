@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from flask import current_app
@@ -26,8 +27,11 @@ def wait_until_finished(job_id: uuid.UUID, seconds: float, finished: Callable[[]
         while not finished() and time.monotonic() < deadline:
             time.sleep(_SQLITE_TICK)
         return
-    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+    raw = engine.raw_connection()  # a pooled connection: no new connection per long poll
+    conn: psycopg.Connection[Any] = raw.driver_connection
+    try:
+        raw.rollback()
+        conn.autocommit = True  # notifications arrive only outside a transaction
         conn.execute(f"LISTEN {CHANNEL}")
         if finished():
             return
@@ -35,3 +39,7 @@ def wait_until_finished(job_id: uuid.UUID, seconds: float, finished: Callable[[]
             for note in conn.notifies(timeout=left):
                 if note.payload == str(job_id):
                     return
+    finally:
+        conn.execute("UNLISTEN *")
+        conn.autocommit = False
+        raw.close()  # back to the pool

@@ -121,6 +121,11 @@ def mark_enqueued(session: Session, job_id: uuid.UUID, when: datetime | None = N
     session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=when or utcnow()))
 
 
+def mark_unsent(session: Session, job_id: uuid.UUID) -> None:
+    """The broker did not take the job id: the reconciler sends queued jobs without `enqueued_at` first."""
+    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=None))
+
+
 def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
     return session.get(Job, job_id)
 

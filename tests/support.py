@@ -49,13 +49,13 @@ def _die_with_parent() -> None:
 
 
 class ServiceProcess:
-    """A `cytoscore <command>` child process with its output in a log file."""
+    """A `cytoscore <command>` (or another program's) child process with its output in a log file."""
 
-    def __init__(self, args: list[str], extra_env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], extra_env: dict[str, str], log: Path, program: str | None = None) -> None:
         self.log = log
         self._out = log.open("wb")
         self.proc = subprocess.Popen(
-            [str(BIN / "cytoscore"), *args],
+            [program or str(BIN / "cytoscore"), *args],
             env=cli_env(extra_env),
             stdout=self._out,
             stderr=subprocess.STDOUT,

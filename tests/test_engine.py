@@ -44,3 +44,7 @@ def test_small_batches_use_the_engine_and_large_ones_scikit_learn_with_identical
 def test_models_endpoint_names_the_engine(client):
     engines = {m["name"]: m["engine"] for m in client.get("/api/v1/models").get_json()["models"]}
     assert engines == {"wdbc-rf4": NAME, "wdbc-rf30": NAME}
+
+
+def test_the_model_page_names_the_engine(client):
+    assert NAME in client.get("/models/wdbc-rf4").get_data(as_text=True)
