@@ -65,7 +65,14 @@ def test_access_matrix_for_job_doors(app, people, owned_jobs, door, who, owner):
 
 @pytest.mark.parametrize(
     ("door", "anonymous"),
-    [("/", 302), ("/jobs", 302), ("/api/v1/models", 401), ("/api/v1/models/wdbc-rf4/template", 401)],
+    [
+        ("/", 302),
+        ("/jobs", 302),
+        ("/models", 302),
+        ("/models/wdbc-rf4", 302),
+        ("/api/v1/models", 401),
+        ("/api/v1/models/wdbc-rf4/template", 401),
+    ],
 )
 @pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
 def test_access_matrix_for_shared_doors(app, people, door, anonymous, who):
