@@ -17,24 +17,20 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
 import numpy as np
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stack import throwaway_stack
 from shared.features import FEATURES
-from tests.support import ServiceProcess, free_port, make_person, multipart, run_cli, wdbc
+from tests.support import ServiceProcess, free_port, make_person, multipart, wdbc
 from tests.test_progress import jittered_csv
 
-ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/14")
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 BIN = Path(sys.executable).parent
 
@@ -113,49 +109,31 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    name = f"cytoscore_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    figures: dict[str, float] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {
-                "DATABASE_URL": url,
-                "BROKER_URL": REDIS_URL,
-                "CYTOSCORE_VAR_DIR": tmp,
-                "SECRET_KEY": uuid.uuid4().hex,
-                "CYTOSCORE_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
-                "CYTOSCORE_MAX_JOBS_IN_FLIGHT": "1000",
-                "CYTOSCORE_JOBS_RATE_LIMIT": "100000/minute",
-                "CYTOSCORE_WORKER_CONCURRENCY": "1",
-            }
-            run_cli(["migrate"], env)
-            token = make_person(env, "lab").token
-            port, tport = free_port(), free_port()
-            worker = ServiceProcess(["worker"], env, Path(tmp) / "worker.log")
-            web = ServiceProcess(["web"], {**env, "PORT": str(port)}, Path(tmp) / "web.log")
-            tutorial = ServiceProcess(
-                ["--bind", f"127.0.0.1:{tport}", "--workers", "2", "--chdir", str(Path(__file__).parent),
-                 "tutorial_app:app"], {**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
-                Path(tmp) / "tutorial.log", program=str(BIN / "gunicorn"))  # fmt: skip
-            try:
-                worker.wait_for_log("ready.", 120)
-                base, tbase = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{tport}"
-                wait_http(f"{base}/healthz", web)
-                wait_http(tbase, tutorial)
-                sample = cases(args.cases)
-                cytoscore_single(base, token, sample[:20])  # warm both up
-                tutorial_rows(tbase, sample[:20])
-                ours, theirs = cytoscore_single(base, token, sample), tutorial_rows(tbase, sample)
-                rowwise = tutorial_rows(tbase, cases(args.rowwise))
-                upload = cytoscore_upload(base, token, jittered_csv(10_000))
-            finally:
-                for proc in (tutorial, web, worker):
-                    proc.stop()
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    settings = {"CYTOSCORE_MAX_JOBS_IN_FLIGHT": "1000", "CYTOSCORE_JOBS_RATE_LIMIT": "100000/minute",
+                "CYTOSCORE_WORKER_CONCURRENCY": "1"}  # fmt: skip
+    with throwaway_stack(**settings) as (env, _, tmp):
+        token = make_person(env, "lab").token
+        port, tport = free_port(), free_port()
+        worker = ServiceProcess(["worker"], env, tmp / "worker.log")
+        web = ServiceProcess(["web"], {**env, "PORT": str(port)}, tmp / "web.log")
+        tutorial = ServiceProcess(
+            ["--bind", f"127.0.0.1:{tport}", "--workers", "2", "--chdir", str(Path(__file__).parent),
+             "tutorial_app:app"], {**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            tmp / "tutorial.log", program=str(BIN / "gunicorn"))  # fmt: skip
+        try:
+            worker.wait_for_log("ready.", 120)
+            base, tbase = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{tport}"
+            wait_http(f"{base}/healthz", web)
+            wait_http(tbase, tutorial)
+            sample = cases(args.cases)
+            cytoscore_single(base, token, sample[:20])  # warm both up
+            tutorial_rows(tbase, sample[:20])
+            ours, theirs = cytoscore_single(base, token, sample), tutorial_rows(tbase, sample)
+            rowwise = tutorial_rows(tbase, cases(args.rowwise))
+            upload = cytoscore_upload(base, token, jittered_csv(10_000))
+        finally:
+            for proc in (tutorial, web, worker):
+                proc.stop()
 
     figures = {
         "single_p50_ms": percentile(ours, 50) * 1e3,

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -31,13 +30,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stack import throwaway_stack
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT
-from tests.support import ServiceProcess, free_port, make_person, run_cli, wdbc
-
-ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/14")
+from tests.support import ServiceProcess, free_port, make_person, multipart, wdbc
 
 
 def make_csv(n: int, seed: int = 11) -> bytes:
@@ -54,12 +51,9 @@ def make_csv(n: int, seed: int = 11) -> bytes:
 
 
 def post_file(url: str, content: bytes, token: str) -> dict:
-    boundary = uuid.uuid4().hex
-    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="bench.csv"\r\n\r\n'.encode()
-    body = head + content + f"\r\n--{boundary}--\r\n".encode()
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {token}"}
-    req = urllib.request.Request(url, data=body, headers=headers)
-    with urllib.request.urlopen(req, timeout=300) as response:
+    body, content_type = multipart({}, content, "bench.csv")
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=300) as response:
         return json.loads(response.read())
 
 
@@ -125,28 +119,10 @@ def main() -> None:
     args = parser.parse_args()
 
     content = make_csv(args.rows)
-    name = f"cytoscore_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    url = dsn.replace("postgresql://", "postgresql+psycopg://")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {
-                "DATABASE_URL": url,
-                "BROKER_URL": REDIS_URL,
-                "CYTOSCORE_VAR_DIR": tmp,
-                "CYTOSCORE_DEFAULT_MODEL": args.model,
-                "SECRET_KEY": uuid.uuid4().hex,
-                "CYTOSCORE_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
-            }
-            run_cli(["migrate"], env)
-            token = make_person(env, "lab").token
-            limit = in_process(content, args.model, dsn)
-            system = end_to_end(content, env, Path(tmp), token)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_stack(CYTOSCORE_DEFAULT_MODEL=args.model) as (env, dsn, tmp):
+        token = make_person(env, "lab").token
+        limit = in_process(content, args.model, dsn)
+        system = end_to_end(content, env, tmp, token)
 
     rows = args.rows
     print(

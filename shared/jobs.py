@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
@@ -132,10 +132,6 @@ def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
 
 def job_input(session: Session, job_id: uuid.UUID) -> JobInput | None:
     return session.get(JobInput, job_id)
-
-
-def recent_jobs(session: Session, limit: int = 100) -> list[Job]:
-    return list(session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)))
 
 
 def _iso(value: datetime | None) -> str | None:
