@@ -8,6 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from itertools import repeat
 from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
@@ -135,28 +136,29 @@ def _batches(model: LoadedModel, content: BinaryIO, filename: str | None, fmt: s
 
 
 def _result_rows(job_id: uuid.UUID, model: LoadedModel, batch: Batch) -> list[tuple[Any, ...]]:
+    """One result tuple per row of the batch (results_store.COLUMNS order); rejected rows carry no answer."""
     n = len(batch.rows)
-    labels: list[str | None] = [None] * n
-    probs: list[float | None] = [None] * n
+    labels = np.full(n, None, dtype=object)
+    probs = np.full(n, None, dtype=object)
     if batch.ok.any():
         diag, prob = model.diagnose(batch.X[batch.ok])
-        for i, label, p in zip(np.flatnonzero(batch.ok), diag, prob, strict=True):
-            labels[i], probs[i] = str(label), float(p)
-    return [
-        (
-            job_id,
-            int(batch.rows[i]),
-            batch.case_ids[i],
-            labels[i],
-            probs[i],
-            model.version,
-            batch.supplied_diagnosis[i],
-            batch.out_of_range[i],
-            batch.warnings[i],
-            batch.errors[i],
+        labels[batch.ok] = diag.astype(str)
+        probs[batch.ok] = prob.tolist()  # Python floats, exactly as scored
+    return list(
+        zip(
+            repeat(job_id, n),
+            batch.rows.tolist(),
+            batch.case_ids,
+            labels.tolist(),
+            probs.tolist(),
+            repeat(model.version, n),
+            batch.supplied_diagnosis,
+            batch.out_of_range,
+            batch.warnings,
+            batch.errors,
+            strict=True,
         )
-        for i in range(n)
-    ]
+    )
 
 
 def _score_all(
