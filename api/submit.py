@@ -19,6 +19,7 @@ from api.queueing import celery
 from api.registry import model_meta
 from shared import jobs
 from shared.intake import Batch, FileRejected, Limits, inspect_upload, validate_cases
+from shared.modelstore import feature_ranges
 from shared.queue import publish
 from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 
 def _settings() -> Settings:
     return current_app.config["CYTOSCORE"]  # type: ignore[no-any-return]
-
-
-def _ranges(model: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    return {k: (float(lo), float(hi)) for k, (lo, hi) in model.get("feature_ranges", {}).items()}
 
 
 def submit_upload(content: bytes, filename: str | None, model_name: str | None) -> Job:
@@ -65,7 +62,7 @@ def check_cases(cases: object, model_name: str | None) -> Batch:
         raise FileRejected(["`cases` is empty: send at least one case"])
     if len(cases) > _settings().max_rows:
         raise FileRejected([f"more than {_settings().max_rows} cases in one request"])
-    return validate_cases(cases, model["features"], _ranges(model))
+    return validate_cases(cases, model["features"], feature_ranges(model))
 
 
 def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, kind: JobKind) -> Job:

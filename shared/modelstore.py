@@ -80,6 +80,11 @@ class LoadedModel:
         return by_column[np.argmax(proba, axis=1)], proba[:, self._positive_column()]
 
 
+def feature_ranges(metadata: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """The training data's (min, max) per feature, from the metadata: for out-of-range flags and the form."""
+    return {k: (float(lo), float(hi)) for k, (lo, hi) in metadata.get("feature_ranges", {}).items()}
+
+
 def _metadata_path(name: str, models_dir: Path) -> Path:
     if not _NAME.fullmatch(name) or ".." in name:
         raise UnknownModelError(name)

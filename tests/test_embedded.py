@@ -7,9 +7,8 @@ import re
 import time
 import urllib.error
 import urllib.request
-import uuid
 
-from tests.support import ServiceProcess, free_port, run_cli, wdbc_csv
+from tests.support import ServiceProcess, free_port, multipart, run_cli, wdbc_csv
 
 
 def _get(url: str, token: str = "") -> tuple[int, bytes]:
@@ -24,21 +23,9 @@ def _get(url: str, token: str = "") -> tuple[int, bytes]:
 
 
 def _post_file(url: str, content: bytes, filename: str, token: str) -> tuple[int, dict]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: text/csv\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        url,
-        data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {token}"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    body, content_type = multipart({}, content, filename)
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=30) as response:
         return response.status, json.loads(response.read())
 
 

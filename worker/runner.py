@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from shared import jobs
 from shared.inputs import spool_input
 from shared.intake import Batch, FileRejected, iter_batches, validate_cases
-from shared.modelstore import LoadedModel
+from shared.modelstore import LoadedModel, feature_ranges
 from shared.results_store import write_results
 from shared.schema import JobStatus
 from worker import shutdown
@@ -127,7 +127,7 @@ def _not_claimed(res: Resources, job_id: uuid.UUID) -> str:
 
 
 def _batches(model: LoadedModel, content: BinaryIO, filename: str | None, fmt: str, chunk: int) -> Iterator[Batch]:
-    ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in model.metadata.get("feature_ranges", {}).items()}
+    ranges = feature_ranges(model.metadata)
     if fmt == "json":
         content.seek(0)
         yield validate_cases(json.load(content)["cases"], model.features, ranges)
