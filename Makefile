@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install browser run test lint lock train bench deploy-check compose-smoke clean
+.PHONY: install browser run test lint lock train bench bench-peers profile deploy-check compose-smoke clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,11 +38,19 @@ lock:
 train: install
 	$(BIN)/cytoscore train
 
-# Figures for the README; needs PostgreSQL and Redis like the tests. Not timed tests: tables to read.
+# Figures for the README; needs PostgreSQL and Redis like the tests. Not timed tests: one table to read, also in
+# bench/results/bench.json. BENCH_ARGS=--quick skips the 1M-row runs; `bench/report.py --from-json --readme`
+# copies the last table into the README.
 bench: install
-	$(BIN)/python bench/upload_throughput.py --rows 100000
-	$(BIN)/python bench/single_case.py --json bench/results/single_case.json
-	$(BIN)/python bench/load.py
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
+
+# py-spy on the web and both workers through one 1M-row upload: collapsed stacks and a summary in bench/results/.
+profile: install
+	$(BIN)/python bench/profile_job.py --rows 1000000 --workers 2
+
+# MLflow and BentoML timed on the same model and files, each in its own venv under var/bench-peers/ (not .venv).
+bench-peers: install
+	$(BIN)/python bench/peers/run.py --python $(PYTHON) --json bench/results/peers.json
 
 # Every CI run: compose config with the real binary, hadolint, the deploy checker, a host-process smoke.
 deploy-check: install

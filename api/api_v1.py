@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
 from api import exports, results
 from api.access import may_see, record
@@ -36,9 +36,34 @@ def find_job(job_id: str) -> Job:
 
 
 def _accepted(job: Job) -> ResponseReturnValue:
+    """202 with where to look; with `?wait=`, the job as GET shows it, 201 if it finished within the wait."""
     url = url_for("api_v1.get_job", job_id=job.id)
-    body = {"id": str(job.id), "status": job.status, "url": url}
-    return jsonify(body), 202, {"Location": url}
+    wait = _wait_asked()
+    if not wait:
+        return jsonify({"id": str(job.id), "status": job.status, "url": url}), 202, {"Location": url}
+    _wait_for(job, wait)
+    return jsonify({**jobs.job_json(job), "url": url}), 201 if job.status in TERMINAL else 202, {"Location": url}
+
+
+def _wait_asked() -> float | None:
+    """The `?wait=` seconds, if a positive number was given (the waiting caps it at 60)."""
+    wait = request.args.get("wait", type=float)
+    return wait if wait is not None and wait > 0 and math.isfinite(wait) else None
+
+
+def _wait_for(job: Job, seconds: float) -> None:
+    """Hold the answer until the job finishes (woken by its NOTIFY) or `seconds` (at most 60) pass; refresh `job`."""
+    if job.status in TERMINAL:
+        return
+    session = db()
+    session.commit()  # end the read transaction, so each check sees the newest committed row
+
+    def finished() -> bool:
+        session.refresh(job)
+        session.commit()
+        return job.status in TERMINAL
+
+    wait_until_finished(job.id, seconds, finished)  # its last call of finished() left `job` as the row is now
 
 
 def _rejected(problems: list[str]) -> ResponseReturnValue:
@@ -47,13 +72,19 @@ def _rejected(problems: list[str]) -> ResponseReturnValue:
 
 @bp.post("/jobs")
 def create_job() -> ResponseReturnValue:
+    """Create a job from a CSV/XLSX upload or from JSON cases: 202 with its id, status and url (also `Location`).
+
+    With `?wait=<seconds>` (at most 60) the answer waits for the job to finish, woken the moment it does: `201`
+    with the job as `GET /api/v1/jobs/<id>` shows it (status, counts, model name, version and sha256) plus `url`,
+    so a single case needs one request; still unfinished when the time is up, `202` with the same body.
+    """
     try:
         if request.is_json:
             return _create_from_json(request.get_json(silent=True))
         upload = request.files.get("file")
         if upload is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
-        return _accepted(submit_upload(upload.read(), upload.filename, request.form.get("model") or None))
+        return _accepted(submit_upload(upload.stream, upload.filename, request.form.get("model") or None))
     except FileRejected as exc:
         return _rejected(exc.problems)
     except UnknownModel as exc:
@@ -74,18 +105,9 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
 def get_job(job_id: str) -> ResponseReturnValue:
     """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up."""
     job = find_job(job_id)
-    wait = request.args.get("wait", type=float)
-    if wait and job.status not in TERMINAL:
-        session = db()
-        session.commit()  # end the read transaction, so each check sees the newest committed row
-
-        def finished() -> bool:
-            status = session.scalar(select(Job.status).where(Job.id == job.id))
-            session.commit()
-            return status in TERMINAL
-
-        wait_until_finished(job.id, wait, finished)
-        session.refresh(job)
+    wait = _wait_asked()
+    if wait:
+        _wait_for(job, wait)
     return jsonify(jobs.job_json(job))
 
 

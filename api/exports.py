@@ -10,28 +10,50 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from api import results
 from shared.features import ALIASES, canonical
-from shared.intake import iter_batches, neutralise, read_source_rows, validate_cases, write_xlsx
+from shared.inputs import spool_input
+from shared.intake import Batch, iter_batches, neutralise, read_source_rows, validate_cases, write_xlsx
 from shared.intake.numbers import NUMBER
 from shared.schema import Job, JobInput
 
+T = TypeVar("T")
 INPUT_PREFIX = "input:"
 PROBLEM_FIELDS = ("row", "case_id", "column", "value", "reason")
+
+
+def _content(source: JobInput) -> BinaryIO:
+    """The stored input, spooled from its parts to a temporary file (memory does not follow the file's size)."""
+    session = object_session(source)
+    assert session is not None
+    spooled = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the last reference (the rows iterator)
+    spool_input(session, source.job_id, spooled)
+    spooled.seek(0)
+    return spooled
 
 
 def _source(job: Job, source: JobInput) -> tuple[list[str], Iterator[list[str]]]:
     """The input's own columns and rows, as text, in input order."""
     if job.input_format == "json":
-        cases: list[dict[str, Any]] = json.loads(source.content)["cases"]
+        with _content(source) as spooled:
+            cases: list[dict[str, Any]] = json.load(spooled)["cases"]
         header = list(dict.fromkeys(key for case in cases for key in case))
         return header, ([_text(case.get(key)) for key in header] for case in cases)
-    return read_source_rows(source.content, job.input_filename)
+    spooled = _content(source)
+    header, rows = read_source_rows(spooled, job.input_filename)
+    return header, _closing(spooled, rows)
+
+
+def _closing(spooled: BinaryIO, items: Iterator[T]) -> Iterator[T]:
+    """Yield the items, closing the spooled file when they run out (or when the consumer stops early)."""
+    with spooled:
+        yield from items
 
 
 def _text(value: object) -> str:
@@ -101,12 +123,21 @@ def xlsx_bytes(header: Sequence[str], rows: Iterator[Sequence[Any]]) -> bytes:
 
 
 def problems(job: Job, source: JobInput, model: dict[str, Any]) -> Iterator[list[Any]]:
-    """Every rejected value, one line each: row, case id, column, value and reason (re-read from the stored input)."""
+    """Every rejected value, one line each: row, case id, column, value and reason (re-read from the stored input).
+
+    The input is spooled now, inside the request; the lines are made as they are streamed.
+    """
     features = model["features"]
     if job.input_format == "json":
-        batches = iter([validate_cases(json.loads(source.content)["cases"], features)])
+        with _content(source) as spooled:
+            batches: Iterator[Batch] = iter([validate_cases(json.load(spooled)["cases"], features)])
     else:
-        batches = iter_batches(source.content, job.input_filename, features, 20_000)
+        spooled = _content(source)
+        batches = _closing(spooled, iter_batches(spooled, job.input_filename, features, 20_000))
+    return _problem_lines(batches)
+
+
+def _problem_lines(batches: Iterator[Batch]) -> Iterator[list[Any]]:
     for batch in batches:
         ids = dict(zip(batch.rows.tolist(), batch.case_ids, strict=True))
         for p in batch.problems:

@@ -113,7 +113,7 @@ def upload() -> ResponseReturnValue:
     if upload is None or not upload.filename:
         return _upload_refused(["choose a CSV or XLSX file to upload"])
     try:
-        job = submit_upload(upload.read(), upload.filename, request.form.get("model") or None)
+        job = submit_upload(upload.stream, upload.filename, request.form.get("model") or None)
     except FileRejected as exc:
         return _upload_refused(exc.problems, upload.filename)
     except UnknownModel as exc:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from flask import abort, current_app
 from flask_login import current_user
@@ -18,39 +19,51 @@ from api.database import db
 from api.queueing import celery
 from api.registry import model_meta
 from shared import jobs
-from shared.intake import Batch, FileRejected, Limits, inspect_upload, validate_cases
+from shared.intake import Batch, FileRejected, Limits, validate_cases
+from shared.intake.plan import Emit, NotPlain, Scanned, check_whole, scan_plain
 from shared.modelstore import feature_ranges
 from shared.queue import publish
 from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _settings() -> Settings:
     return current_app.config["CYTOSCORE"]  # type: ignore[no-any-return]
 
 
-def submit_upload(content: bytes, filename: str | None, model_name: str | None) -> Job:
-    """Check the file's structure, then store and queue it. Raises FileRejected with every whole-file problem."""
+def submit_upload(upload: BinaryIO, filename: str | None, model_name: str | None) -> Job:
+    """Check the uploaded file (on disk, a block at a time) while storing it in parts, then queue it.
+
+    Raises FileRejected with every whole-file problem; nothing is stored then.
+    """
     require(Role.LAB, Role.ADMIN)
     model = model_meta(model_name)
     settings = _settings()
     limits = Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
-    summary = inspect_upload(content, filename, model["features"], limits)
-    media = (
-        "text/csv" if summary.format == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    )
-    return _commit_and_queue(
-        kind=JobKind.UPLOAD,
-        model=model,
-        content=content,
-        media_type=media,
-        input_format=summary.format,
-        rows_total=summary.rows_total,
-        filename=filename,
-        delimiter=summary.delimiter,
-    )
+    split_min_bytes = sys.maxsize if settings.embedded else settings.parallel_min_bytes  # SQLite: one worker
+    session = db()
+    _check_in_flight(session)
+
+    def scan(emit: Emit) -> Scanned:
+        return scan_plain(upload, filename, model["features"], emit, limits, part_bytes=settings.part_bytes,
+                          split_min_bytes=split_min_bytes)  # fmt: skip
+
+    try:
+        job = jobs.create_upload(session, model=model, filename=filename, scan=scan)
+    except NotPlain:
+        session.rollback()  # nothing of the first pass stays; the full check decides
+        summary, content = check_whole(upload, filename, model["features"], limits)
+        media = "text/csv" if summary.format == "csv" else XLSX
+        job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=media,
+                              input_format=summary.format, rows_total=summary.rows_total, filename=filename,
+                              delimiter=summary.delimiter)  # fmt: skip
+    except BaseException:
+        session.rollback()
+        raise
+    return _queue(session, job)
 
 
 def check_cases(cases: object, model_name: str | None) -> Batch:
@@ -98,7 +111,11 @@ def _check_in_flight(session: Session) -> None:
 def _commit_and_queue(**fields: Any) -> Job:
     session = db()
     _check_in_flight(session)
-    job = jobs.create_job(session, **fields)
+    return _queue(session, jobs.create_job(session, **fields))
+
+
+def _queue(session: Session, job: Job) -> Job:
+    """Own, audit and commit the new job, then put its id on the queue."""
     job.owner_id = current_user.user_id
     record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
     job.enqueued_at = job.created_at  # about to be sent; cleared below if the broker refuses

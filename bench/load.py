@@ -4,13 +4,14 @@ Runs a real `cytoscore web` and two real `cytoscore worker` processes against a 
 a private redis-server, fires the crowd, waits for every job, checks each input row has exactly one result, and
 prints throughput and time to result (POST sent -> job finished in the database).
 
-Usage: .venv/bin/python bench/load.py [--singles 2000] [--clients 50] [--uploads 10] [--upload-rows 10000]
+Usage: .venv/bin/python bench/load.py [--singles 2000] [--clients 50] [--uploads 10] [--upload-rows 10000] [--json PATH]
 Needs PostgreSQL (CYTOSCORE_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres) and redis-server.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -19,9 +20,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.reliability_support import (
+    LoadResult,
     RedisServer,
     Scenario,
     print_table,
@@ -40,6 +44,22 @@ def _ready(url: str) -> bool:
         return False
 
 
+def figures(result: LoadResult, args: argparse.Namespace) -> dict[str, object]:
+    """The run's numbers for bench/report.py: throughput and times to result in seconds."""
+
+    def pct(values: list[float], q: float) -> float | None:
+        return float(np.percentile(values, q)) if values else None
+
+    jobs = len(result.single_seconds) + len(result.upload_seconds)
+    return {
+        "singles": args.singles, "clients": args.clients, "uploads": args.uploads, "upload_rows": args.upload_rows,
+        "worker_concurrency": args.worker_concurrency, "jobs": jobs, "errors": len(result.errors),
+        "wall_s": result.wall, "jobs_per_s": jobs / result.wall, "rows_per_s": result.rows / result.wall,
+        "single_p50_s": pct(result.single_seconds, 50), "single_p99_s": pct(result.single_seconds, 99),
+        "upload_p50_s": pct(result.upload_seconds, 50), "upload_p99_s": pct(result.upload_seconds, 99),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--singles", type=int, default=2000)
@@ -47,6 +67,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=10)
     parser.add_argument("--upload-rows", type=int, default=10_000)
     parser.add_argument("--worker-concurrency", type=int, default=1, help="pool processes per worker process")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cytoscore-load-") as tmp:
@@ -84,6 +105,9 @@ def main() -> None:
                     print(f"(whole run incl. waiting: {time.monotonic() - started:.1f} s)")
                     duplicates = sum(w.output().count("duplicate delivery ignored") for w in workers)
                     print(f"duplicate deliveries ignored by the workers: {duplicates}")
+                    if args.json:
+                        args.json.parent.mkdir(parents=True, exist_ok=True)
+                        args.json.write_text(json.dumps(figures(result, args), indent=2) + "\n")
                     if result.errors:
                         print("errors:", *result.errors[:10], sep="\n  ")
                         sys.exit(1)

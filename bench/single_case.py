@@ -1,10 +1,15 @@
-"""Single cases and row-by-row lab work: cytoscore beside the tutorial's synchronous route, same run, same model.
+"""Single cases and row-by-row lab work: cytoscore beside the tutorial's synchronous route, same run.
 
-- cytoscore: `POST /api/v1/jobs` (one case, JSON) then `GET /api/v1/jobs/<id>?wait=30`, against a real
-  `cytoscore web` and one warm `cytoscore worker` (PostgreSQL + Redis).
-- tutorial: one form POST to bench/tutorial_app.py (gunicorn, 2 workers) → `pipe.predict` → "M" or "B".
+- cytoscore: one request, `POST /api/v1/jobs?wait=30` (one case, JSON), answered with the finished job, against a
+  real `cytoscore web` and one warm `cytoscore worker` (PostgreSQL + Redis).
+- tutorial: one form POST to bench/tutorial_app.py (gunicorn, 2 workers) → `pipe.predict` → "M" or "B", twice:
+  serving cytoscore's own wdbc-rf4 forest (100 trees; the yardstick the goal is judged on, the stricter one), and
+  the tutorial's own forest as issue 7 describes it (500 trees of depth 8, fitted at start-up on the same four
+  features), shown beside it.
 - lab work: a 10,000-row upload to cytoscore (submit → succeeded) against the same rows posted one by one
-  to the tutorial route (measured on `--rowwise` rows and scaled to 10,000).
+  to the tutorial route (same model; measured on `--rowwise` rows and scaled to 10,000).
+
+The three single-case series are measured in turns, case by case, so a busy machine slows all of them alike.
 
 Usage: .venv/bin/python bench/single_case.py [--cases 200] [--rowwise 1000]
 Prints a table; `--json PATH` also writes the figures.
@@ -38,7 +43,7 @@ BIN = Path(sys.executable).parent
 def call(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     with urllib.request.urlopen(request, timeout=120) as response:
-        return response.read()
+        return bytes(response.read())
 
 
 def wait_http(url: str, proc: ServiceProcess) -> None:
@@ -65,27 +70,36 @@ def cases(n: int) -> list[dict[str, float]]:
     return [dict(zip(RF4, map(float, row), strict=True)) for row in rows]
 
 
-def cytoscore_single(base: str, token: str, sample: list[dict[str, float]]) -> list[float]:
+def cytoscore_case(base: str, headers: dict[str, str], i: int, case: dict[str, float]) -> float:
+    start = time.perf_counter()
+    body = json.dumps({"cases": [{"case_id": f"b{i}", **case}]}).encode()
+    done = json.loads(call(f"{base}/api/v1/jobs?wait=30", body, headers))
+    elapsed = time.perf_counter() - start
+    assert done["status"] == "succeeded", done
+    return elapsed
+
+
+def tutorial_case(base: str, case: dict[str, float]) -> float:
+    start = time.perf_counter()
+    answer = call(base, urllib.parse.urlencode({k: repr(v) for k, v in case.items()}).encode())
+    elapsed = time.perf_counter() - start
+    assert answer in (b"M", b"B")
+    return elapsed
+
+
+def single_cases(base: str, token: str, tutorials: list[str], sample: list[dict[str, float]]) -> list[list[float]]:
+    """Each case through cytoscore, then through each tutorial server: one series per system, in turns."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    times = []
+    series: list[list[float]] = [[] for _ in range(1 + len(tutorials))]
     for i, case in enumerate(sample):
-        start = time.perf_counter()
-        body = json.dumps({"cases": [{"case_id": f"b{i}", **case}]}).encode()
-        job = json.loads(call(f"{base}/api/v1/jobs", body, headers))
-        done = json.loads(call(f"{base}/api/v1/jobs/{job['id']}?wait=30", headers=headers))
-        times.append(time.perf_counter() - start)
-        assert done["status"] == "succeeded", done
-    return times
+        series[0].append(cytoscore_case(base, headers, i, case))
+        for k, tbase in enumerate(tutorials, start=1):
+            series[k].append(tutorial_case(tbase, case))
+    return series
 
 
 def tutorial_rows(base: str, sample: list[dict[str, float]]) -> list[float]:
-    times = []
-    for case in sample:
-        start = time.perf_counter()
-        answer = call(base, urllib.parse.urlencode({k: repr(v) for k, v in case.items()}).encode())
-        times.append(time.perf_counter() - start)
-        assert answer in (b"M", b"B")
-    return times
+    return [tutorial_case(base, case) for case in sample]
 
 
 def cytoscore_upload(base: str, token: str, content: bytes) -> float:
@@ -113,26 +127,24 @@ def main() -> None:
                 "CYTOSCORE_WORKER_CONCURRENCY": "1"}  # fmt: skip
     with throwaway_stack(**settings) as (env, _, tmp):
         token = make_person(env, "lab").token
-        port, tport = free_port(), free_port()
+        port, tport, t500port = free_port(), free_port(), free_port()
         worker = ServiceProcess(["worker"], env, tmp / "worker.log")
         web = ServiceProcess(["web"], {**env, "PORT": str(port)}, tmp / "web.log")
-        tutorial = ServiceProcess(
-            ["--bind", f"127.0.0.1:{tport}", "--workers", "2", "--chdir", str(Path(__file__).parent),
-             "tutorial_app:app"], {**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
-            tmp / "tutorial.log", program=str(BIN / "gunicorn"))  # fmt: skip
+        tutorial = tutorial_server(tport, env, tmp / "tutorial.log")
+        tutorial500 = tutorial_server(t500port, {**env, "CYTOSCORE_BENCH_TUTORIAL_FOREST": "500"}, tmp / "t500.log")
         try:
             worker.wait_for_log("ready.", 120)
-            base, tbase = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{tport}"
+            base, tbase, t500base = (f"http://127.0.0.1:{p}" for p in (port, tport, t500port))
             wait_http(f"{base}/healthz", web)
             wait_http(tbase, tutorial)
+            wait_http(t500base, tutorial500)
             sample = cases(args.cases)
-            cytoscore_single(base, token, sample[:20])  # warm both up
-            tutorial_rows(tbase, sample[:20])
-            ours, theirs = cytoscore_single(base, token, sample), tutorial_rows(tbase, sample)
+            single_cases(base, token, [tbase, t500base], sample[:20])  # warm all three up
+            ours, theirs, theirs500 = single_cases(base, token, [tbase, t500base], sample)
             rowwise = tutorial_rows(tbase, cases(args.rowwise))
             upload = cytoscore_upload(base, token, jittered_csv(10_000))
         finally:
-            for proc in (tutorial, web, worker):
+            for proc in (tutorial500, tutorial, web, worker):
                 proc.stop()
 
     figures = {
@@ -140,28 +152,40 @@ def main() -> None:
         "single_p99_ms": percentile(ours, 99) * 1e3,
         "tutorial_p50_ms": percentile(theirs, 50) * 1e3,
         "tutorial_p99_ms": percentile(theirs, 99) * 1e3,
+        "tutorial500_p50_ms": percentile(theirs500, 50) * 1e3,
+        "tutorial500_p99_ms": percentile(theirs500, 99) * 1e3,
         "upload_10k_s": upload,
         "tutorial_rowwise_10k_s": statistics.fmean(rowwise) * 10_000,
     }
-    speedup = figures["tutorial_rowwise_10k_s"] / figures["upload_10k_s"]
-    p50, t50 = figures["single_p50_ms"], figures["tutorial_p50_ms"]
-    rows = [
-        ("single case p50 (ms)", p50, t50, t50 / p50, "≥ 1", p50 <= t50),
-        ("single case p99 (ms)", figures["single_p99_ms"], figures["tutorial_p99_ms"],
-         3 * figures["tutorial_p50_ms"] / figures["single_p99_ms"], "p99 ≤ 3 × tutorial p50",
-         figures["single_p99_ms"] <= 3 * figures["tutorial_p50_ms"]),
-        ("10k rows (s): upload vs row by row", figures["upload_10k_s"], figures["tutorial_rowwise_10k_s"],
-         speedup, "≥ 200", speedup >= 200),
-    ]  # fmt: skip
-    print(
-        f"\n{args.cases} sequential single cases, model wdbc-rf4, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}\n"
-    )
-    print("| figure | cytoscore | tutorial | ratio | goal | pass |\n|---|---|---|---|---|---|")
-    for figure, mine, yard, ratio, goal, ok in rows:
-        print(f"| {figure} | {mine:.2f} | {yard:.2f} | {ratio:.2f} | {goal} | {'yes' if ok else 'no'} |")
+    print_table(figures, args.cases)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2))
+
+
+def tutorial_server(port: int, env: dict[str, str], log: Path) -> ServiceProcess:
+    argv = ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--chdir", str(Path(__file__).parent), "tutorial_app:app"]
+    return ServiceProcess(argv, {**env, "PYTHONPATH": str(Path(__file__).parent.parent)}, log,
+                          program=str(BIN / "gunicorn"))  # fmt: skip
+
+
+def print_table(f: dict[str, float], n: int) -> None:
+    """The goal is judged against the tutorial serving the same model; its own 500-tree forest is shown beside."""
+    p50, p99, t50, t500 = f["single_p50_ms"], f["single_p99_ms"], f["tutorial_p50_ms"], f["tutorial500_p50_ms"]
+    speedup = f["tutorial_rowwise_10k_s"] / f["upload_10k_s"]
+    rows = [
+        ("single case p50 (ms)", p50, t50, t50 / p50, "≥ 1", p50 <= t50, f"{t500:.2f}", f"{t500 / p50:.2f}"),
+        ("single case p99 (ms)", p99, f["tutorial_p99_ms"], 3 * t50 / p99, "p99 ≤ 3 × tutorial p50", p99 <= 3 * t50,
+         f"{f['tutorial500_p99_ms']:.2f}", f"{3 * t500 / p99:.2f}"),
+        ("10k rows (s): one upload vs posting row by row", f["upload_10k_s"], f["tutorial_rowwise_10k_s"], speedup,
+         "≥ 200", speedup >= 200, "–", "–"),
+    ]  # fmt: skip
+    print(f"\n{n} sequential single cases, model wdbc-rf4, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}\n")
+    print("| figure | cytoscore | tutorial, same model | ratio | goal | pass | tutorial's own forest (500 trees) "
+          "| ratio |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for figure, mine, yard, ratio, goal, ok, yard500, ratio500 in rows:
+        print(f"| {figure} | {mine:.2f} | {yard:.2f} | {ratio:.2f} | {goal} | {'yes' if ok else 'no'} | {yard500} "
+              f"| {ratio500} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""A throwaway cytoscore installation for a benchmark: its own database (migrated), queue and folder."""
+"""A throwaway cytoscore installation for a benchmark (its own database, queue, folder) and its memory peaks."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,3 +39,83 @@ def throwaway_stack(**settings: str) -> Iterator[tuple[dict[str, str], str, Path
                 yield env, dsn, Path(tmp)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants that are alive now (Linux /proc; no psutil)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(child) for child in children.read_text().split())
+            except OSError:
+                continue  # the thread or process ended while we looked
+    return found
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM: the most resident memory the process has ever had, in kB (0 once it has gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class PeakRss:
+    """The highest VmHWM of each process in some process trees, sampled while they run and read once at the end.
+
+    Sampling keeps the peak of a pool child that is replaced mid-run; the final read catches the last moments.
+    """
+
+    def __init__(self, roots: dict[str, list[int]], interval: float = 0.25) -> None:
+        self.roots = roots
+        self.interval = interval
+        self.peaks: dict[tuple[str, int], int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.read()
+
+    def sample(self) -> None:
+        for role, pids in self.roots.items():
+            for root in pids:
+                for pid in process_tree(root):
+                    key = (role, pid)
+                    self.peaks[key] = max(self.peaks.get(key, 0), peak_rss_kb(pid))
+
+    def read(self) -> dict[str, float]:
+        """Stop sampling, take a last reading, and return each role's highest peak in MB (10^6 bytes)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self.sample()
+        by_role: dict[str, float] = {}
+        for (role, _), kb in self.peaks.items():
+            by_role[role] = max(by_role.get(role, 0.0), kb * 1024 / 1e6)
+        return by_role
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time of a process tree's live processes, in seconds."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return total / os.sysconf("SC_CLK_TCK")

@@ -1,7 +1,14 @@
 """The tutorial's synchronous route, as the yardstick: one form POST → `pipe.predict` → text.
 
-Served by gunicorn from bench/single_case.py with the same skops pipeline cytoscore uses
-(`CYTOSCORE_BENCH_MODEL`, default wdbc-rf4). Not part of the product.
+Served by gunicorn from bench/single_case.py, with one of two pipelines:
+
+- by default the skops pipeline cytoscore itself serves (`CYTOSCORE_BENCH_MODEL`, default wdbc-rf4: 100 trees);
+- with `CYTOSCORE_BENCH_TUTORIAL_FOREST=<trees>` (500 for the tutorial's own), the tutorial's forest as issue 7
+  describes it: StandardScaler + RandomForestClassifier(n_estimators=<trees>, max_depth=8, random_state=42), fitted
+  here at start-up on the training split (stratified, 25 % held out, random_state=42) of the bundled data, on the
+  same four features as wdbc-rf4.
+
+Not part of the product.
 """
 
 from __future__ import annotations
@@ -10,16 +17,36 @@ import os
 
 import numpy as np
 from flask import Flask, request
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
+from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT
+from shared.training import MALIGNANT, SEED, TEST_SIZE
+
+
+def tutorial_forest(trees: int, features: tuple[str, ...]) -> Pipeline:
+    data = load_breast_cancer()
+    X = data.data[:, [FEATURES.index(f) for f in features]]
+    X_train, _, y_train, _ = train_test_split(X, data.target, test_size=TEST_SIZE, stratify=data.target,
+                                              random_state=SEED)  # fmt: skip
+    forest = RandomForestClassifier(n_estimators=trees, max_depth=8, random_state=SEED)
+    return Pipeline([("scaler", StandardScaler()), ("clf", forest)]).fit(X_train, y_train)
+
 
 model = load_model(os.environ.get("CYTOSCORE_BENCH_MODEL", "wdbc-rf4"), ROOT / "models")
+features, pipe = model.features, model.pipeline
+if trees := int(os.environ.get("CYTOSCORE_BENCH_TUTORIAL_FOREST", "0")):
+    pipe = tutorial_forest(trees, features)
+malignant = MALIGNANT if trees else model.metadata["positive_class"]
 app = Flask(__name__)
 
 
 @app.post("/")
 def predict() -> str:
-    row = np.array([[float(request.form[f]) for f in model.features]])
-    label = model.pipeline.predict(row)[0]
-    return "M" if label == model.metadata["positive_class"] else "B"
+    row = np.array([[float(request.form[f]) for f in features]])
+    return "M" if pipe.predict(row)[0] == malignant else "B"

@@ -1,28 +1,34 @@
-"""End-to-end throughput of an upload beside the in-process limit, measured in the same run.
+"""A big upload end to end beside the in-process limit, with the processes' memory peaks, all in the same run.
 
-cytoscore: POST a 100k-row Kaggle-layout CSV to a real `cytoscore web`, one real `cytoscore worker`
-(PostgreSQL + Redis), and wait until the job has succeeded with every row stored.
-In-process limit: one Python process reads the same file (pandas, needed columns only), scores it with the
-same pipeline (`predict_proba`), and COPYs the results into the same results table.
+- cytoscore: POST a Kaggle-layout CSV (id, diagnosis, the 30 features) to a real `cytoscore web`, with `--workers`
+  real `cytoscore worker` processes (one pool process each) on PostgreSQL + Redis, until the job has succeeded;
+  then count its rows in PostgreSQL.
+- in-process limit: one Python process reads the same file (pandas, the columns the model needs), scores it with
+  the same model and engine (`LoadedModel.diagnose`), and COPYs the results into the same results table.
+- peak RSS: the highest VmHWM among the web's processes (gunicorn master and workers) and among the workers'
+  (each Celery main process and its pool child), sampled during the run and read just before they stop; and the
+  CPU seconds each process tree spent during the job (how the work was shared out).
 
-Usage: .venv/bin/python bench/upload_throughput.py [--rows 100000] [--model wdbc-rf4]
-Needs PostgreSQL (CYTOSCORE_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres) and Redis
-(CYTOSCORE_TEST_REDIS, default redis://127.0.0.1:6379/14).
+Usage: .venv/bin/python bench/upload_throughput.py [--rows 100000] [--workers 1] [--model wdbc-rf4] [--json PATH]
+The file is generated once per (rows, seed) and kept under var/bench/. Needs PostgreSQL (CYTOSCORE_TEST_PG, default
+postgresql://postgres@127.0.0.1:5432/postgres) and Redis (CYTOSCORE_TEST_REDIS, default redis://127.0.0.1:6379/14).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import contextlib
 import json
 import os
-import platform
 import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,71 +36,181 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import throwaway_stack
+from bench.stack import PeakRss, cpu_seconds, throwaway_stack
 from shared.features import FEATURES
 from shared.modelstore import load_model
-from shared.settings import ROOT
-from tests.support import ServiceProcess, free_port, make_person, multipart, wdbc
+from shared.settings import ROOT, Settings
+from tests.support import ServiceProcess, free_port, make_person, wdbc
+
+CACHE = ROOT / "var" / "bench"
+BLOCK = 100_000  # rows generated and written at a time
 
 
-def make_csv(n: int, seed: int = 11) -> bytes:
-    X, y = wdbc()
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(X), n)
-    values = X[pick] * rng.normal(1.0, 0.02, (n, X.shape[1]))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "diagnosis", *FEATURES])
-    rows = zip(pick, values, strict=True)
-    writer.writerows([f"B{i}", y[p], *map(repr, row.tolist())] for i, (p, row) in enumerate(rows, 1))
-    return out.getvalue().encode()
+def csv_file(rows: int, seed: int = 11, folder: Path = CACHE) -> Path:
+    """The bundled cases, jittered, in the Kaggle layout: `rows` of them, generated once and then reused.
+
+    Values carry four significant digits, as in the published data, so a million rows make about 221 MB.
+    """
+    path = folder / f"kaggle-{rows}rows-seed{seed}.csv"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        X, y = wdbc()
+        rng = np.random.default_rng(seed)
+        with partial.open("w", newline="") as out:
+            for start in range(0, rows, BLOCK):
+                n = min(BLOCK, rows - start)
+                pick = rng.integers(0, len(X), n)
+                block = pd.DataFrame(X[pick] * rng.normal(1.0, 0.02, (n, X.shape[1])), columns=list(FEATURES))
+                block.insert(0, "diagnosis", y[pick])
+                block.insert(0, "id", [f"B{i}" for i in range(start + 1, start + n + 1)])
+                block.to_csv(out, header=start == 0, index=False, float_format="%.4g", lineterminator="\n")
+        partial.replace(path)
+    return path
 
 
-def post_file(url: str, content: bytes, token: str) -> dict:
-    body, content_type = multipart({}, content, "bench.csv")
-    headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
-    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=300) as response:
-        return json.loads(response.read())
+@dataclass
+class Services:
+    base: str
+    web: ServiceProcess
+    workers: list[ServiceProcess]
+
+    def roots(self) -> dict[str, list[int]]:
+        """The top process of each service by role: gunicorn's master, each Celery main process."""
+        return {"web": [self.web.proc.pid], "worker": [w.proc.pid for w in self.workers]}
 
 
-def get_json(url: str, token: str = "") -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=70) as response:
-        return json.loads(response.read())
-
-
-def end_to_end(content: bytes, env: dict[str, str], workdir: Path, token: str) -> float:
+@contextlib.contextmanager
+def services(env: dict[str, str], workdir: Path, workers: int) -> Iterator[Services]:
+    """A `cytoscore web` and `workers` `cytoscore worker` processes of one pool process each, ready to serve."""
     port = free_port()
-    worker = ServiceProcess(["worker"], env, workdir / "worker.log")
+    worker_env = {**env, "CYTOSCORE_WORKER_CONCURRENCY": "1"}
+    started = [ServiceProcess(["worker"], worker_env, workdir / f"worker-{i}.log") for i in range(1, workers + 1)]
     web = ServiceProcess(["web"], {**env, "PORT": str(port)}, workdir / "web.log")
     try:
-        worker.wait_for_log("ready.", 120)
+        for worker in started:
+            worker.wait_for_log("ready.", 120)
         web.wait_for_log("Booting worker", 60)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(300):
             try:
                 get_json(f"{base}/healthz")
                 break
             except OSError:
                 time.sleep(0.2)
-        start = time.perf_counter()
-        job = post_file(f"{base}/api/v1/jobs", content, token)
-        state = get_json(f"{base}/api/v1/jobs/{job['id']}?wait=60", token)
-        while state["status"] not in ("succeeded", "failed"):
-            state = get_json(f"{base}/api/v1/jobs/{job['id']}?wait=60", token)
-        elapsed = time.perf_counter() - start
-        assert state["status"] == "succeeded", state
-        return elapsed
+        yield Services(base, web, started)
+    except BaseException:
+        for service in (web, *started):
+            print(f"--- {service.log.name}, last lines:\n{service.output()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         web.stop()
-        worker.stop()
+        for worker in started:
+            worker.stop()
 
 
-def in_process(content: bytes, model_name: str, dsn: str) -> float:
-    """Read + predict_proba + COPY, in one process: the floor the system is measured against."""
+def post_file(url: str, path: Path, token: str) -> dict[str, Any]:
+    """POST the file as multipart/form-data, streamed from disk a block at a time."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                yield block
+        yield tail
+
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + path.stat().st_size + len(tail)),
+    }
+    request = urllib.request.Request(url, data=body(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=900) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def get_json(url: str, token: str = "") -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=70) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def _seconds_between(state: dict[str, Any], first: str, last: str) -> float | None:
+    try:
+        return (datetime.fromisoformat(state[last]) - datetime.fromisoformat(state[first])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def upload(base: str, path: Path, token: str) -> dict[str, Any]:
+    """POST → succeeded: the seconds end to end, until the POST answered, and the job's own timestamps."""
     start = time.perf_counter()
-    model = load_model(model_name, ROOT / "models")
-    frame = pd.read_csv(io.BytesIO(content), usecols=["id", *model.features], dtype={"id": str})
+    job = post_file(f"{base}/api/v1/jobs", path, token)
+    posted = time.perf_counter()
+    state = job
+    while state["status"] not in ("succeeded", "failed"):
+        state = get_json(f"{base}/api/v1/jobs/{job['id']}?wait=60", token)
+    elapsed = time.perf_counter() - start
+    if state["status"] != "succeeded":
+        raise RuntimeError(f"job {job['id']} failed: {state.get('error')}")
+    return {
+        "job_id": job["id"],
+        "end_to_end_s": elapsed,
+        "post_s": posted - start,
+        "queued_s": _seconds_between(state, "created_at", "started_at"),
+        "running_s": _seconds_between(state, "started_at", "finished_at"),
+    }
+
+
+def end_to_end(
+    path: Path,
+    dsn: str,
+    env: dict[str, str],
+    workdir: Path,
+    token: str,
+    workers: int,
+    watch: Callable[[Services], contextlib.AbstractContextManager[object]] | None = None,
+) -> dict[str, Any]:
+    """One upload through the real services; `watch` (e.g. a profiler) wraps just the upload."""
+    with services(env, workdir, workers) as running, PeakRss(running.roots()) as peaks:
+        roots = [running.web.proc.pid, *(w.proc.pid for w in running.workers)]
+        before, db_before = [cpu_seconds(pid) for pid in roots], backend_cpu(dsn)
+        with watch(running) if watch else contextlib.nullcontext():
+            figures = upload(running.base, path, token)
+        cpu = [cpu_seconds(pid) - start for pid, start in zip(roots, before, strict=True)]
+        db_after = backend_cpu(dsn)
+        rss = peaks.read()
+    return {
+        **figures,
+        "web_peak_rss_mb": rss.get("web"),
+        "worker_peak_rss_mb": rss.get("worker"),
+        "web_cpu_s": cpu[0],
+        "worker_cpu_s": cpu[1:],  # how the job's work was shared out among the workers
+        # PostgreSQL's share of the machine: backends still connected at the end (a local server only).
+        "postgres_cpu_s": sum(t - db_before.get(pid, 0.0) for pid, t in db_after.items()) if db_after else None,
+    }
+
+
+def backend_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the database, when /proc can see them."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {pid: cpu_seconds(pid) for (pid,) in rows if Path(f"/proc/{pid}").exists()}
+
+
+def in_process(path: Path, model_name: str, dsn: str) -> tuple[float, str]:
+    """Read + score + COPY in one process: the floor the system is measured against. Returns (seconds, engine)."""
+    model = load_model(model_name, ROOT / "models")  # loaded before the clock, as a worker has it loaded
+    start = time.perf_counter()
+    frame = pd.read_csv(path, usecols=["id", *model.features], dtype={"id": str})
     labels, probs = model.diagnose(frame[list(model.features)].to_numpy(dtype=np.float64))
     job_id = uuid.uuid4()
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
@@ -107,33 +223,87 @@ def in_process(content: bytes, model_name: str, dsn: str) -> float:
         with cur.copy(
             "COPY results (job_id, row_number, case_id, diagnosis, probability_malignant, model_version) FROM STDIN"
         ) as copy:
-            for i, (case, label, p) in enumerate(zip(frame["id"], labels, probs, strict=True), 1):
-                copy.write_row((job_id, i, case, label, float(p), model.version))
-    return time.perf_counter() - start
+            key = str(job_id)  # as text, like the workers: psycopg dumps a str without a Python call per row
+            for i, (case, label, p) in enumerate(zip(frame["id"], labels, probs.tolist(), strict=True), 1):
+                copy.write_row((key, i, case, label, p, model.version))
+    elapsed = time.perf_counter() - start
+    with psycopg.connect(dsn) as conn:  # the system's job then starts from the same empty table
+        conn.execute("TRUNCATE results")
+        conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
+    return elapsed, model.engine_note
+
+
+def count_results(dsn: str, job_id: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM results WHERE job_id = %s", (job_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def measure(
+    rows: int,
+    workers: int,
+    model: str = "wdbc-rf4",
+    seed: int = 11,
+    watch: Callable[[Services], contextlib.AbstractContextManager[object]] | None = None,
+) -> dict[str, Any]:
+    """The whole measurement: the file, a throwaway stack, the in-process limit, then the system end to end."""
+    path = csv_file(rows, seed)
+    size = path.stat().st_size
+    # The bench's file may be bigger than the default upload cap; the cap is not what is being measured.
+    cap = max(Settings().max_upload_bytes, 2 * size)
+    with throwaway_stack(CYTOSCORE_DEFAULT_MODEL=model, CYTOSCORE_MAX_UPLOAD_BYTES=str(cap)) as (env, dsn, tmp):
+        token = make_person(env, "lab").token
+        limit, engine = in_process(path, model, dsn)
+        system = end_to_end(path, dsn, env, tmp, token, workers, watch)
+        stored = count_results(dsn, system["job_id"])
+    if stored != rows:
+        raise RuntimeError(f"job {system['job_id']} succeeded with {stored} of {rows} rows in PostgreSQL")
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+        "workers": workers,
+        "seed": seed,
+        "model": model,
+        "model_engine": engine,
+        "file_bytes": size,
+        "limit_s": limit,
+        **system,
+        "rows_in_db": stored,
+        "limit_ratio": limit / system["end_to_end_s"],
+    }
+
+
+def print_table(m: dict[str, Any]) -> None:
+    rows, system, limit = m["rows"], m["end_to_end_s"], m["limit_s"]
+    print(
+        f"\n{rows:,} rows ({m['file_bytes'] / 1e6:.0f} MB), model {m['model']}, "
+        f"{m['workers']} worker process(es), {os.cpu_count()} cores, {m['date']}\n"
+    )
+    print("| figure | seconds | rows/s |\n|---|---|---|")
+    print(f"| cytoscore end to end (HTTP request → succeeded) | {system:.2f} | {rows / system:,.0f} |")
+    print(f"| … of which until the POST answered | {m['post_s']:.2f} | |")
+    print(f"| in-process limit (read + score + COPY) | {limit:.2f} | {rows / limit:,.0f} |")
+    print(f"\ncytoscore reaches {m['limit_ratio']:.0%} of the in-process limit; {m['rows_in_db']:,} rows stored.")
+    print(f"peak RSS: web {m['web_peak_rss_mb']:.0f} MB, worker {m['worker_peak_rss_mb']:.0f} MB")
+    shares = ", ".join(f"{s:.1f}" for s in m["worker_cpu_s"])
+    database = f", PostgreSQL {m['postgres_cpu_s']:.1f}" if m["postgres_cpu_s"] is not None else ""
+    print(f"CPU seconds during the job: web {m['web_cpu_s']:.1f}, workers {shares}{database}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1, help="`cytoscore worker` processes, one pool process each")
     parser.add_argument("--model", default="wdbc-rf4")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    content = make_csv(args.rows)
-    with throwaway_stack(CYTOSCORE_DEFAULT_MODEL=args.model) as (env, dsn, tmp):
-        token = make_person(env, "lab").token
-        limit = in_process(content, args.model, dsn)
-        system = end_to_end(content, env, tmp, token)
-
-    rows = args.rows
-    print(
-        f"\n{rows:,} rows, {len(content) / 1e6:.1f} MB, model {args.model}, "
-        f"{platform.node()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}\n"
-    )
-    print(f"| {'figure':<34} | {'seconds':>8} | {'rows/s':>9} |")
-    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 11}|")
-    print(f"| {'cytoscore end to end (HTTP → done)':<34} | {system:8.2f} | {rows / system:9,.0f} |")
-    print(f"| {'in-process limit (read+score+COPY)':<34} | {limit:8.2f} | {rows / limit:9,.0f} |")
-    print(f"\ncytoscore reaches {limit / system:.0%} of the in-process limit.")
+    figures = measure(args.rows, args.workers, args.model, args.seed)
+    print_table(figures)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
+from shared.inputs import PartWriter, store_whole
+from shared.intake.plan import Emit, Scanned
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 
 
@@ -25,8 +28,40 @@ def create_job(
     filename: str | None = None,
     delimiter: str | None = None,
 ) -> Job:
-    """Add a queued job and its input to the session."""
-    job = Job(
+    """Add a queued job and its input, stored as one part (in the session's transaction; the caller commits)."""
+    job = _new_job(kind, model, filename, input_format, delimiter, rows_total, hashlib.sha256(content).hexdigest())
+    session.add(job)
+    session.add(JobInput(job_id=job.id, media_type=media_type))
+    store_whole(session, job.id, content, rows_total)
+    return job
+
+
+def create_upload(
+    session: Session, *, model: dict[str, Any], filename: str | None, scan: Callable[[Emit], Scanned]
+) -> Job:
+    """Add a queued upload job whose input is checked and stored in one pass: `scan` hands each part over as it is
+    cut. If it raises, the caller rolls the transaction back and nothing of the job remains."""
+    job = _new_job(JobKind.UPLOAD, model, filename, "csv", None, 0, "")
+    source = JobInput(job_id=job.id, media_type="text/csv")
+    session.add(job)
+    session.add(source)
+    with PartWriter(session, job.id) as writer:
+        scanned = scan(writer.write)
+    job.rows_total, job.input_sha256 = scanned.summary.rows_total, scanned.sha256
+    job.input_delimiter, source.header = scanned.summary.delimiter, scanned.header
+    return job
+
+
+def _new_job(
+    kind: JobKind,
+    model: dict[str, Any],
+    filename: str | None,
+    input_format: str,
+    delimiter: str | None,
+    rows_total: int,
+    sha256: str,
+) -> Job:
+    return Job(
         id=uuid.uuid4(),
         kind=kind.value,
         status=JobStatus.QUEUED.value,
@@ -34,7 +69,7 @@ def create_job(
         model_version=model["version"],
         model_sha256=model["sha256"],
         input_filename=filename,
-        input_sha256=hashlib.sha256(content).hexdigest(),
+        input_sha256=sha256,
         input_format=input_format,
         input_delimiter=delimiter,
         rows_total=rows_total,
@@ -43,9 +78,6 @@ def create_job(
         attempts=0,
         created_at=utcnow(),
     )
-    session.add(job)
-    session.add(JobInput(job_id=job.id, media_type=media_type, content=content))
-    return job
 
 
 def claim(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_after: float) -> int | None:

@@ -25,13 +25,23 @@ COLUMNS = (
 _COLS = ", ".join(COLUMNS)
 
 
-def write_results(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert result rows (tuples in COLUMNS order); rows already stored for (job_id, row_number) are kept."""
+def write_results(session: Session, rows: Sequence[tuple[Any, ...]], *, fresh: bool = False) -> None:
+    """Insert result rows (tuples in COLUMNS order); rows already stored for (job_id, row_number) are kept.
+
+    `fresh`: the caller knows none of these rows can be stored yet (a part written with its done mark), so
+    they are copied straight into the table; a row that was stored after all fails the transaction.
+    """
     if not rows:
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        _copy_postgres(connection.connection.driver_connection, rows)
+        conn = connection.connection.driver_connection
+        if fresh:
+            with conn.cursor() as cur, cur.copy(f"COPY results ({_COLS}) FROM STDIN") as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+            return
+        _copy_postgres(conn, rows)
     else:
         stmt = sqlite_insert(Result).on_conflict_do_nothing(index_elements=["job_id", "row_number"])
         session.execute(stmt, [dict(zip(COLUMNS, row, strict=True)) for row in rows])

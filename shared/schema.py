@@ -108,7 +108,38 @@ class JobInput(Base):
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     media_type: Mapped[str] = mapped_column(String(100))
+    # A CSV stored in several parts: its header record, which every part after the first is read with.
+    header: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class JobInputPart(Base):
+    """A stretch of the input cut at a record boundary: part 0 starts with the header, later parts hold rows only."""
+
+    __tablename__ = "job_input_parts"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job_inputs.job_id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_row: Mapped[int] = mapped_column(Integer)
+    row_count: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JobChunk(Base):
+    """Which worker holds a part of a job stored in several parts, and which parts are done (for this attempt)."""
+
+    __tablename__ = "job_chunks"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    token: Mapped[uuid.UUID] = mapped_column(Uuid)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    rows_scored: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # A 64-bit hash of each row's case id, until the job is done: duplicates are found across parts from these.
+    id_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Result(Base):

@@ -25,10 +25,15 @@ class Settings(BaseSettings):
     models_dir: Path = ROOT / "models"
     default_model: str = "wdbc-rf4"
 
-    max_upload_bytes: int = 100 * 1024 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024
     max_rows: int = 2_000_000
     max_columns: int = 200
     chunk_rows: int = 20_000
+    # A plainly written CSV of at least this size is stored in parts of about part_bytes, which all workers score at
+    # once; the worker that claims such a job asks up to worker_fan_out others to join.
+    parallel_min_bytes: int = 16 * 1024 * 1024
+    part_bytes: int = 4 * 1024 * 1024
+    worker_fan_out: int = 8
 
     # Celery. The task limits stay below the broker's visibility timeout, so a running task is never redelivered.
     task_soft_time_limit: int = 3000

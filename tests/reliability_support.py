@@ -176,6 +176,8 @@ class Scenario:
 
     def settings(self) -> Settings:
         known = {k: FAST[v] for k, v in _SETTINGS_FROM_FAST.items() if k in Settings.model_fields}
+        known |= {k: v for k, v in ((k.removeprefix("CYTOSCORE_").lower(), v) for k, v in self.extra.items())
+                  if k in Settings.model_fields}  # fmt: skip
         return Settings(database_url=self.db_url, broker_url=self.broker_url, queue=self.queue,
                         var_dir=self.tmp / "var", broker_timeout=1.0, **known)  # fmt: skip
 

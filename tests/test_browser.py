@@ -206,7 +206,7 @@ def test_an_upload_shows_progress_counts_chart_and_downloads(page, stack, lab, t
     sheet = tmp_path / "jittered.csv"
     sheet.write_bytes(jittered_csv(rows))
     page.goto("/")
-    expect(page.locator("#file-hint")).to_contain_text("At most 100 MiB")
+    expect(page.locator("#file-hint")).to_contain_text("At most 512 MiB")
     page.set_input_files("#file", str(sheet))
     expect(page.locator("#chosen")).to_contain_text("jittered.csv")
     page.click("text=Upload and score")

@@ -122,6 +122,27 @@ def test_a_worker_killed_midjob_leaves_a_job_the_next_worker_completes_exactly_o
     assert "no stuck jobs" in stuck(scenario)
 
 
+@pytest.mark.slow
+def test_a_worker_killed_while_holding_a_part_leaves_a_job_the_others_complete_exactly_once(scenario, big_csv):
+    scenario.extra.update(CYTOSCORE_PARALLEL_MIN_BYTES="1", CYTOSCORE_PART_BYTES=str(64 * 1024))
+    client, db = scenario.client(), scenario.db_url
+    first = scenario.worker("worker-1")
+    job_id = upload(client, big_csv, "big.csv")
+    assert query(db, "SELECT count(*) FROM job_input_parts WHERE job_id = %s", [job_id])[0][0] > 50
+    wait_running_midway(db, job_id)
+    first.stop(signal.SIGKILL)
+    held = query(db, "SELECT count(*) FROM job_chunks WHERE job_id = %s AND done_at IS NULL", [job_id])[0][0]
+
+    # The next worker joins the attempt through the lead's invitations, or takes a new one once the job's
+    # heartbeat is stale; the part the dead worker held is taken again either way.
+    scenario.worker("worker-2")
+    wait_terminal(db, [job_id], BACK_IN_PLAY + WORK, scenario.env)
+    found = assert_exactly_once(db, [job_id])[job_id]
+    assert found["status"] == "succeeded" and found["attempts"] in (1, 2), found
+    assert held <= 1
+    assert query(db, "SELECT count(*) FROM job_chunks WHERE job_id = %s AND done_at IS NULL", [job_id])[0][0] == 0
+
+
 # 2 -------------------------------------------------------------------------------------------------------------
 
 

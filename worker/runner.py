@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from itertools import repeat
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
-import numpy as np
-import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from shared import jobs
@@ -23,59 +18,69 @@ from shared.intake import Batch, FileRejected, iter_batches, validate_cases
 from shared.modelstore import LoadedModel, feature_ranges
 from shared.results_store import write_results
 from shared.schema import JobStatus
-from worker import shutdown
+from worker import parts, shutdown
 from worker.heartbeat import Heartbeat
 from worker.resources import Resources
+from worker.scoring import HandBack, Superseded, in_transaction, result_rows
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-# A dropped or refused connection (a database restart): the unit of work is retried whole. The raw COPY
-# raises psycopg's own error, which SQLAlchemy never sees to wrap.
-TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError)
 HANDED_BACK = "handed back"
-
-
-class Superseded(Exception):
-    """A newer attempt owns the job; this one stops without writing."""
-
-
-class HandBack(Exception):
-    """The worker is stopping: give the job back to the queue between chunks."""
 
 
 def run_job(res: Resources, job_id: uuid.UUID) -> str:
     settings = res.settings
-    claimed = _in_transaction(res, job_id, lambda session: _claim(res, session, job_id))
+    claimed = in_transaction(res, job_id, lambda session: _claim(res, session, job_id))
     if claimed is None:
-        return _not_claimed(res, job_id)
-    attempt, model_name, model_sha, filename, fmt = claimed
+        attempt = parts.joinable(res, job_id)
+        if attempt is None:
+            return _not_claimed(res, job_id)
+        log.info("job %s: joining attempt %d", job_id, attempt)
+        return _guarded(res, job_id, attempt, lambda: _by_parts(res, job_id, attempt))
+    attempt, model_name, model_sha, filename, fmt, stored_parts = claimed
     log.info("job %s: attempt %d started", job_id, attempt)
-    try:
+    if stored_parts > 1:
+        parts.invite_helpers(job_id, stored_parts, settings.worker_fan_out)
+        return _guarded(res, job_id, attempt, lambda: _by_parts(res, job_id, attempt))
+
+    def whole() -> str:
         with shutdown.running_job(), Heartbeat(res, job_id, attempt) as beat, tempfile.TemporaryFile() as content:
             model = res.model(model_name)
             if model.sha256 != model_sha:
                 problem = f"model {model_name} changed since the job was created (sha256 {model_sha[:12]}…)"
                 raise FileRejected([problem])
-            _in_transaction(res, job_id, lambda session: _spool(session, job_id, content))
+            in_transaction(res, job_id, lambda session: _spool(session, job_id, content))
             batches = _batches(model, content, filename, fmt, settings.chunk_rows)
             _score_all(res, job_id, attempt, model, batches, beat)
+        return "succeeded"
+
+    return _guarded(res, job_id, attempt, whole)
+
+
+def _by_parts(res: Resources, job_id: uuid.UUID, attempt: int) -> str:
+    return "succeeded" if parts.score_parts(res, job_id, attempt) else "helped"
+
+
+def _guarded(res: Resources, job_id: uuid.UUID, attempt: int, work: Callable[[], str]) -> str:
+    """Run the attempt; a newer attempt, a stopping worker, a refused file or the time limit end it cleanly."""
+    try:
+        outcome = work()
     except Superseded:
         log.info("job %s: attempt %d superseded by a newer attempt", job_id, attempt)
         return "superseded"
     except HandBack:
         reason = f"attempt {attempt} handed back: its worker was stopping"
-        handed = _in_transaction(res, job_id, lambda s: jobs.hand_back(s, job_id, attempt, reason=reason))
+        handed = in_transaction(res, job_id, lambda s: jobs.hand_back(s, job_id, attempt, reason=reason))
         log.info("job %s: attempt %d %s", job_id, attempt, HANDED_BACK if handed else "superseded at hand-back")
         return HANDED_BACK if handed else "superseded"
     except FileRejected as exc:
         _fail(res, job_id, attempt, "; ".join(exc.problems))
         return "failed"
     except SoftTimeLimitExceeded:
-        _fail(res, job_id, attempt, f"took longer than the limit of {settings.task_soft_time_limit} s")
+        _fail(res, job_id, attempt, f"took longer than the limit of {res.settings.task_soft_time_limit} s")
         return "failed"
-    log.info("job %s: attempt %d succeeded", job_id, attempt)
-    return "succeeded"
+    log.info("job %s: attempt %d %s", job_id, attempt, outcome)
+    return outcome
 
 
 def _claim(res: Resources, session: Session, job_id: uuid.UUID) -> tuple[Any, ...] | None:
@@ -85,7 +90,14 @@ def _claim(res: Resources, session: Session, job_id: uuid.UUID) -> tuple[Any, ..
         return None
     job = jobs.get_job(session, job_id)
     assert job is not None
-    return attempt, job.model_name, job.model_sha256, job.input_filename, job.input_format
+    return (
+        attempt,
+        job.model_name,
+        job.model_sha256,
+        job.input_filename,
+        job.input_format,
+        parts.part_count(session, job_id),
+    )
 
 
 def _spool(session: Session, job_id: uuid.UUID, out: BinaryIO) -> int:
@@ -93,22 +105,6 @@ def _spool(session: Session, job_id: uuid.UUID, out: BinaryIO) -> int:
     out.seek(0)
     out.truncate()
     return spool_input(session, job_id, out)
-
-
-def _in_transaction(res: Resources, job_id: uuid.UUID, work: Callable[[Session], T]) -> T:
-    """Run one unit of work, retrying it whole while the database is unreachable (up to db_retry_for)."""
-    deadline = time.monotonic() + res.settings.db_retry_for
-    pause = 0.2
-    while True:
-        try:
-            with res.sessions.begin() as session:
-                return work(session)
-        except TRANSIENT as exc:
-            if time.monotonic() + pause > deadline:
-                raise
-            log.warning("job %s: database unreachable (%s); retrying in %.1f s", job_id, type(exc).__name__, pause)
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
 
 
 def _not_claimed(res: Resources, job_id: uuid.UUID) -> str:
@@ -135,32 +131,6 @@ def _batches(model: LoadedModel, content: BinaryIO, filename: str | None, fmt: s
         yield from iter_batches(content, filename, model.features, chunk, ranges)
 
 
-def _result_rows(job_id: uuid.UUID, model: LoadedModel, batch: Batch) -> list[tuple[Any, ...]]:
-    """One result tuple per row of the batch (results_store.COLUMNS order); rejected rows carry no answer."""
-    n = len(batch.rows)
-    labels = np.full(n, None, dtype=object)
-    probs = np.full(n, None, dtype=object)
-    if batch.ok.any():
-        diag, prob = model.diagnose(batch.X[batch.ok])
-        labels[batch.ok] = diag.astype(str)
-        probs[batch.ok] = prob.tolist()  # Python floats, exactly as scored
-    return list(
-        zip(
-            repeat(job_id, n),
-            batch.rows.tolist(),
-            batch.case_ids,
-            labels.tolist(),
-            probs.tolist(),
-            repeat(model.version, n),
-            batch.supplied_diagnosis,
-            batch.out_of_range,
-            batch.warnings,
-            batch.errors,
-            strict=True,
-        )
-    )
-
-
 def _score_all(
     res: Resources, job_id: uuid.UUID, attempt: int, model: LoadedModel, batches: Iterator[Batch], beat: Heartbeat
 ) -> None:
@@ -177,7 +147,7 @@ def _score_all(
                 raise Superseded
             if shutdown.should_hand_back():
                 raise HandBack
-        pending = _result_rows(job_id, model, batch)
+        pending = result_rows(job_id, model, batch)
         ok = int(batch.ok.sum())
         scored, rejected = scored + ok, rejected + len(batch.rows) - ok
     _write(res, job_id, attempt, pending or [], scored, rejected, last=True)
@@ -202,9 +172,9 @@ def _write(
         if last:
             jobs.finish(session, job_id, attempt, status=JobStatus.SUCCEEDED)
 
-    _in_transaction(res, job_id, chunk)
+    in_transaction(res, job_id, chunk)
 
 
 def _fail(res: Resources, job_id: uuid.UUID, attempt: int, error: str) -> None:
     log.warning("job %s: attempt %d failed", job_id, attempt)
-    _in_transaction(res, job_id, lambda s: jobs.finish(s, job_id, attempt, status=JobStatus.FAILED, error=error))
+    in_transaction(res, job_id, lambda s: jobs.finish(s, job_id, attempt, status=JobStatus.FAILED, error=error))

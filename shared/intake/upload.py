@@ -164,8 +164,15 @@ def iter_batches(
     features: Sequence[str],
     chunk_rows: int,
     ranges: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    first_row: int = 1,
+    duplicates: bool = True,
 ) -> Iterator[Batch]:
-    """Validate an upload (that passed inspect_upload) in chunks of `chunk_rows` rows, in order."""
+    """Validate an upload (that passed inspect_upload) in chunks of `chunk_rows` rows, in order.
+
+    A part of a larger file comes with its header line and the number of its first row; its duplicate ids are
+    found across the whole file by the caller (`duplicates=False`).
+    """
     features = check_features(features)
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
@@ -181,8 +188,9 @@ def iter_batches(
         ranges=ranges,
         all_text=source.format == "csv",
         decimal_comma=source.delimiter == ";",
+        duplicates=duplicates,
     )
-    row0 = 1
+    row0 = first_row
     for chunk in _checked_chunks(source, cmap, chunk_rows):
         yield builder.build(row0, chunk)
         row0 += len(chunk)

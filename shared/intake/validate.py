@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 
 import numpy as np
@@ -33,6 +33,7 @@ class BatchBuilder:
         all_text: bool = True,
         decimal_comma: bool = False,
         id_required: bool = True,
+        duplicates: bool = True,
     ) -> None:
         self.features = tuple(features)
         self.feature_index = tuple(feature_index)
@@ -40,14 +41,26 @@ class BatchBuilder:
         self.ranges = {f: ranges[f] for f in self.features if ranges and f in ranges}
         self.all_text, self.id_required = all_text, id_required
         self.marks = DecimalMarks() if decimal_comma else None
-        self.duplicates = DuplicateIds()
+        self.duplicates = DuplicateIds() if duplicates else None
 
     def build(self, row0: int, rows: Sequence[Sequence[object]]) -> Batch:
-        n = len(rows)
-        numbers = np.arange(row0, row0 + n, dtype=np.int64)
         first, *more = self.feature_index
         cells = list(map(itemgetter(first, *more), rows)) if more else [(r[first],) for r in rows]
         X, bad = parse_matrix(cells, self.features, all_text=self.all_text, marks=self.marks, row0=row0)
+        bad.update(self.implausible(X))
+        id_values: Sequence[object] = [None] * len(rows) if self.id_index is None else [r[self.id_index] for r in rows]
+        given = None if self.diagnosis_index is None else [r[self.diagnosis_index] for r in rows]
+        return self._batch(row0, X, bad, lambda i, j: cells[i][j], id_values, given)
+
+    def build_parsed(
+        self, row0: int, X: npt.NDArray[np.float64], ids: Sequence[object], given: Sequence[object] | None
+    ) -> Batch:
+        """A chunk whose measurements were already read, every one of them valid (see `implausible`)."""
+        return self._batch(row0, X, {}, lambda i, j: X[i, j], ids, given)
+
+    def implausible(self, X: npt.NDArray[np.float64]) -> dict[tuple[int, int], str]:
+        """Numbers that are read fine but cannot be measurements: negative ones, and zero sizes."""
+        bad: dict[tuple[int, int], str] = {}
         with np.errstate(invalid="ignore"):
             for j, name in enumerate(self.features):
                 for at in np.flatnonzero(X[:, j] < 0):
@@ -55,10 +68,22 @@ class BatchBuilder:
                 if name in NONZERO:
                     for at in np.flatnonzero(X[:, j] == 0):
                         bad[(int(at), j)] = "must be greater than zero"
+        return bad
+
+    def _batch(
+        self,
+        row0: int,
+        X: npt.NDArray[np.float64],
+        bad: dict[tuple[int, int], str],
+        value_at: Callable[[int, int], object],
+        id_values: Sequence[object],
+        given: Sequence[object] | None,
+    ) -> Batch:
+        n = len(X)
+        numbers = np.arange(row0, row0 + n, dtype=np.int64)
         found = [
-            (i, j, Problem(row0 + i, self.features[j], value_text(cells[i][j]), why)) for (i, j), why in bad.items()
+            (i, j, Problem(row0 + i, self.features[j], value_text(value_at(i, j)), why)) for (i, j), why in bad.items()
         ]
-        id_values: Sequence[object] = [None] * n if self.id_index is None else [r[self.id_index] for r in rows]
         case_ids, bad_ids = parse_ids(id_values, self.id_required)
         k = len(self.features)
         found += [(i, k, Problem(row0 + i, CASE_ID, value_text(id_values[i]), why)) for i, why in bad_ids.items()]
@@ -70,9 +95,10 @@ class BatchBuilder:
         ok[list(by_row)] = False
         X[~ok] = np.nan
         notes: dict[int, list[str]] = {}
-        for i, note in self.duplicates.check(case_ids, numbers).items():
-            notes.setdefault(i, []).append(note)
-        diagnoses = self._diagnoses(rows, notes)
+        if self.duplicates is not None:
+            for i, note in self.duplicates.check(case_ids, numbers).items():
+                notes.setdefault(i, []).append(note)
+        diagnoses = self._diagnoses(n, given, notes)
         return Batch(
             rows=numbers,
             case_ids=case_ids,
@@ -85,10 +111,9 @@ class BatchBuilder:
             warnings=_per_row(n, notes),
         )
 
-    def _diagnoses(self, rows: Sequence[Sequence[object]], notes: dict[int, list[str]]) -> list[str | None]:
-        if self.diagnosis_index is None:
-            return [None] * len(rows)
-        given = [r[self.diagnosis_index] for r in rows]
+    def _diagnoses(self, n: int, given: Sequence[object] | None, notes: dict[int, list[str]]) -> list[str | None]:
+        if given is None:
+            return [None] * n
         labels: list[str | None] = [_PLAIN_DIAGNOSIS.get(v) if type(v) is str else None for v in given]
         for i, value in enumerate(given):
             if labels[i] is None:

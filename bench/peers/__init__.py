@@ -1,0 +1,1 @@
+"""MLflow and BentoML timed on cytoscore's model and files: `make bench-peers` (see run.py)."""

@@ -1,0 +1,242 @@
+"""`make bench`: run every benchmark, then print one table, write bench/results/bench.json, and update the README.
+
+Each part runs as its own process and writes its figures with `--json` into bench/results/:
+
+- `upload-100k`: bench/upload_throughput.py, 100,000 rows, 2 workers;
+- `upload-1m`: the same with 1,000,000 rows and 2 workers; `upload-1m-1w`: 1,000,000 rows and 1 worker;
+- `single`: bench/single_case.py; `load`: bench/load.py.
+
+The table sets each figure beside the tutorial's route and the in-process limit where they apply, with the goal
+from issue 7. Figures, not timed tests: a goal missed is reported, never an error.
+
+Usage: .venv/bin/python bench/report.py [--quick] [--only PART ...] [--readme]
+       .venv/bin/python bench/report.py --from-json [--readme]   (the last bench.json again, nothing run)
+`--quick` skips the two 1M-row runs. `--readme` rewrites README.md between <!-- bench:start --> and <!-- bench:end -->.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE.parent / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+PARTS: dict[str, list[str]] = {
+    "upload-100k": ["upload_throughput.py", "--rows", "100000", "--workers", "2"],
+    "upload-1m": ["upload_throughput.py", "--rows", "1000000", "--workers", "2"],
+    "upload-1m-1w": ["upload_throughput.py", "--rows", "1000000", "--workers", "1"],
+    "single": ["single_case.py"],
+    "load": ["load.py"],
+}
+QUICK = ("upload-100k", "single", "load")
+
+
+@dataclass
+class Row:
+    figure: str
+    cytoscore: float | None
+    tutorial: float | None
+    limit: float | None
+    unit: str
+    ratio: float | None
+    goal: str
+    passed: bool | None  # None: informational, or not measured
+    baseline: float | None = None  # what the ratio divides by, when it is another cytoscore figure
+    baseline_label: str = ""
+
+
+def run_parts(parts: list[str]) -> dict[str, dict[str, Any]]:
+    """Run each part in its own process; a part that fails is reported and left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        out = RESULTS / f"{part}.json"
+        out.unlink(missing_ok=True)
+        script, *args = PARTS[part]
+        print(f"\n== {part}: bench/{script} {' '.join(args)}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, str(HERE / script), *args, "--json", str(out)])
+        print(f"== {part}: exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+        if out.exists():  # load.py writes its figures even when it then exits 1 for request errors
+            found[part] = json.loads(out.read_text())
+    return found
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
+def _at_least(value: float | None, goal: float) -> bool | None:
+    return None if value is None else value >= goal
+
+
+def upload_rows(runs: dict[str, dict[str, Any]]) -> list[Row]:
+    u100, u1m, u1w = (runs.get(k, {}) for k in ("upload-100k", "upload-1m", "upload-1m-1w"))
+
+    def end_to_end(run: dict[str, Any], figure: str, goal: float | None) -> Row:
+        system, limit = run.get("end_to_end_s"), run.get("limit_s")
+        ratio = _ratio(limit, system)
+        return Row(figure, system, None, limit, "s", ratio, f"≥ {goal:.2f}" if goal else "—",
+                   _at_least(ratio, goal) if goal else None)  # fmt: skip
+
+    def flat(role: str) -> Row:
+        big, small = u1m.get(f"{role}_peak_rss_mb"), u100.get(f"{role}_peak_rss_mb")
+        ratio = _ratio(big, small)
+        return Row(f"{role} peak RSS, 1M-row job ÷ 100k-row job", big, None, None, "MB", ratio, "≤ 1.20",
+                   None if ratio is None else ratio <= 1.2, small, "100k")  # fmt: skip
+
+    scaling = _ratio(u1w.get("end_to_end_s"), u1m.get("end_to_end_s"))
+    two_vs_one = Row("scaling: 1M-row upload, 1 worker ÷ 2 workers", u1m.get("end_to_end_s"), None, None, "s", scaling,
+                     "≥ 1.70", _at_least(scaling, 1.7), u1w.get("end_to_end_s"), "1 worker")  # fmt: skip
+    return [
+        end_to_end(u1m, "1M-row upload, end to end, 2 workers", 0.70),
+        end_to_end(u1w, "1M-row upload, end to end, 1 worker", None),
+        end_to_end(u100, "100k-row upload, end to end, 2 workers", None),
+        two_vs_one,
+        flat("worker"),
+        flat("web"),
+    ]
+
+
+def single_rows(s: dict[str, Any]) -> list[Row]:
+    p50, p99, t50 = s.get("single_p50_ms"), s.get("single_p99_ms"), s.get("tutorial_p50_ms")
+    rows = [
+        Row("single case p50", p50, t50, None, "ms", _ratio(t50, p50), "≥ 1.00 (≤ tutorial p50)",
+            _at_least(_ratio(t50, p50), 1.0)),
+        Row("single case p99", p99, s.get("tutorial_p99_ms"), None, "ms", _ratio(3 * t50 if t50 else None, p99),
+            "≥ 1.00 (≤ 3 × tutorial p50)", _at_least(_ratio(3 * t50 if t50 else None, p99), 1.0)),
+    ]  # fmt: skip
+    for q, mine in (("p50", p50), ("p99", p99)):
+        theirs = s.get(f"tutorial500_{q}_ms")
+        if theirs is not None:
+            rows.append(Row(f"single case {q}, tutorial with 500 trees", mine, theirs, None, "ms",
+                            _ratio(theirs, mine), "—", None))  # fmt: skip
+    upload, rowwise = s.get("upload_10k_s"), s.get("tutorial_rowwise_10k_s")
+    speedup = _ratio(rowwise, upload)
+    rows.append(Row("10k rows: one upload vs posting row by row", upload, rowwise, None, "s", speedup, "≥ 200",
+                    _at_least(speedup, 200)))  # fmt: skip
+    return rows
+
+
+def load_rows(load: dict[str, Any]) -> list[Row]:
+    crowd = "under load"  # the crowd's size is in bench.json's runs["load"] and the README
+    return [
+        Row(f"{crowd}: jobs per second", load.get("jobs_per_s"), None, None, "jobs/s", None, "—", None),
+        Row(f"{crowd}: single case time to result p50", load.get("single_p50_s"), None, None, "s", None, "—", None),
+        Row(f"{crowd}: single case time to result p99", load.get("single_p99_s"), None, None, "s", None, "—", None),
+        Row(f"{crowd}: request errors", load.get("errors"), None, None, "", None, "—", None),
+    ]
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor() or "unknown",
+    )  # fmt: skip
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line)
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(mem_kb / 1024**2, 1),
+            "python": platform.python_version(), "postgresql": _postgres_version()}  # fmt: skip
+
+
+def _postgres_version() -> str | None:
+    try:
+        import psycopg
+
+        admin = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+        with psycopg.connect(admin, connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]).split()[0] if row else None
+    except Exception:
+        return None
+
+
+def _cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100 or (unit in ("MB", "") and float(value).is_integer()):
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if unit == "jobs/s" else f"{value:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["| figure | cytoscore | tutorial | in-process limit | ratio | goal | pass |", "|" + "---|" * 7]
+    for r in report["rows"]:
+        figure = f"{r['figure']} ({r['unit']})" if r["unit"] else r["figure"]
+        ours = "not run" if r["cytoscore"] is None else _cell(r["cytoscore"], r["unit"])
+        if r.get("baseline") is not None:
+            ours += f" ({r['baseline_label']}: {_cell(r['baseline'], r['unit'])})"
+        verdict = {True: "yes", False: "no", None: "—"}[r["pass"]]
+        lines.append(f"| {figure} | {ours} | {_cell(r['tutorial'], r['unit'])} | {_cell(r['limit'], r['unit'])} "
+                     f"| {_cell(r['ratio'], '')} | {r['goal']} | {verdict} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def heading(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    postgres = f", PostgreSQL {m['postgresql']}" if m.get("postgresql") else ""
+    return (
+        f"Measured on {report['date']} with `{report['command']}` on {m['cpu']}, {m['cores']} cores, "
+        f"{m['ram_gb']:g} GB RAM, Python {m['python']}{postgres}."
+    )
+
+
+def write_readme(report: dict[str, Any], readme: Path = README) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme} has no {START} … {END} block to rewrite")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    readme.write_text(f"{before}{START}\n{heading(report)}\n\n{markdown(report)}\n{END}{after}")
+
+
+def build(runs: dict[str, dict[str, Any]], command: str) -> dict[str, Any]:
+    rows = [*upload_rows(runs), *single_rows(runs.get("single", {})), *load_rows(runs.get("load", {}))]
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "command": command,
+        "machine": machine(),
+        "rows": [{**{k: v for k, v in asdict(r).items() if k != "passed"}, "pass": r.passed} for r in rows],
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the 1M-row runs")
+    parser.add_argument("--only", nargs="+", choices=sorted(PARTS), help="run only these parts")
+    parser.add_argument("--from-json", action="store_true", help="reuse bench/results/bench.json; run nothing")
+    parser.add_argument("--readme", action="store_true", help="rewrite the README's bench block")
+    parser.add_argument("--command", default=None, help="how the figures were made, for the README line")
+    args = parser.parse_args()
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    if args.from_json:
+        report = json.loads((RESULTS / "bench.json").read_text())
+    else:
+        parts = args.only or (list(QUICK) if args.quick else list(PARTS))
+        command = args.command or " ".join(["bench/report.py", *sys.argv[1:]]).replace(" --readme", "")
+        runs = run_parts(parts)
+        report = build(runs, "make bench" if command == "bench/report.py" else command)
+        (RESULTS / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        failed = [p for p in parts if p not in runs]
+    print(f"\n{heading(report)}\n\n{markdown(report)}\n")
+    if args.readme:
+        write_readme(report)
+        print(f"README.md updated between {START} and {END}")
+    if failed:
+        raise SystemExit(f"no figures from: {', '.join(failed)} (see their output above)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""A single case is answered in one request, with one durable commit in the worker, and loses none of the guarantees."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import numpy as np
+import psycopg
+import pytest
+from sqlalchemy import text, update
+
+from api.waiting import APPLICATION_NAME, CHANNEL, wait_until_finished
+from shared import jobs
+from shared.db import make_engine, make_sessionmaker
+from shared.features import FEATURES
+from shared.modelstore import load_model
+from shared.queue import make_celery, publish
+from shared.reconcile import reconcile
+from shared.schema import Job, utcnow
+from tests.support import cli_env, wait_for_job, wdbc
+
+RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
+
+
+def _case(i: int, case_id: str | None = None) -> dict:
+    X, _ = wdbc()
+    return {"case_id": case_id or f"fast-{i}", **{f: float(X[i, FEATURES.index(f)]) for f in RF4}}
+
+
+@pytest.fixture
+def sessions(settings):
+    engine = make_engine(settings.database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def idle_app(settings):
+    """The web app with a queue no worker reads: jobs it creates wait until a test sends them."""
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"queue": f"nobody-reads-{uuid.uuid4().hex[:6]}"}))
+    yield app
+    app.extensions["cytoscore.engine"].dispose()
+
+
+def _result_counts(sessions, job_id: str) -> tuple[int, int]:
+    with sessions.begin() as session:
+        sql = text("SELECT count(*), count(DISTINCT row_number) FROM results WHERE job_id = :id")
+        return tuple(session.execute(sql, {"id": job_id}).one())
+
+
+def test_a_single_case_with_wait_is_answered_finished_in_one_request(client, settings):
+    response = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(10, "clinic-7")]})
+    assert response.status_code == 201, response.get_json()
+    job = response.get_json()
+    assert response.headers["Location"] == job["url"] == f"/api/v1/jobs/{job['id']}"
+    assert (job["status"], job["rows_scored"], job["rows_rejected"], job["attempts"]) == ("succeeded", 1, 0, 1)
+    model = load_model("wdbc-rf4", settings.models_dir)
+    assert job["model"] == {"name": "wdbc-rf4", "version": model.version, "sha256": model.sha256}
+    assert client.get(job["url"]).get_json() == {k: v for k, v in job.items() if k != "url"}  # GET shows the same
+
+    (result,) = client.get(f"{job['url']}/results").get_json()["results"]
+    X, _ = wdbc()
+    row = np.array([[X[10, FEATURES.index(f)] for f in model.features]])
+    malignant = list(model.pipeline.classes_).index(0)  # the bundled data codes 0 = malignant
+    label = "M" if model.pipeline.predict(row)[0] == 0 else "B"
+    assert (result["case_id"], result["diagnosis"]) == ("clinic-7", label)
+    assert result["probability_malignant"] == float(model.pipeline.predict_proba(row)[0, malignant])  # exact
+    assert (result["model_name"], result["model_version"], result["model_sha256"]) == (
+        "wdbc-rf4",
+        model.version,
+        model.sha256,
+    )
+
+
+def test_without_wait_the_answer_is_the_same_202_as_before(client):
+    response = client.post("/api/v1/jobs", json={"cases": [_case(1)]})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert set(body) == {"id", "status", "url"} and response.headers["Location"] == body["url"]
+    assert wait_for_job(client, body["id"])["status"] == "succeeded"
+
+
+def test_a_job_not_finished_within_the_wait_answers_202_with_the_job(idle_app, people, sessions):
+    client = people["lab"].client(idle_app)
+    response = client.post("/api/v1/jobs?wait=0.5", json={"cases": [_case(2)]})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued" and response.headers["Location"] == body["url"]
+    with sessions.begin() as session:  # committed, where any worker can find it
+        assert jobs.get_job(session, uuid.UUID(body["id"])).status == "queued"
+
+
+def test_several_cases_get_one_result_each_and_a_rejected_one_keeps_its_reason(client, sessions):
+    bad = {**_case(4, "bad"), "texture_mean": "twelve"}
+    cases = [_case(3, "a"), bad, _case(5, "c")]
+    job = client.post("/api/v1/jobs?wait=30", json={"cases": cases}).get_json()
+    assert (job["status"], job["rows_total"], job["rows_scored"], job["rows_rejected"]) == ("succeeded", 3, 2, 1)
+    results = client.get(f"{job['url']}/results").get_json()["results"]
+    assert [(r["row"], r["case_id"]) for r in results] == [(1, "a"), (2, "bad"), (3, "c")]
+    assert results[1]["diagnosis"] is None and results[1]["probability_malignant"] is None
+    assert "texture_mean" in results[1]["error"] and "twelve" in str(results[1])
+    assert all(r["diagnosis"] in ("M", "B") and r["error"] is None for r in (results[0], results[2]))
+    assert _result_counts(sessions, job["id"]) == (3, 3)
+
+
+def _die_in(target: str, job_id: str, env: dict[str, str], *, after: bool = False) -> int:
+    """Run the worker's fast path for one delivery in a process of its own, killed (SIGKILL) when it calls
+    `target` (a module's attribute), or right after the call returns."""
+    code = (
+        "import importlib, os, signal, sys, uuid\n"
+        "module_name, name = sys.argv[1].rsplit('.', 1)\n"
+        "module, after = importlib.import_module(module_name), sys.argv[3] == 'after'\n"
+        "real = getattr(module, name)\n"
+        "def die(*args, **kwargs):\n"
+        "    if after:\n"
+        "        real(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "setattr(module, name, die)\n"
+        "from worker.fastpath import run_fast\n"
+        "from worker.resources import resources\n"
+        "run_fast(resources(), uuid.UUID(sys.argv[2]))\n"
+    )
+    argv = [sys.executable, "-c", code, target, job_id, "after" if after else "at"]
+    return subprocess.run(argv, env=cli_env(env), timeout=120).returncode
+
+
+def _state(sessions, job_id: str) -> tuple[str, int, int]:
+    with sessions.begin() as session:
+        job = jobs.get_job(session, uuid.UUID(job_id))
+        return job.status, job.attempts, _result_counts(sessions, job_id)[0]
+
+
+def test_a_fast_path_killed_before_its_claim_commits_leaves_the_job_queued(
+    idle_app, people, sessions, service_env, settings, worker
+):
+    job_id = people["lab"].client(idle_app).post("/api/v1/jobs", json={"cases": [_case(6)]}).get_json()["id"]
+    assert _die_in("shared.jobs.claim", job_id, service_env, after=True) == -9
+    assert _state(sessions, job_id) == ("queued", 0, 0)  # the claim rolled back with the process
+    app = make_celery(settings)
+    assert publish(app, uuid.UUID(job_id))
+    app.close()
+    assert wait_for_job(people["lab"].client(idle_app), job_id)["status"] == "succeeded"
+    assert _state(sessions, job_id) == ("succeeded", 1, 1)
+
+
+def test_a_fast_path_killed_before_its_results_commit_is_run_again_and_written_once(
+    idle_app, people, sessions, service_env, worker
+):
+    client = people["lab"].client(idle_app)
+    job_id = client.post("/api/v1/jobs", json={"cases": [_case(7)]}).get_json()["id"]
+    assert _die_in("worker.fastpath._insert_results", job_id, service_env) == -9
+    assert _state(sessions, job_id) == ("running", 1, 0)  # the attempt counts; nothing of it was written
+    with sessions.begin() as session:  # time passes: the killed attempt's heartbeat goes stale
+        quiet = utcnow() - timedelta(hours=1)
+        session.execute(update(Job).where(Job.id == uuid.UUID(job_id)).values(heartbeat_at=quiet))
+    # The session worker's reconciler queues it again and sends it to the worker, which scores it.
+    assert wait_for_job(client, job_id, timeout=60)["status"] == "succeeded"
+    assert _state(sessions, job_id) == ("succeeded", 2, 1)
+
+
+def test_an_input_that_kills_every_fast_attempt_ends_failed_after_the_attempt_limit(
+    idle_app, people, sessions, service_env, settings
+):
+    job_id = people["lab"].client(idle_app).post("/api/v1/jobs", json={"cases": [_case(8)]}).get_json()["id"]
+    quick = {"CYTOSCORE_HEARTBEAT_STALE_AFTER": "0.5", "CYTOSCORE_HEARTBEAT_INTERVAL": "0.1"}
+    for attempt in range(1, settings.max_attempts + 1):
+        time.sleep(0.6)  # the previous attempt's heartbeat is stale for these processes
+        # The scoring itself crashes the process.
+        assert _die_in("worker.fastpath.validate_cases", job_id, {**service_env, **quick}) == -9
+        assert _state(sessions, job_id) == ("running", attempt, 0)
+    time.sleep(0.6)
+    app = make_celery(settings.model_copy(update={"queue": f"nobody-reads-{uuid.uuid4().hex[:6]}"}))
+    try:
+        report = reconcile(sessions, app, settings.model_copy(update={"heartbeat_stale_after": 0.5}))
+    finally:
+        app.close()
+    assert report.gave_up == [uuid.UUID(job_id)]
+    with sessions.begin() as session:
+        job = jobs.get_job(session, uuid.UUID(job_id))
+        assert (job.status, job.attempts) == ("failed", settings.max_attempts)
+        assert job.error.startswith("gave up after")
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _notify_after(seconds: float, url: str, job_id: uuid.UUID, done: threading.Event) -> None:
+    def later() -> None:
+        time.sleep(seconds)
+        done.set()  # the job's row says finished, then its commit notifies
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(job_id)))
+
+    threading.Thread(target=later, daemon=True).start()
+
+
+def test_a_waiting_request_is_woken_by_the_notification_not_by_a_poll(app, settings):
+    with app.app_context():
+        for _ in range(3):  # the first wait of a process also starts its listener
+            job_id, done = uuid.uuid4(), threading.Event()
+            _notify_after(0.2, settings.database_url, job_id, done)
+            started = time.monotonic()
+            assert wait_until_finished(job_id, 20, done.is_set)
+            assert time.monotonic() - started < 1.5  # a poll would take 2 s or more
+
+
+def test_a_lost_listener_connection_is_replaced_and_no_waiter_misses_its_job(app, settings):
+    with app.app_context():
+        job_id, done = uuid.uuid4(), threading.Event()
+        _notify_after(0.2, settings.database_url, job_id, done)
+        assert wait_until_finished(job_id, 20, done.is_set)  # the listener is up
+        with psycopg.connect(_libpq(settings.database_url), autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = %s",
+                (APPLICATION_NAME,),
+            ).fetchall()
+        assert killed
+        job_id, done = uuid.uuid4(), threading.Event()
+        _notify_after(0.2, settings.database_url, job_id, done)  # maybe before the listener is back
+        started = time.monotonic()
+        assert wait_until_finished(job_id, 20, done.is_set)
+        assert time.monotonic() - started < 10

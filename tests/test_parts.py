@@ -1,0 +1,227 @@
+"""Large CSVs are checked and stored in one pass, in parts, and scored by every worker at once — with exactly the
+answers, row numbers, reasons and warnings of reading the file in one piece."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
+
+from shared.intake import FileRejected, inspect_upload, iter_batches
+from shared.intake.columnar import read_part
+from shared.intake.plan import NotPlain, scan_plain
+from shared.settings import ROOT
+from tests.support import ServiceProcess, post_upload, wait_for_job, wdbc_csv
+from tests.test_progress import RF4, jittered_csv
+
+Part = tuple[int, int, bytes]
+
+
+def scan(content: bytes, part_bytes: int = 4096, split_min_bytes: int = 1) -> tuple[object, list[Part]]:
+    parts: list[Part] = []
+    scanned = scan_plain(io.BytesIO(content), "x.csv", RF4, lambda first, rows, blocks: parts.append(
+        (first, rows, b"".join(blocks))), part_bytes=part_bytes, split_min_bytes=split_min_bytes)  # fmt: skip
+    return scanned, parts
+
+
+def _kaggle_layout(content: bytes) -> bytes:
+    """The Kaggle file's habits: CRLF line ends and a trailing comma (an unnamed empty last column)."""
+    return b"".join(line + b",\r\n" for line in content.splitlines())
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda c: c,
+        _kaggle_layout,
+        lambda c: c.rstrip(b"\n"),  # no line end after the last row
+        lambda c: b"\xef\xbb\xbf" + c,  # a byte-order mark
+        lambda c: c.replace(b",", b"\t"),
+    ],
+    ids=["plain", "kaggle", "no-final-newline", "bom", "tabs"],
+)
+def test_a_plain_file_is_cut_into_parts_that_add_up_to_it_with_the_same_summary(variant):
+    content = variant(jittered_csv(2000))
+    scanned, parts = scan(content)
+    assert scanned.summary == inspect_upload(content, "x.csv", RF4)
+    assert len(parts) == scanned.parts > 5
+    assert b"".join(p for _, _, p in parts) == content
+    assert scanned.header == content[: content.index(b"\n") + 1]
+    firsts = [first for first, _, _ in parts]
+    assert firsts == [1, *(np.cumsum([rows for _, rows, _ in parts])[:-1] + 1).tolist()]
+    assert sum(rows for _, rows, _ in parts) == scanned.summary.rows_total == 2000
+    one, [whole] = scan(content, split_min_bytes=len(content) + 1)
+    assert one.parts == 1 and one.header is None and whole == (1, 2000, content)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        wdbc_csv(slice(0, 30)).replace(b"M,", b'"M",', 1),  # quotes
+        jittered_csv(30).replace(b"\n", b"\n\n", 3),  # blank lines
+        jittered_csv(30).replace(b"\n", b"\r"),  # old Mac line ends
+        jittered_csv(30).replace(b",", b";"),  # semicolons: decimal commas need the full check
+        jittered_csv(30) + b"J99,1.0\n",  # a short row
+        jittered_csv(30) + b"J99,1.0,2,3,4,5\n",  # a long row
+        jittered_csv(30).replace(b"J7,", "J7é,".encode("latin-1")),  # not UTF-8
+        jittered_csv(30).replace(b"J7,", b"J7\x00,"),  # binary
+        jittered_csv(30).replace(b"id,", b"id,,"),  # an unnamed column in the middle
+        jittered_csv(0),  # a header and no rows
+        b"",
+    ],
+    ids=["quotes", "blank", "cr", "semicolons", "short", "long", "latin1", "nul", "unnamed", "no-rows", "empty"],
+)
+def test_anything_else_is_left_to_the_full_check(content):
+    try:
+        inspect_upload(content, "x.csv", RF4)
+        accepted = None
+    except FileRejected as exc:
+        accepted = exc.problems
+    try:
+        scan(content)
+    except NotPlain:
+        return
+    except FileRejected as exc:
+        assert exc.problems == accepted  # refused at once only with the full check's own words
+        return
+    raise AssertionError("a file that is not plain was taken as plain")
+
+
+def _reference(content: bytes, first_row: int) -> object:
+    [batch] = list(iter_batches(io.BytesIO(content), "x.csv", RF4, 10**6, first_row=first_row, duplicates=False))
+    return batch
+
+
+def _same(a: object, b: object) -> None:
+    for field in ("rows", "ok"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert np.array_equal(a.X.view(np.int64), b.X.view(np.int64))  # type: ignore[attr-defined]
+    for field in ("case_ids", "errors", "problems", "supplied_diagnosis", "out_of_range", "warnings"):
+        assert getattr(a, field) == getattr(b, field), field
+
+
+def test_a_part_read_by_columns_is_the_batch_read_by_records():
+    content = _kaggle_layout(wdbc_csv())
+    batch = read_part(content, RF4, 41)
+    assert batch is not None
+    _same(batch, _reference(content, 41))
+
+
+NUMBERISH = st.sampled_from(
+    ["1.5", " 1.5", "1.5 ", "+1.5", "1e1", "1E-1", ".5", "5.", "0.1", "-0", "0", "-2", "1e309", "nan", "inf",
+     "-inf", "Infinity", "+inf", "1_0", "0x10", "1,5", "", " ", "\t1", "1\x0b", "\x0c1", "٣", "1.5.1", "e5", "1e",
+     "--1", "12", "1d5", "1e400", "1e-400", "0.1000000000000000055511151231257827", "\u00a01", "1f", ".", "+-1",
+     "1.e3", "00012", "1 5", "NaN"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(NUMBERISH, min_size=4, max_size=4), min_size=1, max_size=6))
+def test_every_value_reads_the_same_by_columns_or_the_part_goes_record_by_record(rows: Sequence[Sequence[str]]):
+    lines = ["id," + ",".join(RF4)] + [f"C{i}," + ",".join(row) for i, row in enumerate(rows, 1)]
+    content = ("\n".join(lines) + "\n").encode()
+    if b'"' in content or any(len(row) != 4 for row in rows) or any("," in v for row in rows for v in row):
+        return  # not a plain file: never stored in parts
+    batch = read_part(content, RF4, 1)
+    if batch is not None:
+        _same(batch, _reference(content, 1))
+        assert batch.ok.all()
+
+
+@pytest.fixture
+def second_worker(service_env, tmp_path):  # type: ignore[no-untyped-def]
+    proc = ServiceProcess(["worker"], service_env, tmp_path / "worker2.log")
+    proc.wait_for_log("ready.", timeout=60)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def parts_app(settings):  # type: ignore[no-untyped-def]
+    from api import create_app
+
+    flask_app = create_app(settings.model_copy(update={"parallel_min_bytes": 1, "part_bytes": 64 * 1024}))
+    flask_app.config.update(TESTING=True)
+    yield flask_app
+    flask_app.extensions["cytoscore.engine"].dispose()
+
+
+def _results(pg_url: str, job_id: str) -> list[tuple[object, ...]]:
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT row_number, case_id, diagnosis, probability_malignant, model_version, supplied_diagnosis, "
+                 "out_of_range, warning, error FROM results WHERE job_id = :id ORDER BY row_number"), {"id": job_id}
+        ).all()  # fmt: skip
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def _workers(pg_url: str, job_id: str) -> dict[str, int]:
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT worker, count(*) FROM job_chunks WHERE job_id = :id AND done_at IS NOT NULL GROUP BY worker"),
+            {"id": job_id},
+        ).all()
+    engine.dispose()
+    return {str(w): int(n) for w, n in found}
+
+
+def test_two_workers_share_one_job_and_answer_exactly_as_one_piece(app, parts_app, worker, second_worker, people,
+                                                                   pg_url):  # fmt: skip
+    content = jittered_csv(60_000, seed=5)
+    lines = content.split(b"\n")
+    lines[50_000] = b"J17," + lines[50_000].split(b",", 1)[1]  # the id of row 17, in another part
+    lines[30_000] = lines[30_000].rsplit(b",", 1)[0] + b",-1.5"  # a bad value
+    content = b"\n".join(lines)
+    split_client, whole_client = people["lab"].client(parts_app), people["lab"].client(app)
+    split = post_upload(split_client, content, "big.csv").get_json()["id"]
+    whole = post_upload(whole_client, content, "big.csv").get_json()["id"]
+    for client, job_id in ((split_client, split), (whole_client, whole)):
+        state = wait_for_job(client, job_id, timeout=180)
+        assert (state["status"], state["rows_total"], state["rows_scored"], state["rows_rejected"]) == (
+            "succeeded", 60_000, 59_999, 1), state  # fmt: skip
+    by_worker = _workers(pg_url, split)
+    assert sum(by_worker.values()) > 40 and len(by_worker) == 2, by_worker  # both workers took parts
+    assert _workers(pg_url, whole) == {}  # a small file is one part, read by one worker
+    ours, reference = _results(pg_url, split), _results(pg_url, whole)
+    assert ours == reference
+    assert ours[50_000 - 1][7] == "duplicate case id (also row 17)"
+    assert "-1.5" in ours[30_000 - 1][8] and "is negative" in ours[30_000 - 1][8]
+    assert "joining attempt 1" in second_worker.output() + worker.output()
+
+
+def test_an_upload_refused_halfway_leaves_nothing(parts_app, worker, people, pg_url):
+    content = jittered_csv(20_000) + b"J-extra,1.0\n"  # a short row at the very end, after parts were stored
+    response = post_upload(people["lab"].client(parts_app), content, "big.csv")
+    assert response.status_code == 422
+    assert "different number of fields" in " ".join(response.get_json()["problems"])
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        orphans = conn.execute(text("SELECT count(*) FROM job_input_parts p LEFT JOIN jobs j ON j.id = p.job_id "
+                                    "WHERE j.id IS NULL")).scalar_one()  # fmt: skip
+    engine.dispose()
+    assert orphans == 0
+
+
+def test_id_hashes_agree_between_worker_processes_and_find_every_repeat():
+    code = "from worker.parts import id_hashes; print(id_hashes(['J17', 'x', None]).tolist())"
+    run = [sys.executable, "-c", code]
+    seen = {subprocess.run(run, env={"PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True,
+                           cwd=ROOT).stdout for seed in ("1", "2")}  # fmt: skip
+    assert len(seen) == 1  # workers hash ids alike, whatever their string-hash seed
+
+    from worker.parts import id_hashes, repeated_rows
+
+    first = id_hashes(["a", None, "b", "a", "c"])  # rows 1-5
+    second = id_hashes(["b", "x", None])  # rows 6-8
+    assert repeated_rows([(1, first.tobytes()), (6, second.tobytes())]) == [1, 3, 4, 6]
+    assert repeated_rows([(1, id_hashes([None, None]).tobytes())]) == []

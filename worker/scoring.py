@@ -1,0 +1,78 @@
+"""What every way of running a job shares: result tuples for a scored batch, and the ways a run stops early."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from itertools import repeat
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from shared.intake import Batch
+from shared.modelstore import LoadedModel
+from worker.resources import Resources
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+# A dropped or refused connection (a database restart): the unit of work is retried whole. The raw COPY
+# raises psycopg's own error, which SQLAlchemy never sees to wrap.
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError)
+
+
+class Superseded(Exception):
+    """A newer attempt owns the job (or it was handed back): this one stops without writing."""
+
+
+class HandBack(Exception):
+    """The worker is stopping: give the job back to the queue between chunks."""
+
+
+def result_rows(job_id: uuid.UUID | str, model: LoadedModel, batch: Batch) -> list[tuple[Any, ...]]:
+    """One result tuple per row of the batch (results_store.COLUMNS order); rejected rows carry no answer.
+
+    For COPY on PostgreSQL the job id may come as text, which psycopg dumps without a Python call per row.
+    """
+    n = len(batch.rows)
+    labels = np.full(n, None, dtype=object)
+    probs = np.full(n, None, dtype=object)
+    if batch.ok.any():
+        diag, prob = model.diagnose(batch.X[batch.ok])
+        labels[batch.ok] = diag.astype(str)
+        probs[batch.ok] = prob.tolist()  # Python floats, exactly as scored
+    return list(
+        zip(
+            repeat(job_id, n),
+            batch.rows.tolist(),
+            batch.case_ids,
+            labels.tolist(),
+            probs.tolist(),
+            repeat(model.version, n),
+            batch.supplied_diagnosis,
+            batch.out_of_range,
+            batch.warnings,
+            batch.errors,
+            strict=True,
+        )
+    )
+
+
+def in_transaction(res: Resources, job_id: uuid.UUID, work: Callable[[Session], T]) -> T:
+    """Run one unit of work, retrying it whole while the database is unreachable (up to db_retry_for)."""
+    deadline = time.monotonic() + res.settings.db_retry_for
+    pause = 0.2
+    while True:
+        try:
+            with res.sessions.begin() as session:
+                return work(session)
+        except TRANSIENT as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("job %s: database unreachable (%s); retrying in %.1f s", job_id, type(exc).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
