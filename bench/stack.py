@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,3 +120,24 @@ def cpu_seconds(root: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def file_upload(url: str, path: Path, headers: dict[str, str] | None = None) -> urllib.request.Request:
+    """A POST of the file as multipart/form-data field `file`, its body streamed from disk a block at a time."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                yield block
+        yield tail
+
+    length = str(len(head) + path.stat().st_size + len(tail))
+    sent = {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": length}
+    return urllib.request.Request(url, data=body(), headers=sent, method="POST")

@@ -36,7 +36,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import PeakRss, cpu_seconds, throwaway_stack
+from bench.stack import PeakRss, cpu_seconds, file_upload, throwaway_stack
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT, Settings
@@ -111,26 +111,7 @@ def services(env: dict[str, str], workdir: Path, workers: int) -> Iterator[Servi
 
 def post_file(url: str, path: Path, token: str) -> dict[str, Any]:
     """POST the file as multipart/form-data, streamed from disk a block at a time."""
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    def body() -> Iterator[bytes]:
-        yield head
-        with path.open("rb") as f:
-            while block := f.read(1 << 20):
-                yield block
-        yield tail
-
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Content-Length": str(len(head) + path.stat().st_size + len(tail)),
-    }
-    request = urllib.request.Request(url, data=body(), headers=headers, method="POST")
+    request = file_upload(url, path, {"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=900) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
 

@@ -66,9 +66,8 @@ class PartWriter:
 
 
 def store_whole(session: Session, job_id: uuid.UUID, content: bytes, rows: int) -> None:
-    """Store bytes already in memory as the job's one part."""
-    with PartWriter(session, job_id) as writer:
-        writer.write(1, rows, [content])
+    """Store bytes already in memory as the job's one part (written with the session's next flush)."""
+    session.add(JobInputPart(job_id=job_id, part=0, first_row=1, row_count=rows, content=content))
 
 
 def part_numbers(session: Session, job_id: uuid.UUID) -> list[int]:

@@ -24,8 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.peers import envs, report
 from bench.peers.inputs import Inputs, prepare
 from bench.peers.procs import Server, free_port
+from bench.stack import file_upload
 from shared.modelstore import LoadedModel, load_model
 from shared.settings import ROOT
 
@@ -74,22 +74,8 @@ def single_cases(url: str, bodies: list[bytes], label: Callable[[bytes], int]) -
 
 def post_file(url: str, path: Path) -> tuple[float, bytes]:
     """POST the file as multipart/form-data field `file`, streamed from disk; return (seconds, answer)."""
-    boundary = uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-            "Content-Type: text/csv\r\n\r\n").encode()  # fmt: skip
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    def body() -> Iterator[bytes]:
-        yield head
-        with path.open("rb") as f:
-            while block := f.read(1 << 20):
-                yield block
-        yield tail
-
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
-               "Content-Length": str(len(head) + path.stat().st_size + len(tail))}  # fmt: skip
     start = time.perf_counter()
-    with urllib.request.urlopen(urllib.request.Request(url, data=body(), headers=headers), timeout=1800) as response:
+    with urllib.request.urlopen(file_upload(url, path), timeout=1800) as response:
         answer = response.read()
     return time.perf_counter() - start, answer
 
