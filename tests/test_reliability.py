@@ -183,17 +183,24 @@ def test_a_killed_pool_process_is_retried_and_an_input_that_kills_every_attempt_
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("how", "grace", "outcome"),
+    ("how", "grace", "outcome", "stored"),
     [
-        ("main process", "120", "finishes"),  # docker stop / systemd: SIGTERM to the worker; time to finish
-        ("main process", "0", "hands back"),  # the same with no time left: back to the queue between chunks
-        ("process group", "120", "hands back"),  # the pool process is signalled too: it stops between chunks
+        ("main process", "120", "finishes", "whole"),  # docker stop / systemd: SIGTERM to the worker; time to finish
+        ("main process", "0", "hands back", "whole"),  # the same with no time left: back to the queue between chunks
+        ("process group", "120", "hands back", "whole"),  # the pool process is signalled too: it stops between chunks
+        ("main process", "0", "hands back", "in parts"),  # a job stored in parts is handed back between parts
     ],
 )
-def test_sigterm_midjob_finishes_or_hands_back_and_the_job_completes_once(scenario, big_csv, how, grace, outcome):
+def test_sigterm_midjob_finishes_or_hands_back_and_the_job_completes_once(
+    scenario, big_csv, how, grace, outcome, stored
+):
+    if stored == "in parts":
+        scenario.extra.update(CYTOSCORE_PARALLEL_MIN_BYTES="1", CYTOSCORE_PART_BYTES=str(64 * 1024))
     client, db = scenario.client(), scenario.db_url
     worker = scenario.worker("worker-1", CYTOSCORE_SHUTDOWN_GRACE=grace)
     job_id = upload(client, big_csv, "term.csv")
+    parts = query(db, "SELECT count(*) FROM job_input_parts WHERE job_id = %s", [job_id])[0][0]
+    assert (parts > 1) == (stored == "in parts"), parts
     wait_running_midway(db, job_id)
     if how == "main process":
         worker.proc.send_signal(signal.SIGTERM)
