@@ -13,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from shared.schema import ApiToken, AuditEvent, Job, JobInput, JobStatus, Result, Role, User, utcnow
+from shared.schema import ApiToken, AuditEvent, Job, JobChunk, JobInput, JobStatus, Result, Role, User, utcnow
 
 _hasher = PasswordHasher()  # Argon2id with the library's current defaults
 _DUMMY_HASH = _hasher.hash("a password nobody has")  # spend the same time whether or not the email exists
@@ -104,11 +104,13 @@ def revoke_token(session: Session, token_id: int) -> ApiToken:
 
 
 def user_for_token(session: Session, plain: str) -> User | None:
-    token = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(plain)))
-    if token is None or token.revoked_at is not None:
+    found = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_sha256 == _digest(plain))
+    ).first()
+    if found is None:
         return None
-    user = session.get(User, token.user_id)
-    if user is None or not user.active:
+    token, user = found
+    if token.revoked_at is not None or not user.active:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_EVERY:
@@ -143,7 +145,8 @@ def purge(session: Session, older_than: timedelta, *, actor: str) -> list[uuid.U
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         session.execute(delete(Result).where(Result.job_id.in_(chunk)))
-        session.execute(delete(JobInput).where(JobInput.job_id.in_(chunk)))
+        session.execute(delete(JobInput).where(JobInput.job_id.in_(chunk)))  # its parts go with it
+        session.execute(delete(JobChunk).where(JobChunk.job_id.in_(chunk)))  # case-id hashes of unfinished parts
         session.execute(update(Job).where(Job.id.in_(chunk)).values(purged_at=utcnow()))
     audit(session, "purge", actor=actor, detail=f"{len(ids)} jobs older than {older_than} purged")
     return ids

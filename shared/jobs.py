@@ -140,12 +140,21 @@ def succeeded_by(session: Session, job_id: uuid.UUID, attempt: int) -> bool:
     return job is not None and job.attempts == attempt and job.status == JobStatus.SUCCEEDED.value
 
 
-def finish(session: Session, job_id: uuid.UUID, attempt: int, *, status: JobStatus, error: str | None = None) -> bool:
-    """Move the job to a terminal status, if this attempt still owns it."""
+def finish(
+    session: Session,
+    job_id: uuid.UUID,
+    attempt: int,
+    *,
+    status: JobStatus,
+    error: str | None = None,
+    counts: tuple[int, int] | None = None,
+) -> bool:
+    """Move the job to a terminal status (with its final scored and rejected counts), if this attempt owns it."""
     now = utcnow()
-    result = session.execute(
-        _fenced(job_id, attempt).values(status=status.value, finished_at=now, heartbeat_at=now, error=error)
-    )
+    values: dict[str, Any] = {"status": status.value, "finished_at": now, "heartbeat_at": now, "error": error}
+    if counts is not None:
+        values["rows_scored"], values["rows_rejected"] = counts
+    result = session.execute(_fenced(job_id, attempt).values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

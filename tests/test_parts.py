@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
-from shared.intake import FileRejected, inspect_upload, iter_batches
+from shared.intake import FileRejected, Limits, inspect_upload, iter_batches
 from shared.intake.columnar import read_part
 from shared.intake.plan import NotPlain, scan_plain
 from shared.settings import ROOT
@@ -73,10 +73,26 @@ def test_a_plain_file_is_cut_into_parts_that_add_up_to_it_with_the_same_summary(
         jittered_csv(30).replace(b"J7,", "J7é,".encode("latin-1")),  # not UTF-8
         jittered_csv(30).replace(b"J7,", b"J7\x00,"),  # binary
         jittered_csv(30).replace(b"id,", b"id,,"),  # an unnamed column in the middle
+        jittered_csv(30).replace(b"id,", b'"id",', 1),  # a quoted header
+        jittered_csv(30).replace(b"radius_mean", b"radius\rmean", 1),  # a lone CR in the header
         jittered_csv(0),  # a header and no rows
         b"",
     ],
-    ids=["quotes", "blank", "cr", "semicolons", "short", "long", "latin1", "nul", "unnamed", "no-rows", "empty"],
+    ids=[
+        "quotes",
+        "blank",
+        "cr",
+        "semicolons",
+        "short",
+        "long",
+        "latin1",
+        "nul",
+        "unnamed",
+        "quoted-header",
+        "header-cr",
+        "no-rows",
+        "empty",
+    ],
 )
 def test_anything_else_is_left_to_the_full_check(content):
     try:
@@ -190,7 +206,7 @@ def test_two_workers_share_one_job_and_answer_exactly_as_one_piece(app, parts_ap
         assert (state["status"], state["rows_total"], state["rows_scored"], state["rows_rejected"]) == (
             "succeeded", 60_000, 59_999, 1), state  # fmt: skip
     by_worker = _workers(pg_url, split)
-    assert sum(by_worker.values()) > 40 and len(by_worker) == 2, by_worker  # both workers took parts
+    assert sum(by_worker.values()) > 40 and len(by_worker) >= 2, by_worker  # several processes took parts
     assert _workers(pg_url, whole) == {}  # a small file is one part, read by one worker
     ours, reference = _results(pg_url, split), _results(pg_url, whole)
     assert ours == reference
@@ -225,3 +241,12 @@ def test_id_hashes_agree_between_worker_processes_and_find_every_repeat():
     second = id_hashes(["b", "x", None])  # rows 6-8
     assert repeated_rows([(1, first.tobytes()), (6, second.tobytes())]) == [1, 3, 4, 6]
     assert repeated_rows([(1, id_hashes([None, None]).tobytes())]) == []
+
+
+def test_a_plain_file_over_the_row_limit_is_refused_as_the_full_check_refuses_it():
+    content, limits = jittered_csv(30), Limits(max_rows=5)
+    with pytest.raises(FileRejected) as full:
+        inspect_upload(content, "x.csv", RF4, limits)
+    with pytest.raises(FileRejected) as scanned:
+        scan_plain(io.BytesIO(content), "x.csv", RF4, lambda *_: None, limits)
+    assert scanned.value.problems == full.value.problems == ["the file has more than 5 data rows (the limit)"]

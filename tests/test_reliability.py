@@ -311,14 +311,19 @@ def _ready(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_a_database_restart_midjob_loses_no_row(tmp_path, big_csv, module_redis):
+@pytest.mark.parametrize("stored", ["whole", "in parts"])  # in parts: two workers share the job across the restart
+def test_a_database_restart_midjob_loses_no_row(tmp_path, big_csv, module_redis, stored):
     cluster = PostgresCluster()
     try:
         with private_database(cluster.admin_url) as db:
             s = Scenario(db, module_redis.url, tmp_path)
+            if stored == "in parts":
+                s.extra.update(CYTOSCORE_PARALLEL_MIN_BYTES="1", CYTOSCORE_PART_BYTES=str(64 * 1024))
             try:
                 client = s.client()
-                s.worker()
+                s.worker("worker-1")
+                if stored == "in parts":
+                    s.worker("worker-2")
                 job_id = upload(client, big_csv, "restart.csv")
                 wait_running_midway(s.db_url, job_id)
                 cluster.restart()  # pg_ctl restart -m fast: every connection is cut mid-transaction

@@ -242,8 +242,9 @@ def test_purge_removes_old_inputs_and_results_and_records_it(app, worker, people
     with engine.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM results WHERE job_id = :id"), {"id": job}).scalar_one()
         inputs = conn.execute(text("SELECT count(*) FROM job_inputs WHERE job_id = :id"), {"id": job}).scalar_one()
+        parts = conn.execute(text("SELECT count(*) FROM job_input_parts WHERE job_id = :id"), {"id": job}).scalar_one()
     engine.dispose()
-    assert (left, inputs) == (0, 0)
+    assert (left, inputs, parts) == (0, 0, 0)
     assert client.get(f"/api/v1/jobs/{job}/results?format=csv").status_code == 410
     assert "purge" in run_cli(["audit"], service_env).stdout
 

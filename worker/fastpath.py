@@ -21,7 +21,6 @@ claimed) returns None having changed nothing, and `run_job` handles it as before
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import uuid
@@ -32,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared import jobs
-from shared.inputs import spool_input
+from shared.inputs import read_part
 from shared.intake import FileRejected, validate_cases
 from shared.modelstore import ENGINE_MAX_ROWS, LoadedModel, feature_ranges
 from shared.results_store import COLUMNS
@@ -84,20 +83,19 @@ def _claim(res: Resources, session: Session, job_id: uuid.UUID) -> tuple[int, Lo
 
 def _score(session: Session, job_id: uuid.UUID, attempt: int, model: LoadedModel) -> str:
     """Read, score and write the job, and finish it, if this attempt still owns it."""
-    content = io.BytesIO()
-    spool_input(session, job_id, content)
+    content = read_part(session, job_id, 0).content  # JSON cases are stored as one part
     try:
-        batch = validate_cases(json.loads(content.getvalue())["cases"], model.features, feature_ranges(model.metadata))
+        batch = validate_cases(json.loads(content)["cases"], model.features, feature_ranges(model.metadata))
     except FileRejected as exc:
         failed = jobs.finish(session, job_id, attempt, status=JobStatus.FAILED, error="; ".join(exc.problems))
         return "failed" if failed else "superseded"
     rows = result_rows(job_id, model, batch)
     scored = int(batch.ok.sum())
-    if not jobs.record_progress(session, job_id, attempt, scored=scored, rejected=len(rows) - scored):
+    counts = (scored, len(rows) - scored)
+    if not jobs.finish(session, job_id, attempt, status=JobStatus.SUCCEEDED, counts=counts):
         # A newer attempt owns the job, or this is a retry after our own commit whose answer was lost.
         return "succeeded" if jobs.succeeded_by(session, job_id, attempt) else "superseded"
-    _insert_results(session, rows)
-    jobs.finish(session, job_id, attempt, status=JobStatus.SUCCEEDED)  # the row is ours: record_progress locked it
+    _insert_results(session, rows)  # in the same transaction: the status and the rows commit together
     return "succeeded"
 
 

@@ -41,7 +41,6 @@ from worker.scoring import HandBack, Superseded, in_transaction, result_rows
 
 log = logging.getLogger(__name__)
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 _CLAIM = text("""
 WITH candidate AS (
@@ -105,7 +104,7 @@ def part_count(session: Session, job_id: uuid.UUID) -> int:
 
 def invite_helpers(job_id: uuid.UUID, parts: int, fan_out: int) -> None:
     """Put the job's id on the queue again, once for each other worker that could take a part."""
-    from worker.celery_app import app
+    from worker.celery_app import app  # imported here: importing it builds the Celery app from the settings
 
     for _ in range(min(parts - 1, fan_out)):
         publish(app, job_id)
@@ -155,7 +154,8 @@ def score_parts(res: Resources, job_id: uuid.UUID, attempt: int) -> bool:
 
 def _claim(res: Resources, session: Session, job_id: uuid.UUID, attempt: int) -> _Claim | None:
     token = uuid.uuid4()
-    values = {"job": job_id, "attempt": attempt, "token": token, "worker": WORKER,
+    worker = f"{socket.gethostname()}:{os.getpid()}"  # the pool process, not the main process it forked from
+    values = {"job": job_id, "attempt": attempt, "token": token, "worker": worker,
               "stale": res.settings.heartbeat_stale_after}  # fmt: skip
     for _ in range(3):  # a conflicting insert by another worker returns nothing: look again
         row = session.execute(_CLAIM, values).first()

@@ -22,7 +22,7 @@ from .columns import check_features, match_header
 from .csvfile import detect_delimiter
 from .errors import FileRejected, Limits
 from .source import head, size
-from .upload import DEFAULT_LIMITS, inspect_upload, sniff_format
+from .upload import DEFAULT_LIMITS, TOO_MANY_ROWS, inspect_upload, sniff_format
 
 BLOCK = 8 << 20
 _LF, _CR = 10, 13
@@ -84,6 +84,8 @@ def scan_plain(
     if delimiter == ";" or b"\n" not in first:  # decimal commas need the full check; so does a header-only file
         raise NotPlain
     header_line = first[: first.index(b"\n") + 1]
+    if b'"' in header_line or b"\x00" in header_line or header_line.count(b"\r") != header_line.count(b"\r\n"):
+        raise NotPlain
     header = _text(header_line).removeprefix("\ufeff").rstrip("\n").removesuffix("\r").split(delimiter)
     if len(header) > limits.max_columns:
         raise NotPlain
@@ -102,11 +104,15 @@ def scan_plain(
         carry, data = data[end:], data[:end]
         if data:
             lines.check(data[len(header_line) :] if cutter.at_start else data)
+            if lines.rows > limits.max_rows:
+                raise FileRejected(TOO_MANY_ROWS.format(limits.max_rows))  # what inspect_upload says of it
             cutter.add(data)
     if carry:  # a last line without a line end
         lines.check(carry + b"\n")
         cutter.add(carry, last_line=True)
-    if lines.rows == 0 or lines.rows > limits.max_rows:
+    if lines.rows > limits.max_rows:
+        raise FileRejected(TOO_MANY_ROWS.format(limits.max_rows))
+    if lines.rows == 0:
         raise NotPlain
     cutter.finish()
     summary = UploadSummary(
@@ -126,7 +132,6 @@ class _Lines:
     def __init__(self, sep: bytes, separators: int, trailing_empty: bool) -> None:
         self.sep, self.separators, self.trailing_empty = sep[0], separators, trailing_empty
         self.rows = 0
-        self._last = b"\n"  # the line end before the first data line
 
     def check(self, data: bytes) -> None:
         if not data:

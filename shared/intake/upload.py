@@ -18,6 +18,7 @@ from .xlsxfile import OLE2_MAGIC, Workbook, zip_problems
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _CHECK_CHUNK = 10_000
 DEFAULT_LIMITS = Limits()
+TOO_MANY_ROWS = "the file has more than {} data rows (the limit)"
 
 
 def sniff_format(content: Content, filename: str | None) -> str:
@@ -99,7 +100,7 @@ def inspect_upload(
         for position, cells in source.rows:
             count += 1
             if count > limits.max_rows:
-                problems.append(f"the file has more than {limits.max_rows} data rows (the limit)")
+                problems.append(TOO_MANY_ROWS.format(limits.max_rows))
                 break
             if len(cells) != cmap.width:
                 ragged.append(f"{source.where(position)} ({len(cells)})")
