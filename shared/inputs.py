@@ -53,10 +53,6 @@ class PartWriter:
         for block in blocks:
             self._copy.write(block)
 
-    @property
-    def parts(self) -> int:
-        return self._parts
-
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
