@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from shared import jobs
 from shared.inputs import read_part as read_stored_part
-from shared.intake import FileRejected, iter_batches
+from shared.intake import iter_batches
 from shared.intake.columnar import read_part
 from shared.modelstore import LoadedModel, feature_ranges
 from shared.queue import publish
@@ -37,7 +37,7 @@ from shared.schema import Job, JobInput, JobInputPart, JobStatus
 from worker import shutdown
 from worker.heartbeat import Heartbeat
 from worker.resources import Resources
-from worker.scoring import HandBack, Superseded, in_transaction, result_rows
+from worker.scoring import HandBack, Superseded, in_transaction, job_model, result_rows
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,7 @@ def score_parts(res: Resources, job_id: uuid.UUID, attempt: int) -> bool:
         source = session.get(JobInput, job_id)
         assert job is not None and source is not None
         name, sha, filename, header = job.model_name, job.model_sha256, job.input_filename, source.header or b""
-    model = res.model(name)
-    if model.sha256 != sha:
-        raise FileRejected([f"model {name} changed since the job was created (sha256 {sha[:12]}…)"])
+    model = job_model(res, name, sha)
     finished = False
     with shutdown.running_job(), Heartbeat(res, job_id, attempt) as beat:
         while not finished:

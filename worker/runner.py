@@ -21,7 +21,7 @@ from shared.schema import JobStatus
 from worker import parts, shutdown
 from worker.heartbeat import Heartbeat
 from worker.resources import Resources
-from worker.scoring import HandBack, Superseded, in_transaction, result_rows
+from worker.scoring import HandBack, Superseded, in_transaction, job_model, result_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,7 @@ def run_job(res: Resources, job_id: uuid.UUID) -> str:
 
     def whole() -> str:
         with shutdown.running_job(), Heartbeat(res, job_id, attempt) as beat, tempfile.TemporaryFile() as content:
-            model = res.model(model_name)
-            if model.sha256 != model_sha:
-                problem = f"model {model_name} changed since the job was created (sha256 {model_sha[:12]}…)"
-                raise FileRejected([problem])
+            model = job_model(res, model_name, model_sha)
             in_transaction(res, job_id, lambda session: _spool(session, job_id, content))
             batches = _batches(model, content, filename, fmt, settings.chunk_rows)
             _score_all(res, job_id, attempt, model, batches, beat)

@@ -14,7 +14,7 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from shared.intake import Batch
+from shared.intake import Batch, FileRejected
 from shared.modelstore import LoadedModel
 from worker.resources import Resources
 
@@ -31,6 +31,14 @@ class Superseded(Exception):
 
 class HandBack(Exception):
     """The worker is stopping: give the job back to the queue between chunks."""
+
+
+def job_model(res: Resources, name: str, sha256: str) -> LoadedModel:
+    """The model the job was created with; FileRejected (the job fails, saying why) if it has changed since."""
+    model = res.model(name)
+    if model.sha256 != sha256:
+        raise FileRejected([f"model {name} changed since the job was created (sha256 {sha256[:12]}…)"])
+    return model
 
 
 def result_rows(job_id: uuid.UUID | str, model: LoadedModel, batch: Batch) -> list[tuple[Any, ...]]:
