@@ -1,9 +1,10 @@
 """One part of a plainly written CSV (see `plan`), read column-wise by pandas' C parser.
 
-pandas (3.1, as pinned) converts every measurement with one correctly rounded converter, so a value it accepts
-reads exactly as `float()` reads it. What it accepts differs from the number grammar (`numbers`) only by
-``inf``/``infinity`` and overflowing exponents (checked here: tests/test_parts.py holds the list and a property
-test). So a part is read this way only when every value is finite and none is implausible (negative, or a zero
+pandas 3.1 (as pinned) converts every measurement with one converter (its `float_precision` modes are deprecated
+and all alike), and that converter agrees bit for bit with `float()` wherever both accept a spelling. What it
+accepts differs from the number grammar (`numbers`) only by ``inf``/``infinity`` and overflowing exponents
+(tests/test_parts.py holds the list of spellings and a property test, so an upgrade that changes this fails
+there). So a part is read this way only when every value is finite and none is implausible (negative, or a zero
 size), and it holds no tab (in a comma file), vertical tab or form feed, which a converter may skip as whitespace;
 otherwise the caller reads it record by record, which names every reason. Either way the batch is the same.
 """
