@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import Integer, bindparam, func, or_, update
 from sqlalchemy.orm import Session
 
 from shared.inputs import PartWriter, store_whole
@@ -80,32 +80,43 @@ def _new_job(
     )
 
 
+# Built once: statements made per call cost more Python time than their round trip to the database.
+CLAIM = (
+    update(Job)
+    .where(
+        Job.id == bindparam("job_id"),
+        Job.attempts < bindparam("max_attempts"),
+        or_(
+            Job.status == JobStatus.QUEUED.value,
+            (Job.status == JobStatus.RUNNING.value) & (Job.heartbeat_at < bindparam("stale_before")),
+        ),
+    )
+    .values(
+        status=JobStatus.RUNNING.value,
+        attempts=Job.attempts + 1,
+        started_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        error=None,
+    )
+)
+_CLAIM_ATTEMPT = CLAIM.returning(Job.attempts)
+
+
 def claim(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_after: float) -> int | None:
     """Take the job for this attempt if it is queued, or running with a stale heartbeat; return the attempt.
 
     The check and the attempt bump are one statement, so two deliveries of the same job cannot both win.
     """
-    now = utcnow()
-    attempt = session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.attempts < max_attempts,
-            or_(
-                Job.status == JobStatus.QUEUED.value,
-                (Job.status == JobStatus.RUNNING.value) & (Job.heartbeat_at < now - timedelta(seconds=stale_after)),
-            ),
-        )
-        .values(
-            status=JobStatus.RUNNING.value,
-            attempts=Job.attempts + 1,
-            started_at=now,
-            heartbeat_at=now,
-            error=None,
-        )
-        .returning(Job.attempts)
-    ).scalar_one_or_none()
+    params = claim_params(job_id, max_attempts=max_attempts, stale_after=stale_after)
+    attempt: int | None = session.connection().execute(_CLAIM_ATTEMPT, params).scalar_one_or_none()
     return attempt
+
+
+def claim_params(job_id: uuid.UUID, *, max_attempts: int, stale_after: float) -> dict[str, Any]:
+    """The values for CLAIM: which job, the attempts cap, and what counts as a stale heartbeat now."""
+    now = utcnow()
+    return {"job_id": job_id, "max_attempts": max_attempts, "stale_before": now - timedelta(seconds=stale_after),
+            "now": now}  # fmt: skip
 
 
 def _fenced(job_id: uuid.UUID, attempt: int) -> Any:
@@ -140,6 +151,20 @@ def succeeded_by(session: Session, job_id: uuid.UUID, attempt: int) -> bool:
     return job is not None and job.attempts == attempt and job.status == JobStatus.SUCCEEDED.value
 
 
+_FINISH = (
+    update(Job)
+    .where(Job.id == bindparam("job_id"), Job.attempts == bindparam("attempt"), Job.status == JobStatus.RUNNING.value)
+    .values(
+        status=bindparam("status"),
+        finished_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        error=bindparam("error"),
+        rows_scored=func.coalesce(bindparam("scored", type_=Integer), Job.rows_scored),
+        rows_rejected=func.coalesce(bindparam("rejected", type_=Integer), Job.rows_rejected),
+    )
+)
+
+
 def finish(
     session: Session,
     job_id: uuid.UUID,
@@ -150,12 +175,10 @@ def finish(
     counts: tuple[int, int] | None = None,
 ) -> bool:
     """Move the job to a terminal status (with its final scored and rejected counts), if this attempt owns it."""
-    now = utcnow()
-    values: dict[str, Any] = {"status": status.value, "finished_at": now, "heartbeat_at": now, "error": error}
-    if counts is not None:
-        values["rows_scored"], values["rows_rejected"] = counts
-    result = session.execute(_fenced(job_id, attempt).values(**values))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    scored, rejected = counts if counts is not None else (None, None)
+    params = {"job_id": job_id, "attempt": attempt, "status": status.value, "now": utcnow(), "error": error,
+              "scored": scored, "rejected": rejected}  # fmt: skip
+    return bool(session.connection().execute(_FINISH, params).rowcount)
 
 
 def mark_enqueued(session: Session, job_id: uuid.UUID, when: datetime | None = None) -> None:
