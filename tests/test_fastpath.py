@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from shared.modelstore import load_model
 from shared.queue import make_celery, publish
 from shared.reconcile import reconcile
 from shared.schema import Job, utcnow
-from tests.support import cli_env, wait_for_job, wdbc
+from tests.support import cli_env, post_upload, wait_for_job, wdbc, wdbc_csv
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 
@@ -141,7 +142,7 @@ def test_a_fast_path_killed_before_its_claim_commits_leaves_the_job_queued(
     idle_app, people, sessions, service_env, settings, worker
 ):
     job_id = people["lab"].client(idle_app).post("/api/v1/jobs", json={"cases": [_case(6)]}).get_json()["id"]
-    assert _die_in("shared.jobs.claim", job_id, service_env, after=True) == -9
+    assert _die_in("worker.fastpath._claim", job_id, service_env, after=True) == -9
     assert _state(sessions, job_id) == ("queued", 0, 0)  # the claim rolled back with the process
     app = make_celery(settings)
     assert publish(app, uuid.UUID(job_id))
@@ -229,3 +230,66 @@ def test_a_lost_listener_connection_is_replaced_and_no_waiter_misses_its_job(app
         started = time.monotonic()
         assert wait_until_finished(job_id, 20, done.is_set)
         assert time.monotonic() - started < 10
+
+
+def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) -> tuple[list[list], str]:
+    """Run the task for `deliveries` deliveries of the job, one after the other in a process of its own, with
+    `target` (a module's attribute) raising an exception nobody expected, whose message quotes a measurement.
+
+    Return, after each delivery, [the task's outcome, the job's status, attempts and error]; and the log.
+    One process runs them all at once, so no reconciler sends the job elsewhere in between.
+    """
+    code = (
+        "import importlib, json, sys, uuid\n"
+        "module_name, name = sys.argv[1].rsplit('.', 1)\n"
+        "def defect(*args, **kwargs):\n"
+        "    raise RuntimeError('radius_mean 17.99 is not what this code expected')\n"
+        "setattr(importlib.import_module(module_name), name, defect)\n"
+        "from shared import jobs\n"
+        "from shared.logs import configure_logging\n"
+        "from worker.resources import resources\n"
+        "from worker.tasks import score_job\n"
+        "res = resources()\n"
+        "configure_logging(res.settings)\n"
+        "for _ in range(int(sys.argv[3])):\n"
+        "    outcome = score_job(sys.argv[2])\n"
+        "    with res.sessions.begin() as session:\n"
+        "        job = jobs.get_job(session, uuid.UUID(sys.argv[2]))\n"
+        "        print(json.dumps([outcome, job.status, job.attempts, job.error]))\n"
+    )
+    argv = [sys.executable, "-c", code, target, job_id, str(deliveries)]
+    done = subprocess.run(argv, env=cli_env(env), timeout=120, capture_output=True, text=True, check=True)
+    states = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
+    return states, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("json", "worker.fastpath.result_rows"), ("csv", "worker.runner._score_all")],
+)
+def test_a_defect_in_the_worker_is_named_on_the_job_and_fails_it_at_the_attempt_limit(
+    source, target, idle_app, people, settings, service_env
+):
+    client = people["lab"].client(idle_app)
+    if source == "json":
+        response = client.post("/api/v1/jobs", json={"cases": [_case(11)]})
+    else:
+        response = post_upload(client, wdbc_csv(slice(0, 5)), model="wdbc-rf30")
+    job_id = response.get_json()["id"]
+    # The task puts a handed-back job straight back on its queue: here the idle one, which nobody reads.
+    env = {**service_env, "CYTOSCORE_QUEUE": idle_app.config["CYTOSCORE"].queue}
+    limit = settings.max_attempts
+    states, log = _raise_in(target, job_id, env, deliveries=limit)
+
+    assert "17.99" not in log  # the exception's message may quote a measurement: the log never does
+    for attempt, (outcome, status, attempts, error) in enumerate(states[:-1], start=1):
+        assert f"job {job_id}: attempt {attempt} stopped on an internal error, RuntimeError at " in log
+        assert (outcome, status, attempts) == ("handed back", "queued", attempt)
+        assert error.startswith(f"attempt {attempt} stopped on an internal error (RuntimeError at ")
+        assert error.endswith("; queued again") and "17.99" not in error
+    assert len(states) == limit and states[-1][:3] == ["failed", "failed", limit]
+    job = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert job["status"] == "failed" and "17.99" not in job["error"]
+    assert job["error"].startswith(
+        f"gave up after {limit} attempts: the last stopped on an internal error (RuntimeError at "
+    )

@@ -21,11 +21,18 @@ from shared.schema import JobStatus
 from worker import parts, shutdown
 from worker.heartbeat import Heartbeat
 from worker.resources import Resources
-from worker.scoring import HandBack, Superseded, in_transaction, job_model, result_rows
+from worker.scoring import (
+    HANDED_BACK,
+    TRANSIENT,
+    HandBack,
+    Superseded,
+    in_transaction,
+    internal_error,
+    job_model,
+    result_rows,
+)
 
 log = logging.getLogger(__name__)
-
-HANDED_BACK = "handed back"
 
 
 def run_job(res: Resources, job_id: uuid.UUID) -> str:
@@ -59,7 +66,7 @@ def _by_parts(res: Resources, job_id: uuid.UUID, attempt: int) -> str:
 
 
 def _guarded(res: Resources, job_id: uuid.UUID, attempt: int, work: Callable[[], str]) -> str:
-    """Run the attempt; a newer attempt, a stopping worker, a refused file or the time limit end it cleanly."""
+    """Run the attempt; a newer attempt, a stopping worker, a refused file, the time limit or a defect ends it."""
     try:
         outcome = work()
     except Superseded:
@@ -76,6 +83,10 @@ def _guarded(res: Resources, job_id: uuid.UUID, attempt: int, work: Callable[[],
     except SoftTimeLimitExceeded:
         _fail(res, job_id, attempt, f"took longer than the limit of {res.settings.task_soft_time_limit} s")
         return "failed"
+    except TRANSIENT:
+        raise  # the database stayed away past db_retry_for: the reconciler requeues the job once it is back
+    except Exception as exc:
+        return internal_error(res, job_id, attempt, exc)
     log.info("job %s: attempt %d %s", job_id, attempt, outcome)
     return outcome
 

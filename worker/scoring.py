@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from itertools import repeat
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -14,8 +16,12 @@ import psycopg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from shared import jobs
 from shared.intake import Batch, FileRejected
 from shared.modelstore import LoadedModel
+from shared.reconcile import GAVE_UP
+from shared.schema import JobStatus
+from shared.settings import ROOT
 from worker.resources import Resources
 
 T = TypeVar("T")
@@ -23,6 +29,7 @@ log = logging.getLogger(__name__)
 # A dropped or refused connection (a database restart): the unit of work is retried whole. The raw COPY
 # raises psycopg's own error, which SQLAlchemy never sees to wrap.
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError)
+HANDED_BACK = "handed back"
 
 
 class Superseded(Exception):
@@ -84,3 +91,32 @@ def in_transaction(res: Resources, job_id: uuid.UUID, work: Callable[[Session], 
             log.warning("job %s: database unreachable (%s); retrying in %.1f s", job_id, type(exc).__name__, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+
+def internal_error(res: Resources, job_id: uuid.UUID, attempt: int, exc: Exception) -> str:
+    """An attempt stopped by an exception nobody expected (a defect, not the input): say so on the job.
+
+    The attempt goes back on the queue, or, if it was the last one allowed, the job fails naming the exception.
+    The log gets the exception's type and where it was raised, never its message, which may quote a measurement.
+    """
+    frames = [
+        f"{_ours(frame.filename)}:{frame.lineno} in {frame.name}" for frame in traceback.extract_tb(exc.__traceback__)
+    ]
+    where = f"{type(exc).__name__} at {frames[-1]}" if frames else type(exc).__name__
+    log.error("job %s: attempt %d stopped on an internal error, %s; traceback: %s", job_id, attempt, where,
+              " <- ".join(reversed(frames)))  # fmt: skip
+    if attempt >= res.settings.max_attempts:
+        error = f"{GAVE_UP} {attempt} attempts: the last stopped on an internal error ({where})"
+        failed = in_transaction(
+            res, job_id, lambda s: jobs.finish(s, job_id, attempt, status=JobStatus.FAILED, error=error)
+        )
+        return "failed" if failed else "superseded"
+    reason = f"attempt {attempt} stopped on an internal error ({where}); queued again"
+    handed = in_transaction(res, job_id, lambda s: jobs.hand_back(s, job_id, attempt, reason=reason))
+    return HANDED_BACK if handed else "superseded"
+
+
+def _ours(filename: str) -> str:
+    """A source path relative to the project, or just the file's name for a library's."""
+    path = Path(filename)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) and ".venv" not in path.parts else path.name

@@ -10,7 +10,8 @@ from shared.reconcile import send
 from worker.celery_app import app
 from worker.fastpath import run_fast
 from worker.resources import resources
-from worker.runner import HANDED_BACK, run_job
+from worker.runner import run_job
+from worker.scoring import HANDED_BACK
 
 log = logging.getLogger(__name__)
 
