@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 from flask import abort, current_app
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from api.access import record
@@ -28,6 +28,12 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# Built once: on every submission, constructing this statement would cost more than running it.
+_IN_FLIGHT = (
+    select(func.count())
+    .select_from(Job)
+    .where(Job.owner_id == bindparam("owner_id"), Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+)
 
 
 def _settings() -> Settings:
@@ -95,14 +101,7 @@ def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, 
 def _check_in_flight(session: Session) -> None:
     """429 when this person already has as many unfinished jobs as one may have."""
     limit = _settings().max_jobs_in_flight
-    in_flight = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(
-            Job.owner_id == current_user.user_id,
-            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
-        )
-    )
+    in_flight = session.scalar(_IN_FLIGHT, {"owner_id": current_user.user_id})
     if (in_flight or 0) >= limit:
         abort(429, description=f"you already have {in_flight} jobs queued or running (the limit is {limit}); "
                                "wait for some to finish")  # fmt: skip
