@@ -1,0 +1,90 @@
+"""What the foreign key from `results` to `jobs` costs when one job's results are written by one or two writers.
+
+Each writer is a process of its own that COPYs its share of the job's parts (18,000 rows each, as a part of the
+1M-row file holds about that many) into `results`, then updates the job row, one transaction per part, as the
+workers do. The same runs are repeated after `ALTER TABLE results DROP CONSTRAINT` on a throwaway database.
+
+Prints wall time and the CPU time the whole machine spent (PostgreSQL's backends and the writers together).
+
+Usage: .venv/bin/python bench/fk_contention.py [--rows 600000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import throwaway_stack
+
+PART_ROWS = 18_000
+COPY = "COPY results (job_id, row_number, case_id, diagnosis, probability_malignant, model_version) FROM STDIN"
+JOB = (
+    "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
+    "rows_total, rows_scored, rows_rejected, attempts, created_at) "
+    "VALUES (%s, 'upload', 'running', 'm', 'v', 'h', 'h', 'csv', 0, 0, 0, 1, now())"
+)
+
+
+def machine_cpu_seconds() -> float:
+    """Busy time of all CPUs since boot (user, nice, system, irq, softirq, steal) from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]) / os.sysconf("SC_CLK_TCK")
+
+
+def write(dsn: str, job: uuid.UUID, parts: list[int]) -> None:
+    with psycopg.connect(dsn) as conn:
+        for part in parts:
+            with conn.cursor() as cur, cur.copy(COPY) as copy:
+                for row in range(part * PART_ROWS, (part + 1) * PART_ROWS):
+                    copy.write_row((job, row + 1, str(row), "M", 0.5, "v1"))
+            conn.execute("UPDATE jobs SET rows_scored = rows_scored + %s WHERE id = %s", (PART_ROWS, job))
+            conn.commit()
+
+
+def run(dsn: str, parts: int, writers: int) -> tuple[float, float]:
+    job = uuid.uuid4()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(JOB, (job,))
+        conn.execute("CHECKPOINT")  # each run starts without the previous run's dirty pages
+    cpu, start = machine_cpu_seconds(), time.perf_counter()
+    procs = [
+        multiprocessing.Process(target=write, args=(dsn, job, list(range(w, parts, writers)))) for w in range(writers)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise RuntimeError(f"a writer failed with exit code {proc.exitcode}")
+    return time.perf_counter() - start, machine_cpu_seconds() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=600_000)
+    args = parser.parse_args()
+    parts = max(args.rows // PART_ROWS, 2)
+    print(f"\n{parts * PART_ROWS:,} result rows of one job, {parts} parts, {os.cpu_count()} cores\n")
+    print("| foreign key | writers | wall (s) | machine CPU (s) |")
+    print("|---|---|---|---|")
+    with throwaway_stack() as (_, dsn, _tmp):
+        for with_key in (True, False):
+            if not with_key:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("ALTER TABLE results DROP CONSTRAINT fk_results_job_id_jobs")
+            for writers in (1, 2):
+                wall, cpu = run(dsn, parts, writers)
+                print(f"| {'yes' if with_key else 'no'} | {writers} | {wall:.2f} | {cpu:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
