@@ -68,6 +68,12 @@ def _gave_up(job: Job, now: datetime) -> None:
     )
 
 
+def close_exhausted(job: Job, now: datetime) -> None:
+    """Fail a queued job that has used every attempt (its last was handed back), keeping why the last one ended."""
+    job.status, job.finished_at = JobStatus.FAILED.value, now
+    job.error = f"{GAVE_UP} {job.attempts} attempts" + (f"; {job.error}" if job.error else "")
+
+
 def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[uuid.UUID]:
     """Requeue or give up stale running jobs, close exhausted queued ones; claim the resends. Under the lock."""
     stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
@@ -81,7 +87,7 @@ def _settle(session: Session, settings: Settings, now: datetime, report: Report)
             report.requeued.append(job.id)
     exhausted = select(Job).where(Job.status == JobStatus.QUEUED.value, Job.attempts >= settings.max_attempts)
     for job in session.scalars(exhausted.with_for_update(skip_locked=True)):
-        _gave_up(job, now)
+        close_exhausted(job, now)
         report.gave_up.append(job.id)
     session.flush()
     to_send = list(session.scalars(select(Job.id).where(_unsent_queued(settings, now)).order_by(Job.created_at)))

@@ -21,6 +21,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.queue import make_celery, publish
+from shared.reconcile import _LOCK_KEY as RECONCILE_LOCK
 from shared.reconcile import reconcile
 from shared.schema import Job, utcnow
 from tests.support import cli_env, post_upload, wait_for_job, wdbc, wdbc_csv
@@ -293,3 +294,40 @@ def test_a_defect_in_the_worker_is_named_on_the_job_and_fails_it_at_the_attempt_
     assert job["error"].startswith(
         f"gave up after {limit} attempts: the last stopped on an internal error (RuntimeError at "
     )
+
+
+def _deliver(job_id: str, env: dict[str, str]) -> str:
+    """One delivery of the job to the task, in a process of its own; the task's outcome."""
+    code = "import sys\nfrom worker.tasks import score_job\nprint(score_job(sys.argv[1]))\n"
+    done = subprocess.run([sys.executable, "-c", code, job_id], env=cli_env(env), timeout=120,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("closer", ["a delivery", "the reconciler"])
+def test_a_job_handed_back_at_its_last_attempt_fails_saying_why(
+    closer, idle_app, people, sessions, settings, service_env, pg_url
+):
+    client = people["lab"].client(idle_app)
+    job_id = client.post("/api/v1/jobs", json={"cases": [_case(12)]}).get_json()["id"]
+    limit = settings.max_attempts
+    # Holding the reconcilers' lock keeps the session worker's reconciler out until the delivery has been made.
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (RECONCILE_LOCK,))
+        for _ in range(limit):  # a worker stopped during every attempt (deploys, say)
+            with sessions.begin() as session:
+                attempt = jobs.claim(session, uuid.UUID(job_id), max_attempts=limit, stale_after=30)
+                reason = f"attempt {attempt} handed back: its worker was stopping"
+                assert jobs.hand_back(session, uuid.UUID(job_id), attempt, reason=reason)
+        assert client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] == "queued"
+        if closer == "a delivery":
+            assert _deliver(job_id, {**service_env, "CYTOSCORE_QUEUE": idle_app.config["CYTOSCORE"].queue}) == "failed"
+    if closer == "the reconciler":  # ours, or the session worker's: the same code closes it
+        app = make_celery(settings.model_copy(update={"queue": idle_app.config["CYTOSCORE"].queue}))
+        try:
+            reconcile(sessions, app, settings)
+        finally:
+            app.close()
+    job = wait_for_job(client, job_id)  # a reconciler holding the lock just now may still be committing
+    assert (job["status"], job["attempts"]) == ("failed", limit)
+    assert job["error"] == f"gave up after {limit} attempts; attempt {limit} handed back: its worker was stopping"

@@ -16,6 +16,7 @@ from shared import jobs
 from shared.inputs import spool_input
 from shared.intake import Batch, FileRejected, iter_batches, validate_cases
 from shared.modelstore import LoadedModel, feature_ranges
+from shared.reconcile import close_exhausted
 from shared.results_store import write_results
 from shared.schema import JobStatus
 from worker import parts, shutdown
@@ -123,8 +124,7 @@ def _not_claimed(res: Resources, job_id: uuid.UUID) -> str:
             log.warning("job %s: no such job", job_id)
             return "missing"
         if job.status == JobStatus.QUEUED.value and job.attempts >= res.settings.max_attempts:
-            job.status, job.error = JobStatus.FAILED.value, f"gave up after {job.attempts} attempts"
-            job.finished_at = jobs.utcnow()
+            close_exhausted(job, jobs.utcnow())
             return "failed"
     log.info("job %s: duplicate delivery ignored (status %s)", job_id, job.status)
     return "duplicate"
