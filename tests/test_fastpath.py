@@ -265,11 +265,14 @@ def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) ->
 
 
 @pytest.mark.parametrize(
-    ("source", "target"),
-    [("json", "worker.fastpath.result_rows"), ("csv", "worker.runner._score_all")],
+    ("source", "target", "place"),
+    [
+        ("json", "worker.fastpath.result_rows", ("worker/fastpath.py:", "in _score)")),
+        ("csv", "worker.runner._score_all", ("worker/runner.py:", "in whole)")),
+    ],
 )
 def test_a_defect_in_the_worker_is_named_on_the_job_and_fails_it_at_the_attempt_limit(
-    source, target, idle_app, people, settings, service_env
+    source, target, place, idle_app, people, settings, service_env
 ):
     client = people["lab"].client(idle_app)
     if source == "json":
@@ -286,7 +289,8 @@ def test_a_defect_in_the_worker_is_named_on_the_job_and_fails_it_at_the_attempt_
     for attempt, (outcome, status, attempts, error) in enumerate(states[:-1], start=1):
         assert f"job {job_id}: attempt {attempt} stopped on an internal error, RuntimeError at " in log
         assert (outcome, status, attempts) == ("handed back", "queued", attempt)
-        assert error.startswith(f"attempt {attempt} stopped on an internal error (RuntimeError at ")
+        assert error.startswith(f"attempt {attempt} stopped on an internal error (RuntimeError at {place[0]}")
+        assert place[1] in error  # the innermost place in our own code, where the defect's call is
         assert error.endswith("; queued again") and "17.99" not in error
     assert len(states) == limit and states[-1][:3] == ["failed", "failed", limit]
     job = client.get(f"/api/v1/jobs/{job_id}").get_json()

@@ -99,10 +99,10 @@ def internal_error(res: Resources, job_id: uuid.UUID, attempt: int, exc: Excepti
     The attempt goes back on the queue, or, if it was the last one allowed, the job fails naming the exception.
     The log gets the exception's type and where it was raised, never its message, which may quote a measurement.
     """
-    frames = [
-        f"{_ours(frame.filename)}:{frame.lineno} in {frame.name}" for frame in traceback.extract_tb(exc.__traceback__)
-    ]
-    where = f"{type(exc).__name__} at {frames[-1]}" if frames else type(exc).__name__
+    stack = traceback.extract_tb(exc.__traceback__)
+    frames = [f"{_source(frame.filename)}:{frame.lineno} in {frame.name}" for frame in stack]
+    ours = [text for frame, text in zip(stack, frames, strict=True) if _is_ours(frame.filename)]
+    where = " at ".join([type(exc).__name__, *(ours or frames)[-1:]])  # the innermost place in our own code
     log.error("job %s: attempt %d stopped on an internal error, %s; traceback: %s", job_id, attempt, where,
               " <- ".join(reversed(frames)))  # fmt: skip
     if attempt >= res.settings.max_attempts:
@@ -116,7 +116,11 @@ def internal_error(res: Resources, job_id: uuid.UUID, attempt: int, exc: Excepti
     return HANDED_BACK if handed else "superseded"
 
 
-def _ours(filename: str) -> str:
-    """A source path relative to the project, or just the file's name for a library's."""
+def _is_ours(filename: str) -> bool:
     path = Path(filename)
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) and ".venv" not in path.parts else path.name
+    return path.is_relative_to(ROOT) and ".venv" not in path.parts
+
+
+def _source(filename: str) -> str:
+    """A source path relative to the project, or just the file's name for a library's."""
+    return str(Path(filename).relative_to(ROOT)) if _is_ours(filename) else Path(filename).name
