@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, or_, update
+from sqlalchemy import Integer, Update, bindparam, func, or_, update
 from sqlalchemy.orm import Session
 
 from shared.inputs import PartWriter, store_whole
@@ -119,50 +119,50 @@ def claim_params(job_id: uuid.UUID, *, max_attempts: int, stale_after: float) ->
             "now": now}  # fmt: skip
 
 
-def _fenced(job_id: uuid.UUID, attempt: int) -> Any:
-    return update(Job).where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING.value)
+# Every write of a running job is fenced by its attempt: a newer attempt (or the reconciler) makes it a no-op.
+_FENCED = update(Job).where(
+    Job.id == bindparam("job_id"), Job.attempts == bindparam("attempt"), Job.status == JobStatus.RUNNING.value
+)
+_PROGRESS = _FENCED.values(
+    rows_scored=bindparam("scored"), rows_rejected=bindparam("rejected"), heartbeat_at=bindparam("now")
+)
+_HEARTBEAT = _FENCED.values(heartbeat_at=bindparam("now"))
+_HAND_BACK = _FENCED.values(status=JobStatus.QUEUED.value, enqueued_at=None, error=bindparam("reason"))
+_FINISH = _FENCED.values(
+    status=bindparam("status"),
+    finished_at=bindparam("now"),
+    heartbeat_at=bindparam("now"),
+    error=bindparam("error"),
+    rows_scored=func.coalesce(bindparam("scored", type_=Integer), Job.rows_scored),
+    rows_rejected=func.coalesce(bindparam("rejected", type_=Integer), Job.rows_rejected),
+)
+
+
+def _fenced(session: Session, statement: Update, job_id: uuid.UUID, attempt: int, **values: Any) -> bool:
+    """Run a fenced statement; False if this attempt no longer owns the job."""
+    params = {"job_id": job_id, "attempt": attempt, "now": utcnow(), **values}
+    return bool(session.connection().execute(statement, params).rowcount)
 
 
 def record_progress(session: Session, job_id: uuid.UUID, attempt: int, *, scored: int, rejected: int) -> bool:
     """Set the running totals and the heartbeat; False if a newer attempt owns the job."""
-    result = session.execute(
-        _fenced(job_id, attempt).values(rows_scored=scored, rows_rejected=rejected, heartbeat_at=utcnow())
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _fenced(session, _PROGRESS, job_id, attempt, scored=scored, rejected=rejected)
 
 
 def heartbeat(session: Session, job_id: uuid.UUID, attempt: int) -> bool:
     """Say this attempt is alive; False if a newer attempt (or the reconciler) has taken the job."""
-    result = session.execute(_fenced(job_id, attempt).values(heartbeat_at=utcnow()))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _fenced(session, _HEARTBEAT, job_id, attempt)
 
 
 def hand_back(session: Session, job_id: uuid.UUID, attempt: int, *, reason: str) -> bool:
     """Return a running job to the queue (a worker shutting down); the results written so far stay."""
-    result = session.execute(
-        _fenced(job_id, attempt).values(status=JobStatus.QUEUED.value, enqueued_at=None, error=reason)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _fenced(session, _HAND_BACK, job_id, attempt, reason=reason)
 
 
 def succeeded_by(session: Session, job_id: uuid.UUID, attempt: int) -> bool:
     """Did this attempt finish the job? (After a commit whose answer was lost with the connection.)"""
     job = session.get(Job, job_id)
     return job is not None and job.attempts == attempt and job.status == JobStatus.SUCCEEDED.value
-
-
-_FINISH = (
-    update(Job)
-    .where(Job.id == bindparam("job_id"), Job.attempts == bindparam("attempt"), Job.status == JobStatus.RUNNING.value)
-    .values(
-        status=bindparam("status"),
-        finished_at=bindparam("now"),
-        heartbeat_at=bindparam("now"),
-        error=bindparam("error"),
-        rows_scored=func.coalesce(bindparam("scored", type_=Integer), Job.rows_scored),
-        rows_rejected=func.coalesce(bindparam("rejected", type_=Integer), Job.rows_rejected),
-    )
-)
 
 
 def finish(
@@ -176,9 +176,9 @@ def finish(
 ) -> bool:
     """Move the job to a terminal status (with its final scored and rejected counts), if this attempt owns it."""
     scored, rejected = counts if counts is not None else (None, None)
-    params = {"job_id": job_id, "attempt": attempt, "status": status.value, "now": utcnow(), "error": error,
-              "scored": scored, "rejected": rejected}  # fmt: skip
-    return bool(session.connection().execute(_FINISH, params).rowcount)
+    return _fenced(
+        session, _FINISH, job_id, attempt, status=status.value, error=error, scored=scored, rejected=rejected
+    )
 
 
 def mark_enqueued(session: Session, job_id: uuid.UUID, when: datetime | None = None) -> None:
