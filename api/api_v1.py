@@ -22,6 +22,8 @@ from shared.schema import Job, JobKind, JobStatus
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+# A job this small that has succeeded answers `?wait=` with its results too, so a single case is one request.
+INLINE_RESULTS = 100
 
 
 def find_job(job_id: str) -> Job:
@@ -42,13 +44,24 @@ def _accepted(job: Job) -> ResponseReturnValue:
     if not wait:
         return jsonify({"id": str(job.id), "status": job.status, "url": url}), 202, {"Location": url}
     _wait_for(job, wait)
-    return jsonify({**jobs.job_json(job), "url": url}), 201 if job.status in TERMINAL else 202, {"Location": url}
+    return jsonify({**_waited(job), "url": url}), 201 if job.status in TERMINAL else 202, {"Location": url}
 
 
 def _wait_asked() -> float | None:
     """The `?wait=` seconds, if a positive number was given (the waiting caps it at 60)."""
     wait = request.args.get("wait", type=float)
     return wait if wait is not None and wait > 0 and math.isfinite(wait) else None
+
+
+def _waited(job: Job) -> dict[str, Any]:
+    """The job as GET shows it; once it has succeeded with at most INLINE_RESULTS rows, its results too."""
+    body = jobs.job_json(job)
+    if job.status == JobStatus.SUCCEEDED.value and job.rows_total <= INLINE_RESULTS:
+        session = db()
+        body["results"], body["notice"] = results.few_records(session, job), results.NOTICE
+        record("job.download", job, detail=f"results with the finished job, {job.rows_total} rows")
+        session.commit()
+    return body
 
 
 def _wait_for(job: Job, seconds: float) -> None:
@@ -76,7 +89,9 @@ def create_job() -> ResponseReturnValue:
 
     With `?wait=<seconds>` (at most 60) the answer waits for the job to finish, woken the moment it does: `201`
     with the job as `GET /api/v1/jobs/<id>` shows it (status, counts, model name, version and sha256) plus `url`,
-    so a single case needs one request; still unfinished when the time is up, `202` with the same body.
+    and, for a job of at most INLINE_RESULTS rows that succeeded, its `results` (as `/results` gives them, without
+    the input) and the `notice`: a single case is one request. Still unfinished when the time is up, `202` with
+    the job.
     """
     try:
         if request.is_json:
@@ -103,11 +118,13 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> ResponseReturnValue:
-    """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up."""
+    """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up,
+    then with the results too if it succeeded with at most INLINE_RESULTS rows (as `POST /jobs?wait=` does)."""
     job = find_job(job_id)
     wait = _wait_asked()
     if wait:
         _wait_for(job, wait)
+        return jsonify(_waited(job))
     return jsonify(jobs.job_json(job))
 
 

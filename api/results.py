@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shared.schema import Job, Result
@@ -26,29 +26,49 @@ FIELDS = (
 NOTICE = "Decision support only: this is not a diagnosis. A qualified clinician must interpret every result."
 
 
-def records(session: Session, job: Job, *, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    query = (
-        select(Result)
-        .where(Result.job_id == job.id)
-        .order_by(Result.row_number)
-        .offset(offset)
-        .limit(limit)
-        .execution_options(yield_per=5000)
+# Built once: a single case's answer reads its result with this, where building the statement would cost more.
+_OF_JOB = (
+    select(
+        Result.row_number,
+        Result.case_id,
+        Result.diagnosis,
+        Result.probability_malignant,
+        Result.model_version,
+        Result.supplied_diagnosis,
+        Result.out_of_range,
+        Result.warning,
+        Result.error,
     )
-    for r in session.scalars(query):
-        yield {
-            "row": r.row_number,
-            "case_id": r.case_id,
-            "diagnosis": r.diagnosis,
-            "probability_malignant": r.probability_malignant,
-            "model_name": job.model_name,
-            "model_version": r.model_version,
-            "model_sha256": job.model_sha256,
-            "supplied_diagnosis": r.supplied_diagnosis,
-            "out_of_range": r.out_of_range,
-            "warning": r.warning,
-            "error": r.error,
-        }
+    .where(Result.job_id == bindparam("job_id"))
+    .order_by(Result.row_number)
+)
+
+
+def records(session: Session, job: Job, *, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    query = _OF_JOB.offset(offset).limit(limit).execution_options(yield_per=5000)
+    for r in session.execute(query, {"job_id": job.id}):
+        yield _record(job, r)
+
+
+def few_records(session: Session, job: Job) -> list[dict[str, Any]]:
+    """All of a small job's records at once, read on the session's connection."""
+    return [_record(job, r) for r in session.connection().execute(_OF_JOB, {"job_id": job.id})]
+
+
+def _record(job: Job, r: Row[Any]) -> dict[str, Any]:
+    return {
+        "row": r.row_number,
+        "case_id": r.case_id,
+        "diagnosis": r.diagnosis,
+        "probability_malignant": r.probability_malignant,
+        "model_name": job.model_name,
+        "model_version": r.model_version,
+        "model_sha256": job.model_sha256,
+        "supplied_diagnosis": r.supplied_diagnosis,
+        "out_of_range": r.out_of_range,
+        "warning": r.warning,
+        "error": r.error,
+    }
 
 
 def counts(session: Session, job: Job) -> dict[str, int]:

@@ -58,14 +58,14 @@ def submit_upload(upload: BinaryIO, filename: str | None, model_name: str | None
                           split_min_bytes=split_min_bytes)  # fmt: skip
 
     try:
-        job = jobs.create_upload(session, model=model, filename=filename, scan=scan)
+        job = jobs.create_upload(session, model=model, filename=filename, scan=scan, owner_id=current_user.user_id)
     except NotPlain:
         session.rollback()  # nothing of the first pass stays; the full check decides
         summary, content = check_whole(upload, filename, model["features"], limits)
         media = "text/csv" if summary.format == "csv" else XLSX
         job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=media,
                               input_format=summary.format, rows_total=summary.rows_total, filename=filename,
-                              delimiter=summary.delimiter)  # fmt: skip
+                              delimiter=summary.delimiter, owner_id=current_user.user_id)  # fmt: skip
     except BaseException:
         session.rollback()
         raise
@@ -101,7 +101,7 @@ def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, 
 def _check_in_flight(session: Session) -> None:
     """429 when this person already has as many unfinished jobs as one may have."""
     limit = _settings().max_jobs_in_flight
-    in_flight = session.scalar(_IN_FLIGHT, {"owner_id": current_user.user_id})
+    in_flight = session.connection().scalar(_IN_FLIGHT, {"owner_id": current_user.user_id})
     if (in_flight or 0) >= limit:
         abort(429, description=f"you already have {in_flight} jobs queued or running (the limit is {limit}); "
                                "wait for some to finish")  # fmt: skip
@@ -110,14 +110,12 @@ def _check_in_flight(session: Session) -> None:
 def _commit_and_queue(**fields: Any) -> Job:
     session = db()
     _check_in_flight(session)
-    return _queue(session, jobs.create_job(session, **fields))
+    return _queue(session, jobs.create_job(session, **fields, owner_id=current_user.user_id))
 
 
 def _queue(session: Session, job: Job) -> Job:
-    """Own, audit and commit the new job, then put its id on the queue."""
-    job.owner_id = current_user.user_id
+    """Audit and commit the new job, then put its id on the queue."""
     record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
-    job.enqueued_at = job.created_at  # about to be sent; cleared below if the broker refuses
     session.commit()  # the id goes on the queue only once the row is durable
     if not publish(celery(), job.id):
         jobs.mark_unsent(session, job.id)  # never sent: the reconciler sends it on its next round

@@ -1,7 +1,8 @@
 """Single cases and row-by-row lab work: cytoscore beside the tutorial's synchronous route, same run.
 
-- cytoscore: one request, `POST /api/v1/jobs?wait=30` (one case, JSON), answered with the finished job, against a
-  real `cytoscore web` and one warm `cytoscore worker` (PostgreSQL + Redis).
+- cytoscore: one request, `POST /api/v1/jobs?wait=30` (one case, JSON), answered with the finished job and its
+  result (M or B, the probability), against a real `cytoscore web` and one warm `cytoscore worker` (PostgreSQL +
+  Redis).
 - tutorial: one form POST to bench/tutorial_app.py (gunicorn, 2 workers) → `pipe.predict` → "M" or "B", twice:
   serving cytoscore's own wdbc-rf4 forest (100 trees; the yardstick the goal is judged on, the stricter one), and
   the tutorial's own forest as issue 7 describes it (500 trees of depth 8, fitted at start-up on the same four
@@ -75,7 +76,7 @@ def cytoscore_case(base: str, headers: dict[str, str], i: int, case: dict[str, f
     body = json.dumps({"cases": [{"case_id": f"b{i}", **case}]}).encode()
     done = json.loads(call(f"{base}/api/v1/jobs?wait=30", body, headers))
     elapsed = time.perf_counter() - start
-    assert done["status"] == "succeeded", done
+    assert done["status"] == "succeeded" and done["results"][0]["diagnosis"] in ("M", "B"), done  # the answer itself
     return elapsed
 
 

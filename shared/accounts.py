@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared.schema import ApiToken, AuditEvent, Job, JobChunk, JobInput, JobStatus, Result, Role, User, utcnow
@@ -25,6 +25,7 @@ TOKEN_PREFIX = "cs_"  # noqa: S105 - a recognisable prefix, not a secret
 _TOKEN_AND_USER = (
     select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_sha256 == bindparam("digest"))
 )
+_AUDIT = insert(AuditEvent)
 
 
 class AccountError(ValueError):
@@ -129,7 +130,10 @@ def audit(
     job_id: uuid.UUID | None = None,
     detail: str | None = None,
 ) -> None:
-    session.add(AuditEvent(action=action, actor=actor, address=address, job_id=job_id, detail=detail))
+    """Write an audit event in the session's transaction (at once, on its connection: no ORM flush to wait for)."""
+    session.connection().execute(
+        _AUDIT, {"action": action, "actor": actor, "address": address, "job_id": job_id, "detail": detail}
+    )
 
 
 def purge(session: Session, older_than: timedelta, *, actor: str) -> list[uuid.UUID]:

@@ -17,6 +17,7 @@ from shared.schema import JobInputPart
 BLOCK = 1 << 20
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _COPY_IN = "COPY job_input_parts (job_id, part, first_row, row_count, content) FROM STDIN (FORMAT binary)"
+_INSERT_PART = insert(JobInputPart)
 
 
 class PartWriter:
@@ -62,8 +63,9 @@ class PartWriter:
 
 
 def store_whole(session: Session, job_id: uuid.UUID, content: bytes, rows: int) -> None:
-    """Store bytes already in memory as the job's one part (written with the session's next flush)."""
-    session.add(JobInputPart(job_id=job_id, part=0, first_row=1, row_count=rows, content=content))
+    """Store bytes already in memory as the job's one part (at once, in the session's transaction)."""
+    values = {"job_id": job_id, "part": 0, "first_row": 1, "row_count": rows, "content": content}
+    session.connection().execute(_INSERT_PART, values)
 
 
 def part_numbers(session: Session, job_id: uuid.UUID) -> list[int]:

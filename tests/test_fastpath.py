@@ -65,9 +65,13 @@ def test_a_single_case_with_wait_is_answered_finished_in_one_request(client, set
     assert (job["status"], job["rows_scored"], job["rows_rejected"], job["attempts"]) == ("succeeded", 1, 0, 1)
     model = load_model("wdbc-rf4", settings.models_dir)
     assert job["model"] == {"name": "wdbc-rf4", "version": model.version, "sha256": model.sha256}
-    assert client.get(job["url"]).get_json() == {k: v for k, v in job.items() if k != "url"}  # GET shows the same
+    plain = client.get(job["url"]).get_json()  # GET without a wait: the job alone, the same as in the answer
+    assert plain == {k: v for k, v in job.items() if k not in ("url", "results", "notice")}
 
-    (result,) = client.get(f"{job['url']}/results").get_json()["results"]
+    (result,) = job["results"]  # the answer itself carries the result: M or B, one request
+    assert job["notice"].startswith("Decision support only")
+    exported = client.get(f"{job['url']}/results").get_json()["results"][0]
+    assert result == {k: v for k, v in exported.items() if k != "input"}  # as the results export gives it
     X, _ = wdbc()
     row = np.array([[X[10, FEATURES.index(f)] for f in model.features]])
     malignant = list(model.pipeline.classes_).index(0)  # the bundled data codes 0 = malignant
@@ -104,7 +108,7 @@ def test_several_cases_get_one_result_each_and_a_rejected_one_keeps_its_reason(c
     cases = [_case(3, "a"), bad, _case(5, "c")]
     job = client.post("/api/v1/jobs?wait=30", json={"cases": cases}).get_json()
     assert (job["status"], job["rows_total"], job["rows_scored"], job["rows_rejected"]) == ("succeeded", 3, 2, 1)
-    results = client.get(f"{job['url']}/results").get_json()["results"]
+    results = job["results"]
     assert [(r["row"], r["case_id"]) for r in results] == [(1, "a"), (2, "bad"), (3, "c")]
     assert results[1]["diagnosis"] is None and results[1]["probability_malignant"] is None
     assert "texture_mean" in results[1]["error"] and "twelve" in str(results[1])

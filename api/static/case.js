@@ -97,11 +97,14 @@
       say("The job failed: " + (job.error || "no reason given") + ".");
       return;
     }
-    const results = await fetch(body.results_url, { headers: { Accept: "application/json" } });
-    if (!results.ok) throw new Error("the results could not be read (" + results.status + ")");
-    const data = await results.json();
+    let answered = job.results; // a finished single case comes back with its result
+    if (!answered) {
+      const results = await fetch(body.results_url, { headers: { Accept: "application/json" } });
+      if (!results.ok) throw new Error("the results could not be read (" + results.status + ")");
+      answered = (await results.json()).results;
+    }
     say("");
-    showAnswer(data.results[0], body.job);
+    showAnswer(answered[0], body.job);
   }
 
   form.addEventListener("submit", function (event) {
