@@ -73,8 +73,10 @@ def _wait_for(job: Job, seconds: float) -> None:
 
     def finished() -> bool:
         session.refresh(job)
-        session.commit()
-        return job.status in TERMINAL
+        if job.status in TERMINAL:
+            return True  # the answer reads the results in this same transaction
+        session.commit()  # the connection goes back to the pool while the request waits
+        return False
 
     wait_until_finished(job.id, seconds, finished)  # its last call of finished() left `job` as the row is now
 
