@@ -174,16 +174,14 @@ def floor_case(base: str, i: int, case: dict[str, float]) -> float:
 
 
 def main() -> None:
-    from bench.single_case import BIN, cases, cytoscore_case, percentile, tutorial_case, tutorial_server, wait_http
+    from bench import single_case as single
     from bench.stack import REDIS_URL, throwaway_stack
     from tests.support import ServiceProcess, free_port, make_person
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200)
     args = parser.parse_args()
-    settings = {"CYTOSCORE_MAX_JOBS_IN_FLIGHT": "1000", "CYTOSCORE_JOBS_RATE_LIMIT": "100000/minute",
-                "CYTOSCORE_WORKER_CONCURRENCY": "1"}  # fmt: skip
-    with throwaway_stack(**settings) as (env, dsn, tmp):
+    with throwaway_stack(**single.SETTINGS) as (env, dsn, tmp):
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(TABLES)
         token = make_person(env, "lab").token
@@ -196,7 +194,7 @@ def main() -> None:
         def floor_web(port: int, env: dict[str, str], log: str) -> ServiceProcess:
             argv = ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread", "--threads", "8",
                     "--chdir", str(here.parent), "single_case_floor:app"]  # fmt: skip
-            return ServiceProcess(argv, env, tmp / log, program=str(BIN / "gunicorn"))
+            return ServiceProcess(argv, env, tmp / log, program=str(single.BIN / "gunicorn"))
 
         celery_argv = ["-A", "single_case_floor:celery_app", "--workdir", str(here.parent), "worker", "--concurrency",
                        "1", "--loglevel", "INFO", "--queues", celery_env["FLOOR_QUEUE"]]  # fmt: skip
@@ -205,22 +203,22 @@ def main() -> None:
             ServiceProcess(["web"], {**env, "PORT": str(port)}, tmp / "web.log"),
             ServiceProcess([str(here), "worker"], floor_env, tmp / "floor-worker.log", program=sys.executable),
             floor_web(fport, floor_env, "floor-web.log"),
-            ServiceProcess(celery_argv, celery_env, tmp / "floor-celery.log", program=str(BIN / "celery")),
+            ServiceProcess(celery_argv, celery_env, tmp / "floor-celery.log", program=str(single.BIN / "celery")),
             floor_web(cport, celery_env, "floor-celery-web.log"),
-            tutorial_server(tport, env, tmp / "tutorial.log"),
+            single.tutorial_server(tport, env, tmp / "tutorial.log"),
         ]
         try:
             procs[0].wait_for_log("ready.", 120)
             procs[2].wait_for_log("floor worker ready", 60)
             procs[4].wait_for_log("ready.", 60)
             base, fbase, cbase, tbase = (f"http://127.0.0.1:{p}" for p in (port, fport, cport, tport))
-            wait_http(f"{base}/healthz", procs[1])
-            wait_http(tbase, procs[6])
+            single.wait_http(f"{base}/healthz", procs[1])
+            single.wait_http(tbase, procs[6])
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             series: list[list[float]] = [[], [], [], []]
-            for i, case in enumerate(cases(20 + args.cases)):
-                times = (cytoscore_case(base, headers, i, case), floor_case(cbase, i, case),
-                         floor_case(fbase, i, case), tutorial_case(tbase, case))  # fmt: skip
+            for i, case in enumerate(single.cases(20 + args.cases)):
+                times = (single.cytoscore_case(base, headers, i, case), floor_case(cbase, i, case),
+                         floor_case(fbase, i, case), single.tutorial_case(tbase, case))  # fmt: skip
                 if i >= 20:  # the first 20 warm all of them up
                     for kept, elapsed in zip(series, times, strict=True):
                         kept.append(elapsed)
@@ -241,7 +239,7 @@ def main() -> None:
         "the tutorial's route",
     )
     for name, kept in zip(names, series, strict=True):
-        print(f"| {name} | {percentile(kept, 50) * 1e3:.2f} | {percentile(kept, 99) * 1e3:.2f} |")
+        print(f"| {name} | {single.percentile(kept, 50) * 1e3:.2f} | {single.percentile(kept, 99) * 1e3:.2f} |")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.single_case import call, cases, wait_http
+from bench.single_case import SETTINGS, call, cases, wait_http
 from bench.stack import throwaway_stack
 from tests.support import ServiceProcess, free_port, make_person
 
@@ -60,9 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200)
     args = parser.parse_args()
-    settings = {"CYTOSCORE_MAX_JOBS_IN_FLIGHT": "1000", "CYTOSCORE_JOBS_RATE_LIMIT": "100000/minute",
-                "CYTOSCORE_WORKER_CONCURRENCY": "1"}  # fmt: skip
-    with throwaway_stack(**settings) as (env, _, tmp):
+    with throwaway_stack(**SETTINGS) as (env, _, tmp):
         token = make_person(env, "lab").token
         port = free_port()
         worker = ServiceProcess(["worker"], env, tmp / "worker.log")
