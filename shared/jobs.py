@@ -103,11 +103,9 @@ def _new_job(
     )
 
 
+# Built once: statements made per call cost more Python time than their round trip to the database.
 _INSERT_JOB, _INSERT_INPUT = insert(Job), insert(JobInput)
 _JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
-
-
-# Built once: statements made per call cost more Python time than their round trip to the database.
 CLAIM = (
     update(Job)
     .where(
