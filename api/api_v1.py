@@ -54,9 +54,10 @@ def _wait_asked() -> float | None:
 
 
 def _waited(job: Job) -> dict[str, Any]:
-    """The job as GET shows it; once it has succeeded with at most INLINE_RESULTS rows, its results too."""
+    """The job as GET shows it; once it has succeeded with at most INLINE_RESULTS rows, its results too (unless
+    they have been purged: then `/results` says so)."""
     body = jobs.job_json(job)
-    if job.status == JobStatus.SUCCEEDED.value and job.rows_total <= INLINE_RESULTS:
+    if job.status == JobStatus.SUCCEEDED.value and job.rows_total <= INLINE_RESULTS and job.purged_at is None:
         session = db()
         body["results"], body["notice"] = results.few_records(session, job), results.NOTICE
         record("job.download", job, detail=f"results with the finished job, {job.rows_total} rows")

@@ -246,6 +246,8 @@ def test_purge_removes_old_inputs_and_results_and_records_it(app, worker, people
     engine.dispose()
     assert (left, inputs, parts) == (0, 0, 0)
     assert client.get(f"/api/v1/jobs/{job}/results?format=csv").status_code == 410
+    waited = client.get(f"/api/v1/jobs/{job}?wait=1").get_json()  # small and succeeded, but its results are gone
+    assert waited["status"] == "succeeded" and "results" not in waited
     assert "purge" in run_cli(["audit"], service_env).stdout
 
 
