@@ -201,12 +201,20 @@ def in_process(path: Path, model_name: str, dsn: str) -> tuple[float, str]:
             " VALUES (%s, 'upload', 'succeeded', %s, %s, %s, '', 'csv', 0, 0, 0, now(), 0)",
             (job_id, model.name, model.version, model.sha256),
         )
+        # Result rows reference the stored part of the input they came from: one part here, so the key is checked
+        # for every row as in the system, but the file itself is not stored.
+        cur.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (%s, 'text/csv')", (job_id,))
+        cur.execute(
+            "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) VALUES (%s, 0, 1, %s, '')",
+            (job_id, len(frame)),
+        )
         with cur.copy(
-            "COPY results (job_id, row_number, case_id, diagnosis, probability_malignant, model_version) FROM STDIN"
+            "COPY results (job_id, row_number, case_id, diagnosis, probability_malignant, model_version, part)"
+            " FROM STDIN"
         ) as copy:
             key = str(job_id)  # as text, like the workers: psycopg dumps a str without a Python call per row
             for i, (case, label, p) in enumerate(zip(frame["id"], labels, probs.tolist(), strict=True), 1):
-                copy.write_row((key, i, case, label, p, model.version))
+                copy.write_row((key, i, case, label, p, model.version, 0))
     elapsed = time.perf_counter() - start
     with psycopg.connect(dsn) as conn:  # the system's job then starts from the same empty table
         conn.execute("TRUNCATE results")

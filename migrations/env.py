@@ -29,9 +29,12 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
-        with make_engine(url).connect() as connection:
-            _run(connection)
+        engine = make_engine(config.get_main_option("sqlalchemy.url") or get_settings().database_url)
+        try:
+            with engine.connect() as connection:
+                _run(connection)
+        finally:
+            engine.dispose()  # a caller that goes on (a test, `cytoscore run`) keeps no pooled connection
     else:
         _run(connection)
 

@@ -21,6 +21,7 @@ COLUMNS = (
     "out_of_range",
     "warning",
     "error",
+    "part",
 )
 _COLS = ", ".join(COLUMNS)
 

@@ -110,7 +110,7 @@ def _score(session: Session, job_id: uuid.UUID, attempt: int, model: LoadedModel
     except FileRejected as exc:
         failed = jobs.finish(session, job_id, attempt, status=JobStatus.FAILED, error="; ".join(exc.problems))
         return "failed" if failed else "superseded"
-    rows = result_rows(job_id, model, batch)
+    rows = result_rows(job_id, model, batch, part=0)
     scored = int(batch.ok.sum())
     counts = (scored, len(rows) - scored)
     if not jobs.finish(session, job_id, attempt, status=JobStatus.SUCCEEDED, counts=counts):

@@ -155,7 +155,7 @@ def _score_all(
                 raise Superseded
             if shutdown.should_hand_back():
                 raise HandBack
-        pending = result_rows(job_id, model, batch)
+        pending = result_rows(job_id, model, batch, part=0)  # a job stored in one part
         ok = int(batch.ok.sum())
         scored, rejected = scored + ok, rejected + len(batch.rows) - ok
     _write(res, job_id, attempt, pending or [], scored, rejected, last=True)

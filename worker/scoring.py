@@ -48,8 +48,9 @@ def job_model(res: Resources, name: str, sha256: str) -> LoadedModel:
     return model
 
 
-def result_rows(job_id: uuid.UUID | str, model: LoadedModel, batch: Batch) -> list[tuple[Any, ...]]:
-    """One result tuple per row of the batch (results_store.COLUMNS order); rejected rows carry no answer.
+def result_rows(job_id: uuid.UUID | str, model: LoadedModel, batch: Batch, part: int) -> list[tuple[Any, ...]]:
+    """One result tuple per row of the batch (results_store.COLUMNS order), from the input's stored `part`;
+    rejected rows carry no answer.
 
     For COPY on PostgreSQL the job id may come as text, which psycopg dumps without a Python call per row.
     """
@@ -72,6 +73,7 @@ def result_rows(job_id: uuid.UUID | str, model: LoadedModel, batch: Batch) -> li
             batch.out_of_range,
             batch.warnings,
             batch.errors,
+            repeat(part, n),
             strict=True,
         )
     )
