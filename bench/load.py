@@ -11,7 +11,6 @@ Needs PostgreSQL (CYTOSCORE_TEST_PG, default postgresql://postgres@127.0.0.1:543
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stack import save_json
 from tests.reliability_support import (
     LoadResult,
     RedisServer,
@@ -105,9 +105,7 @@ def main() -> None:
                     print(f"(whole run incl. waiting: {time.monotonic() - started:.1f} s)")
                     duplicates = sum(w.output().count("duplicate delivery ignored") for w in workers)
                     print(f"duplicate deliveries ignored by the workers: {duplicates}")
-                    if args.json:
-                        args.json.parent.mkdir(parents=True, exist_ok=True)
-                        args.json.write_text(json.dumps(figures(result, args), indent=2) + "\n")
+                    save_json(args.json, figures(result, args))
                     if result.errors:
                         print("errors:", *result.errors[:10], sep="\n  ")
                         sys.exit(1)

@@ -3,7 +3,8 @@
 Each part runs as its own process and writes its figures with `--json` into bench/results/:
 
 - `upload-100k`: bench/upload_throughput.py, 100,000 rows, 2 workers;
-- `upload-1m`: the same with 1,000,000 rows and 2 workers; `upload-1m-1w`: 1,000,000 rows and 1 worker;
+- `upload-1m`: the same with 1,000,000 rows and 2 workers;
+- `scaling`: bench/scaling.py, the 1,000,000-row upload with 1 and with 2 workers, three runs of each, in turns;
 - `single`: bench/single_case.py; `load`: bench/load.py.
 
 The table sets each figure beside the tutorial's route and the in-process limit where they apply, with the goal
@@ -11,7 +12,7 @@ from issue 7. Figures, not timed tests: a goal missed is reported, never an erro
 
 Usage: .venv/bin/python bench/report.py [--quick] [--only PART ...] [--readme]
        .venv/bin/python bench/report.py --from-json [--readme]   (the last bench.json again, nothing run)
-`--quick` skips the two 1M-row runs. `--readme` rewrites README.md between <!-- bench:start --> and <!-- bench:end -->.
+`--quick` skips the 1M-row runs. `--readme` rewrites README.md between <!-- bench:start --> and <!-- bench:end -->.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 PARTS: dict[str, list[str]] = {
     "upload-100k": ["upload_throughput.py", "--rows", "100000", "--workers", "2"],
     "upload-1m": ["upload_throughput.py", "--rows", "1000000", "--workers", "2"],
-    "upload-1m-1w": ["upload_throughput.py", "--rows", "1000000", "--workers", "1"],
+    "scaling": ["scaling.py", "--rows", "1000000", "--repeats", "3"],
     "single": ["single_case.py"],
     "load": ["load.py"],
 }
@@ -81,7 +82,7 @@ def _at_least(value: float | None, goal: float) -> bool | None:
 
 
 def upload_rows(runs: dict[str, dict[str, Any]]) -> list[Row]:
-    u100, u1m, u1w = (runs.get(k, {}) for k in ("upload-100k", "upload-1m", "upload-1m-1w"))
+    u100, u1m, scale = (runs.get(k, {}) for k in ("upload-100k", "upload-1m", "scaling"))
 
     def end_to_end(run: dict[str, Any], figure: str, goal: float | None) -> Row:
         system, limit = run.get("end_to_end_s"), run.get("limit_s")
@@ -95,29 +96,24 @@ def upload_rows(runs: dict[str, dict[str, Any]]) -> list[Row]:
         return Row(f"{role} peak RSS, 1M-row job ÷ 100k-row job", big, None, None, "MB", ratio, "≤ 1.20",
                    None if ratio is None else ratio <= 1.2, small, "100k")  # fmt: skip
 
-    scaling = _ratio(u1w.get("end_to_end_s"), u1m.get("end_to_end_s"))
-    two_vs_one = Row("scaling: 1M-row upload, 1 worker ÷ 2 workers", u1m.get("end_to_end_s"), None, None, "s", scaling,
-                     "≥ 1.70", _at_least(scaling, 1.7), u1w.get("end_to_end_s"), "1 worker")  # fmt: skip
-    # The same two runs from the moment the POST answered (the upload received, checked and stored) to succeeded:
+    # Medians of several runs with each number of workers, taken in turns (bench/scaling.py).
+    times = f"medians of {scale.get('repeats', '?')} runs each"
+    scaling = Row(f"scaling: 1M-row upload, 1 worker ÷ 2 workers, {times}", scale.get("median_2_workers_s"), None,
+                  None, "s", scale.get("ratio"), "≥ 1.70", _at_least(scale.get("ratio"), 1.7),
+                  scale.get("median_1_worker_s"), "1 worker")  # fmt: skip
+    # The same runs from the moment the POST answered (the upload received, checked and stored) to succeeded:
     # the part of the job that the workers do, without the upload, which one web process does alike in both.
-    after1, after2 = _after_post(u1w), _after_post(u1m)
-    after = _ratio(after1, after2)
-    two_vs_one_after = Row("scaling: the same, from the POST's answer to succeeded", after2, None, None, "s", after,
-                           "—", None, after1, "1 worker")  # fmt: skip
+    after = Row("scaling: the same, from the POST's answer to succeeded", scale.get("median_2_workers_after_post_s"),
+                None, None, "s", scale.get("after_post_ratio"), "—", None, scale.get("median_1_worker_after_post_s"),
+                "1 worker")  # fmt: skip
     return [
         end_to_end(u1m, "1M-row upload, end to end, 2 workers", 0.70),
-        end_to_end(u1w, "1M-row upload, end to end, 1 worker", None),
         end_to_end(u100, "100k-row upload, end to end, 2 workers", None),
-        two_vs_one,
-        two_vs_one_after,
+        scaling,
+        after,
         flat("worker"),
         flat("web"),
     ]
-
-
-def _after_post(run: dict[str, Any]) -> float | None:
-    total, post = run.get("end_to_end_s"), run.get("post_s")
-    return None if total is None or post is None else total - post
 
 
 def single_rows(s: dict[str, Any]) -> list[Row]:

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import throwaway_stack
+from bench.stack import save_json, throwaway_stack
 from shared.features import FEATURES
 from tests.support import ServiceProcess, free_port, make_person, multipart, wdbc
 from tests.test_progress import jittered_csv
@@ -160,9 +160,7 @@ def main() -> None:
         "tutorial_rowwise_10k_s": statistics.fmean(rowwise) * 10_000,
     }
     print_table(figures, args.cases)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    save_json(args.json, figures)
 
 
 def tutorial_server(port: int, env: dict[str, str], log: Path) -> ServiceProcess:

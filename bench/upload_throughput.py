@@ -36,7 +36,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import PeakRss, cpu_seconds, file_upload, throwaway_stack
+from bench.stack import PeakRss, cpu_seconds, file_upload, save_json, throwaway_stack
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT, Settings
@@ -290,9 +290,7 @@ def main() -> None:
 
     figures = measure(args.rows, args.workers, args.model, args.seed)
     print_table(figures)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    save_json(args.json, figures)
 
 
 if __name__ == "__main__":

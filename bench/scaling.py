@@ -1,0 +1,99 @@
+"""Scaling: the same 1M-row upload with one worker and with two, in turns, several times; each run and the medians.
+
+One run of each says little on a machine whose figures move by 10-30 % from run to run, so the runs alternate
+(1, 2, then 2, 1, ...) on one throwaway installation, and the ratio is taken between the medians. Each run is
+timed from the HTTP request until the job reads `succeeded`, and its rows are then counted in PostgreSQL; the
+results table is emptied between runs, so each starts from the same table. Also reported: the time from the
+POST's answer (the upload received, checked and stored) to `succeeded`, the part of the job the workers do.
+
+Usage: .venv/bin/python bench/scaling.py [--rows 1000000] [--repeats 3] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import save_json, throwaway_stack
+from bench.upload_throughput import count_results, csv_file, end_to_end
+from shared.settings import Settings
+from tests.support import make_person
+
+
+def measure(rows: int, repeats: int, model: str = "wdbc-rf4", seed: int = 11) -> dict[str, Any]:
+    path = csv_file(rows, seed)
+    cap = max(Settings().max_upload_bytes, 2 * path.stat().st_size)
+    runs: list[dict[str, Any]] = []
+    with throwaway_stack(CYTOSCORE_DEFAULT_MODEL=model, CYTOSCORE_MAX_UPLOAD_BYTES=str(cap)) as (env, dsn, tmp):
+        token = make_person(env, "lab").token
+        for repeat in range(repeats):
+            for workers in (1, 2) if repeat % 2 == 0 else (2, 1):
+                figures = end_to_end(path, dsn, env, tmp, token, workers, None)
+                stored = count_results(dsn, figures["job_id"])
+                if stored != rows:
+                    raise RuntimeError(f"job {figures['job_id']} succeeded with {stored} of {rows} rows stored")
+                runs.append({"workers": workers, "end_to_end_s": figures["end_to_end_s"],
+                             "post_s": figures["post_s"]})  # fmt: skip
+                print(f"run {len(runs)}: {workers} worker(s), {figures['end_to_end_s']:.2f} s end to end, "
+                      f"POST answered after {figures['post_s']:.2f} s", flush=True)  # fmt: skip
+                with psycopg.connect(dsn) as conn:
+                    conn.execute("TRUNCATE results")
+
+    def median(workers: int, figure: str) -> float:
+        return statistics.median(
+            run["end_to_end_s"] - (run["post_s"] if figure == "after_post" else 0.0)
+            for run in runs
+            if run["workers"] == workers
+        )
+
+    one, two = median(1, "end_to_end"), median(2, "end_to_end")
+    one_after, two_after = median(1, "after_post"), median(2, "after_post")
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+        "repeats": repeats,
+        "model": model,
+        "runs": runs,
+        "median_1_worker_s": one,
+        "median_2_workers_s": two,
+        "ratio": one / two,
+        "median_1_worker_after_post_s": one_after,
+        "median_2_workers_after_post_s": two_after,
+        "after_post_ratio": one_after / two_after,
+    }
+
+
+def print_table(m: dict[str, Any]) -> None:
+    print(f"\n{m['rows']:,} rows, {m['repeats']} runs with each number of workers, {m['date']}\n")
+    print("| run | workers | end to end (s) | POST answered (s) | after the POST (s) |\n|---|---|---|---|---|")
+    for number, run in enumerate(m["runs"], 1):
+        total, post = run["end_to_end_s"], run["post_s"]
+        print(f"| {number} | {run['workers']} | {total:.2f} | {post:.2f} | {total - post:.2f} |")
+    print(f"\nmedians, end to end: 1 worker {m['median_1_worker_s']:.2f} s, 2 workers {m['median_2_workers_s']:.2f} s:"
+          f" {m['ratio']:.2f}x")  # fmt: skip
+    print(f"medians, after the POST: 1 worker {m['median_1_worker_after_post_s']:.2f} s, 2 workers "
+          f"{m['median_2_workers_after_post_s']:.2f} s: {m['after_post_ratio']:.2f}x")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3, help="runs with each number of workers")
+    parser.add_argument("--model", default="wdbc-rf4")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    figures = measure(args.rows, args.repeats, args.model)
+    print_table(figures)
+    save_json(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()
