@@ -6,7 +6,9 @@ workers do. The same runs are repeated on a throwaway database with the key as i
 stored part of the input it came from), with the key the project had before (each row references the job's row,
 which both writers then lock for every row), and with no key at all.
 
-Prints wall time and the CPU time the whole machine spent (PostgreSQL's backends and the writers together).
+Prints wall time, the CPU time the whole machine spent (PostgreSQL's backends and the writers together), and how
+many MultiXact ids PostgreSQL created: it makes one whenever a second transaction locks a row that another holds,
+and a busy cluster that makes too many must stop to vacuum them away.
 
 Usage: .venv/bin/python bench/fk_contention.py [--rows 600000]
 """
@@ -66,7 +68,15 @@ def write(dsn: str, job: uuid.UUID, parts: list[int]) -> None:
             conn.commit()
 
 
-def run(dsn: str, parts: int, writers: int) -> tuple[float, float]:
+def next_multixact(conn: psycopg.Connection) -> int:
+    """The next MultiXact id as of a checkpoint taken now: the difference over a run is how many it created."""
+    conn.execute("CHECKPOINT")
+    row = conn.execute("SELECT next_multixact_id::text::bigint FROM pg_control_checkpoint()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def run(dsn: str, parts: int, writers: int) -> tuple[float, float, int]:
     job = uuid.uuid4()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(JOB, (job,))
@@ -76,7 +86,7 @@ def run(dsn: str, parts: int, writers: int) -> tuple[float, float]:
             "SELECT %s, part, part * %s + 1, %s, '' FROM generate_series(0, %s - 1) AS part",
             (job, PART_ROWS, PART_ROWS, parts),
         )
-        conn.execute("CHECKPOINT")  # each run starts without the previous run's dirty pages
+        multixacts = next_multixact(conn)  # the checkpoint also starts each run without the last one's dirty pages
     cpu, start = machine_cpu_seconds(), time.perf_counter()
     procs = [
         multiprocessing.Process(target=write, args=(dsn, job, list(range(w, parts, writers)))) for w in range(writers)
@@ -87,7 +97,9 @@ def run(dsn: str, parts: int, writers: int) -> tuple[float, float]:
         proc.join()
         if proc.exitcode:
             raise RuntimeError(f"a writer failed with exit code {proc.exitcode}")
-    return time.perf_counter() - start, machine_cpu_seconds() - cpu
+    wall, cpu = time.perf_counter() - start, machine_cpu_seconds() - cpu
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return wall, cpu, next_multixact(conn) - multixacts
 
 
 def main() -> None:
@@ -96,8 +108,8 @@ def main() -> None:
     args = parser.parse_args()
     parts = max(args.rows // PART_ROWS, 2)
     print(f"\n{parts * PART_ROWS:,} result rows of one job, {parts} parts, {os.cpu_count()} cores\n")
-    print("| foreign key | writers | wall (s) | machine CPU (s) |")
-    print("|---|---|---|---|")
+    print("| foreign key | writers | wall (s) | machine CPU (s) | MultiXacts created |")
+    print("|---|---|---|---|---|")
     with throwaway_stack() as (_, dsn, _tmp):
         for key, change in KEYS:
             if change:
@@ -105,8 +117,8 @@ def main() -> None:
                     for statement in change:
                         conn.execute(statement)
             for writers in (1, 2):
-                wall, cpu = run(dsn, parts, writers)
-                print(f"| {key} | {writers} | {wall:.2f} | {cpu:.2f} |")
+                wall, cpu, multixacts = run(dsn, parts, writers)
+                print(f"| {key} | {writers} | {wall:.2f} | {cpu:.2f} | {multixacts:,} |")
 
 
 if __name__ == "__main__":
