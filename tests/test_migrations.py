@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -126,3 +129,38 @@ def test_the_migrations_build_what_the_models_describe(empty_db: tuple[str, Conf
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_the_embedded_database_upgrades_and_downgrades_with_its_rows(tmp_path: Path) -> None:
+    """`make run` keeps its data in SQLite, where Alembic rebuilds a table to change its keys."""
+    path = tmp_path / "cytoscore.db"
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "0005")
+    job = uuid.uuid4().hex  # SQLAlchemy's Uuid on SQLite: 32 hex digits
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(JOB.replace("%s", "?").replace("now()", "CURRENT_TIMESTAMP"), (job, 3, 3))
+        conn.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (?, 'text/csv')", (job,))
+        conn.executemany("INSERT INTO job_input_parts VALUES (?, ?, ?, ?, x'')", [(job, 0, 1, 2), (job, 1, 3, 1)])
+        conn.executemany(
+            "INSERT INTO results (job_id, row_number, diagnosis, probability_malignant, model_version) "
+            "VALUES (?, ?, 'M', 0.9, 'v')",
+            [(job, row) for row in (1, 2, 3)],
+        )
+    command.upgrade(config, "head")
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT row_number, part FROM results ORDER BY row_number").fetchall() == [
+            (1, 0), (2, 0), (3, 1)
+        ]  # fmt: skip
+        conn.execute("PRAGMA foreign_keys = ON")  # as shared.db sets it on every connection
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            conn.execute(
+                "INSERT INTO results (job_id, row_number, diagnosis, probability_malignant, model_version, part) "
+                "VALUES (?, 4, 'B', 0.1, 'v', 2)",
+                (job,),
+            )
+    command.downgrade(config, "0005")
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM results").fetchone() == (3,)
+        assert "part" not in {row[1] for row in conn.execute("PRAGMA table_info(results)")}
