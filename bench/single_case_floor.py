@@ -5,7 +5,8 @@ the case and commits it, then pushes the job's id on a Redis list. A worker proc
 pops the id, claims the row (a commit that does not wait for the disk, as cytoscore's fast path does), scores
 the case with the same model and engine (`LoadedModel.diagnose`), and writes the result row and `succeeded` with
 a NOTIFY in one durable commit. The route, woken by the notification (one LISTEN connection per process), reads
-the result back and answers it. The result row has a foreign key to its job, as in cytoscore.
+the result back and answers it. The result row has a foreign key to its job, which holds the input here
+(cytoscore's result rows reference the stored part of the input, one row as well).
 
 Left out, on purpose: accounts and tokens, the rate limit, the in-flight cap, the audit trail, validation and
 range flags, attempts and heartbeats, and the ORM. What is left is the least any implementation of the shape
