@@ -152,8 +152,8 @@ class Result(Base):
             name="scored_or_rejected",
         ),
         # Each row names the stored part of the input it was read from, and the key checks that part (so the job's
-        # input, and the job). Not the job's row: two workers writing parts of one job would then lock that one row
-        # for every row they COPY, and PostgreSQL spends more on sharing the lock than on the rows.
+        # input, and the job). Not the job's row: two workers writing parts of one job would then both lock that one
+        # row for every row they COPY, which costs PostgreSQL extra CPU (bench/fk_contention.py).
         ForeignKeyConstraint(
             ["job_id", "part"], ["job_input_parts.job_id", "job_input_parts.part"], ondelete="CASCADE"
         ),

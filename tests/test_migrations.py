@@ -1,4 +1,4 @@
-"""The migrations on real PostgreSQL: what an upgrade does to rows already stored, and that head matches the models."""
+"""The migrations on real databases: what an upgrade does to rows already stored, and that head matches the models."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ JOB = (
 )
 
 
+def _alembic(url: str) -> Config:
+    """The project's Alembic configuration, pointed at `url`, leaving pytest's logging alone."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["configure_logging"] = False
+    return config
+
+
 @pytest.fixture
 def empty_db() -> Iterator[tuple[str, Config]]:
     """A new, empty database and an Alembic configuration pointing at it."""
@@ -34,11 +42,8 @@ def empty_db() -> Iterator[tuple[str, Config]]:
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         dsn = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        config = Config(str(ROOT / "alembic.ini"))
-        config.set_main_option("sqlalchemy.url", dsn.replace("postgresql://", "postgresql+psycopg://"))
-        config.attributes["configure_logging"] = False
         try:
-            yield dsn, config
+            yield dsn, _alembic(dsn.replace("postgresql://", "postgresql+psycopg://"))
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -134,9 +139,7 @@ def test_the_migrations_build_what_the_models_describe(empty_db: tuple[str, Conf
 def test_the_embedded_database_upgrades_and_downgrades_with_its_rows(tmp_path: Path) -> None:
     """`make run` keeps its data in SQLite, where Alembic rebuilds a table to change its keys."""
     path = tmp_path / "cytoscore.db"
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
-    config.attributes["configure_logging"] = False
+    config = _alembic(f"sqlite:///{path}")
     command.upgrade(config, "0005")
     job = uuid.uuid4().hex  # SQLAlchemy's Uuid on SQLite: 32 hex digits
     with closing(sqlite3.connect(path)) as conn, conn:

@@ -138,7 +138,7 @@ def score_parts(res: Resources, job_id: uuid.UUID, attempt: int) -> bool:
             if claim is None:
                 break
             content = header + claim.content if claim.part else claim.content
-            scored = _score(job_id, model, content, filename, claim.part, claim.first_row, res.settings.chunk_rows)
+            scored = _score(job_id, model, content, filename, claim, res.settings.chunk_rows)
             try:
                 finished = in_transaction(
                     res, job_id, partial(_write, job_id=job_id, attempt=attempt, claim=claim, scored=scored)
@@ -164,16 +164,12 @@ def _claim(res: Resources, session: Session, job_id: uuid.UUID, attempt: int) ->
 
 
 def _score(
-    job_id: uuid.UUID,
-    model: LoadedModel,
-    content: bytes,
-    filename: str | None,
-    part: int,
-    first_row: int,
-    chunk_rows: int,
+    job_id: uuid.UUID, model: LoadedModel, content: bytes, filename: str | None, claim: _Claim, chunk_rows: int
 ) -> _Scored:
-    """Result tuples for one part (read column-wise when the part allows it, else record by record), and a 64-bit
-    hash of each row's case id (0 where it has none) for finding duplicates across parts."""
+    """Result tuples for the claimed part (`content`: its bytes, behind the header for a later part; read
+    column-wise when the part allows it, else record by record), and a 64-bit hash of each row's case id (0 where
+    it has none) for finding duplicates across parts."""
+    first_row = claim.first_row
     ranges = feature_ranges(model.metadata)
     whole = read_part(content, model.features, first_row, ranges)
     batches = [whole] if whole is not None else iter_batches(
@@ -183,7 +179,7 @@ def _score(
     ids: list[str | None] = []
     scored = 0
     for batch in batches:
-        rows += result_rows(str(job_id), model, batch, part)  # COPY reads the text as a uuid
+        rows += result_rows(str(job_id), model, batch, claim.part)  # COPY reads the text as a uuid
         ids += batch.case_ids
         scored += int(batch.ok.sum())
     return _Scored(rows, scored, len(rows) - scored, id_hashes(ids).tobytes())
