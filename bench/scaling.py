@@ -40,22 +40,18 @@ def measure(rows: int, repeats: int, model: str = "wdbc-rf4", seed: int = 11) ->
                 stored = count_results(dsn, figures["job_id"])
                 if stored != rows:
                     raise RuntimeError(f"job {figures['job_id']} succeeded with {stored} of {rows} rows stored")
-                runs.append({"workers": workers, "end_to_end_s": figures["end_to_end_s"],
-                             "post_s": figures["post_s"]})  # fmt: skip
+                total, post = figures["end_to_end_s"], figures["post_s"]
+                runs.append({"workers": workers, "end_to_end_s": total, "post_s": post, "after_post_s": total - post})
                 print(f"run {len(runs)}: {workers} worker(s), {figures['end_to_end_s']:.2f} s end to end, "
                       f"POST answered after {figures['post_s']:.2f} s", flush=True)  # fmt: skip
                 with psycopg.connect(dsn) as conn:
                     conn.execute("TRUNCATE results")
 
     def median(workers: int, figure: str) -> float:
-        return statistics.median(
-            run["end_to_end_s"] - (run["post_s"] if figure == "after_post" else 0.0)
-            for run in runs
-            if run["workers"] == workers
-        )
+        return statistics.median(run[figure] for run in runs if run["workers"] == workers)
 
-    one, two = median(1, "end_to_end"), median(2, "end_to_end")
-    one_after, two_after = median(1, "after_post"), median(2, "after_post")
+    one, two = median(1, "end_to_end_s"), median(2, "end_to_end_s")
+    one_after, two_after = median(1, "after_post_s"), median(2, "after_post_s")
     return {
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
@@ -75,8 +71,8 @@ def print_table(m: dict[str, Any]) -> None:
     print(f"\n{m['rows']:,} rows, {m['repeats']} runs with each number of workers, {m['date']}\n")
     print("| run | workers | end to end (s) | POST answered (s) | after the POST (s) |\n|---|---|---|---|---|")
     for number, run in enumerate(m["runs"], 1):
-        total, post = run["end_to_end_s"], run["post_s"]
-        print(f"| {number} | {run['workers']} | {total:.2f} | {post:.2f} | {total - post:.2f} |")
+        print(f"| {number} | {run['workers']} | {run['end_to_end_s']:.2f} | {run['post_s']:.2f} | "
+              f"{run['after_post_s']:.2f} |")  # fmt: skip
     print(f"\nmedians, end to end: 1 worker {m['median_1_worker_s']:.2f} s, 2 workers {m['median_2_workers_s']:.2f} s:"
           f" {m['ratio']:.2f}x")  # fmt: skip
     print(f"medians, after the POST: 1 worker {m['median_1_worker_after_post_s']:.2f} s, 2 workers "
