@@ -1,10 +1,11 @@
-"""What the foreign key on `results` costs when one job's results are written by one or two writers.
+"""What keeping `results` tied to their input costs when one job's results are written by one or two writers.
 
 Each writer is a process of its own that COPYs its share of the job's parts (18,000 rows each, as a part of the
 1M-row file holds about that many) into `results`, then updates the job row, one transaction per part, as the
-workers do. The same runs are repeated on a throwaway database with the key as it is (each row references the
-stored part of the input it came from), with the key the project had before (each row references the job's row,
-which both writers then lock for every row), and with no key at all.
+workers do. The same runs are repeated on a throwaway database with the rule as it is (migration 0007's triggers
+check each statement's rows against the stored parts), with the foreign keys the project had before (0006: each row
+checked against its part; 0001-0005: each row checked against the job's row, which both writers then lock for
+every row), and with nothing at all.
 
 Prints wall time, the CPU time the whole machine spent (PostgreSQL's backends and the writers together), and how
 many MultiXact ids PostgreSQL created: it makes one whenever a second transaction locks a row that another holds,
@@ -24,24 +25,22 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from alembic import command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import throwaway_stack
+from tests.conftest import alembic_config
+from tests.support import stored_parts
 
 PART_ROWS = 18_000
 COPY = "COPY results (job_id, row_number, case_id, diagnosis, probability_malignant, model_version, part) FROM STDIN"
-JOB = (
-    "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
-    "rows_total, rows_scored, rows_rejected, attempts, created_at) "
-    "VALUES (%s, 'upload', 'running', 'm', 'v', 'h', 'h', 'csv', 0, 0, 0, 1, now())"
-)
-
-# Each key in turn, and the statements that put it in place of the one before.
-KEYS = (
-    ("to the input's part (now)", ()),
+# Each rule in turn, and what puts it in place of the one before: an Alembic revision to go down to, or statements.
+KEYS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
+    ("each statement against the parts (now)", ()),
+    ("each row against its part (0006)", "0006"),
     (
-        "to the job (before)",
+        "each row against the job (0001-0005)",
         (
             "ALTER TABLE results DROP CONSTRAINT fk_results_job_id_job_input_parts",
             "ALTER TABLE results ADD CONSTRAINT fk_results_job_id_jobs FOREIGN KEY (job_id) REFERENCES jobs (id) "
@@ -77,15 +76,8 @@ def next_multixact(conn: psycopg.Connection) -> int:
 
 
 def run(dsn: str, parts: int, writers: int) -> tuple[float, float, int]:
-    job = uuid.uuid4()
+    job = stored_parts(dsn, parts, PART_ROWS)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(JOB, (job,))
-        conn.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (%s, 'text/csv')", (job,))
-        conn.execute(
-            "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) "
-            "SELECT %s, part, part * %s + 1, %s, '' FROM generate_series(0, %s - 1) AS part",
-            (job, PART_ROWS, PART_ROWS, parts),
-        )
         multixacts = next_multixact(conn)  # the checkpoint also starts each run without the last one's dirty pages
     cpu, start = machine_cpu_seconds(), time.perf_counter()
     procs = [
@@ -108,11 +100,13 @@ def main() -> None:
     args = parser.parse_args()
     parts = max(args.rows // PART_ROWS, 2)
     print(f"\n{parts * PART_ROWS:,} result rows of one job, {parts} parts, {os.cpu_count()} cores\n")
-    print("| foreign key | writers | wall (s) | machine CPU (s) | MultiXacts created |")
+    print("| checked | writers | wall (s) | machine CPU (s) | MultiXacts created |")
     print("|---|---|---|---|---|")
-    with throwaway_stack() as (_, dsn, _tmp):
+    with throwaway_stack() as (env, dsn, _tmp):
         for key, change in KEYS:
-            if change:
+            if isinstance(change, str):
+                command.downgrade(alembic_config(env["DATABASE_URL"]), change)
+            elif change:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     for statement in change:
                         conn.execute(statement)

@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from alembic.config import Config
 
-from shared.settings import Settings
+from shared.settings import ROOT, Settings
 from tests.support import Person, ServiceProcess, free_port, make_person, run_cli, wait_for_job
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -26,6 +27,27 @@ FAST_RECONCILE = {
     "CYTOSCORE_QUEUED_RESEND_AFTER": "10",
     "CYTOSCORE_HEARTBEAT_STALE_AFTER": "20",
 }
+
+
+def alembic_config(url: str) -> Config:
+    """The project's Alembic configuration, pointed at `url`, leaving pytest's logging alone."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["configure_logging"] = False
+    return config
+
+
+@pytest.fixture
+def empty_db() -> Iterator[tuple[str, Config]]:
+    """A new, empty database of its own (dropped afterwards) and an Alembic configuration pointing at it."""
+    name = f"cytoscore_migrations_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        try:
+            yield dsn, alembic_config(dsn.replace("postgresql://", "postgresql+psycopg://"))
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

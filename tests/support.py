@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 from sklearn.datasets import load_breast_cancer
 
 from shared.features import FEATURES
@@ -171,3 +172,24 @@ def make_person(env: dict[str, str], role: str, email: str | None = None) -> Per
     )  # fmt: skip
     token = run_cli(["tokens", "add", email], env).stdout.strip()
     return Person(email, password, role, token)
+
+
+STORED_JOB = (
+    "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
+    "rows_total, rows_scored, rows_rejected, attempts, created_at) "
+    "VALUES (%s, 'upload', 'running', 'm', 'v', 'h', 'h', 'csv', 0, 0, 0, 1, now())"
+)
+
+
+def stored_parts(dsn: str, parts: int, part_rows: int) -> uuid.UUID:
+    """A running job (written straight into PostgreSQL) whose input is `parts` empty parts of `part_rows` rows."""
+    job = uuid.uuid4()
+    with psycopg.connect(dsn) as conn:
+        conn.execute(STORED_JOB, (job,))
+        conn.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (%s, 'text/csv')", (job,))
+        conn.execute(
+            "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) "
+            "SELECT %s, part, part * %s + 1, %s, '' FROM generate_series(0, %s - 1) AS part",
+            (job, part_rows, part_rows, parts),
+        )
+    return job

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -17,35 +16,13 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from shared.schema import Base
-from shared.settings import ROOT
-from tests.conftest import ADMIN_URL
+from tests.conftest import alembic_config
 
 JOB = (
     "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
     "rows_total, rows_scored, rows_rejected, attempts, created_at) "
     "VALUES (%s, 'upload', 'succeeded', 'm', 'v', 'h', 'h', 'csv', %s, %s, 0, 1, now())"
 )
-
-
-def _alembic(url: str) -> Config:
-    """The project's Alembic configuration, pointed at `url`, leaving pytest's logging alone."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
-    config.attributes["configure_logging"] = False
-    return config
-
-
-@pytest.fixture
-def empty_db() -> Iterator[tuple[str, Config]]:
-    """A new, empty database and an Alembic configuration pointing at it."""
-    name = f"cytoscore_migrations_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            yield dsn, _alembic(dsn.replace("postgresql://", "postgresql+psycopg://"))
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _stored_job(conn: psycopg.Connection, parts: list[tuple[int, int]]) -> uuid.UUID:
@@ -139,7 +116,7 @@ def test_the_migrations_build_what_the_models_describe(empty_db: tuple[str, Conf
 def test_the_embedded_database_upgrades_and_downgrades_with_its_rows(tmp_path: Path) -> None:
     """`make run` keeps its data in SQLite, where Alembic rebuilds a table to change its keys."""
     path = tmp_path / "cytoscore.db"
-    config = _alembic(f"sqlite:///{path}")
+    config = alembic_config(f"sqlite:///{path}")
     command.upgrade(config, "0005")
     job = uuid.uuid4().hex  # SQLAlchemy's Uuid on SQLite: 32 hex digits
     with closing(sqlite3.connect(path)) as conn, conn:
