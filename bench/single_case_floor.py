@@ -6,7 +6,7 @@ pops the id, claims the row (a commit that does not wait for the disk, as cytosc
 the case with the same model and engine (`LoadedModel.diagnose`), and writes the result row and `succeeded` with
 a NOTIFY in one durable commit. The route, woken by the notification (one LISTEN connection per process), reads
 the result back and answers it. The result row has a foreign key to its job, which holds the input here
-(cytoscore's result rows reference the stored part of the input, one row as well).
+(cytoscore's result rows name the stored part of the input, which PostgreSQL checks once per statement).
 
 Left out, on purpose: accounts and tokens, the rate limit, the in-flight cap, the audit trail, validation and
 range flags, attempts and heartbeats, and the ORM. What is left is the least any implementation of the shape

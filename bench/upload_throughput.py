@@ -217,8 +217,8 @@ def in_process(path: Path, model_name: str, dsn: str) -> tuple[float, str]:
             " VALUES (%s, 'upload', 'succeeded', %s, %s, %s, '', 'csv', 0, 0, 0, now(), 0)",
             (job_id, model.name, model.version, model.sha256),
         )
-        # Result rows reference the stored part of the input they came from: one part here, so the key is checked
-        # for every row as in the system, but the file itself is not stored.
+        # Result rows name the stored part of the input they came from: one part here, so PostgreSQL checks the
+        # rows against it as in the system, but the file itself is not stored.
         cur.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (%s, 'text/csv')", (job_id,))
         cur.execute(
             "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) VALUES (%s, 0, 1, %s, '')",

@@ -57,7 +57,7 @@ def test_upgrade_gives_every_stored_result_the_part_it_was_read_from(empty_db: t
         assert len(part_of) == 8
         assert [part_of[split, row] for row in range(1, 7)] == [0, 0, 0, 1, 1, 2]
         assert [part_of[whole, row] for row in (1, 2)] == [0, 0]
-        # The key now checks the part: a row for a part that was never stored is refused.
+        # A row for a part that was never stored is refused (since 0007 by the triggers, with the same SQLSTATE).
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.execute(
                 "INSERT INTO results (job_id, row_number, diagnosis, probability_malignant, model_version, part) "
