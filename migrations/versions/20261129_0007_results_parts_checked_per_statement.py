@@ -64,7 +64,7 @@ $$
 DELETE_RESULTS = """
 CREATE FUNCTION job_input_parts_delete_results() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
+    IF current_setting('transaction_isolation') <> 'read committed' AND EXISTS (SELECT FROM old_rows) THEN
         RAISE EXCEPTION 'parts of job inputs are deleted only in READ COMMITTED transactions'
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'their results are deleted with them, which needs a snapshot taken after the delete';
