@@ -12,7 +12,7 @@ same rule for each statement as a whole, on the set of rows it wrote:
 A part locked by a writer cannot be deleted until the writer commits, and a writer waiting on a part being deleted
 finds it gone: either way no result outlives its part. The delete runs in READ COMMITTED, where each statement of
 the trigger sees what others committed before it; at a stricter isolation level it would not see results committed
-after its snapshot, so it refuses to run there rather than leave them.
+after its snapshot, so a delete that takes parts is refused there rather than leave their results.
 
 The embedded SQLite database keeps its foreign key: it has no statement-level triggers, and its jobs are small.
 
