@@ -15,51 +15,55 @@ from sqlalchemy.orm import Session
 from shared.schema import JobInputPart
 
 BLOCK = 1 << 20
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_COPY_IN = "COPY job_input_parts (job_id, part, first_row, row_count, content) FROM STDIN (FORMAT binary)"
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # binary COPY's header, read back by _copy_out
 _INSERT_PART = insert(JobInputPart)
+# `%b`: the part's bytes go as a binary parameter, not escaped into text.
+_PIPELINED_PART = (
+    "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) VALUES (%s, %s, %s, %s, %b)"
+)
 
 
 class PartWriter:
     """Store a job's input part by part as it is read (its JobInput row must be in the session's transaction).
 
-    On PostgreSQL one COPY … FROM STDIN (FORMAT binary) carries every part; leaving the block with an exception
-    abandons the COPY, and the caller rolls the transaction back.
+    On PostgreSQL each part is its own INSERT, sent in pipeline mode: the server compresses and stores a part
+    while the caller checks the next one. `write` does not wait for the answer, only for the socket to take the
+    bytes, so the parts on their way stay few however slowly the server stores them. A refused part raises at a
+    later `write` or when the block ends; leaving it with an exception, the caller rolls the transaction back.
+
+    Not one COPY … FROM STDIN (FORMAT binary) for all parts, as before: PostgreSQL 15 buffers binary COPY rows
+    until a thousand have arrived (its multi-insert buffer counts their size as the text line's, 0), so the
+    server held every part in memory and stored them all only after the last byte.
     """
 
     def __init__(self, session: Session, job_id: uuid.UUID) -> None:
         self._session, self._job_id, self._parts = session, job_id, 0
-        self._copy: Any = None
+        self._cursor: Any = None
         self._stack = ExitStack()
 
     def __enter__(self) -> PartWriter:
         self._session.flush()
         connection = self._session.connection()
         if connection.dialect.name == "postgresql":
-            cursor = self._stack.enter_context(connection.connection.driver_connection.cursor())  # type: ignore[union-attr]
-            self._copy = self._stack.enter_context(cursor.copy(_COPY_IN))
-            self._copy.write(_SIGNATURE + struct.pack("!ii", 0, 0))
+            driver = connection.connection.driver_connection
+            self._cursor = self._stack.enter_context(driver.cursor())  # type: ignore[union-attr]
+            self._stack.enter_context(driver.pipeline())  # type: ignore[union-attr]
         return self
 
     def write(self, first_row: int, row_count: int, blocks: Sequence[bytes]) -> None:
         """Store the next part: `blocks` joined are its bytes, holding rows first_row .. + row_count - 1."""
         number, self._parts = self._parts, self._parts + 1
-        if self._copy is None:
+        content = b"".join(blocks)
+        if self._cursor is None:
             values = {"job_id": self._job_id, "part": number, "first_row": first_row, "row_count": row_count}
-            self._session.execute(insert(JobInputPart).values(**values, content=b"".join(blocks)))
+            self._session.connection().execute(_INSERT_PART, {**values, "content": content})
             return
-        self._copy.write(struct.pack("!hi16s", 5, 16, self._job_id.bytes))
-        length = sum(map(len, blocks))
-        self._copy.write(struct.pack("!iiiiiii", 4, number, 4, first_row, 4, row_count, length))
-        for block in blocks:
-            self._copy.write(block)
+        self._cursor.execute(_PIPELINED_PART, (self._job_id, number, first_row, row_count, content))
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self._copy is not None and kind is None:
-            self._copy.write(struct.pack("!h", -1))
-        self._stack.__exit__(kind, error, trace)
+        self._stack.__exit__(kind, error, trace)  # the pipeline's end: every result read, the first error raised
 
 
 def store_whole(session: Session, job_id: uuid.UUID, content: bytes, rows: int) -> None:

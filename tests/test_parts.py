@@ -66,6 +66,8 @@ def test_a_plain_file_is_cut_into_parts_that_add_up_to_it_with_the_same_summary(
     [
         wdbc_csv(slice(0, 30)).replace(b"M,", b'"M",', 1),  # quotes
         jittered_csv(30).replace(b"\n", b"\n\n", 3),  # blank lines
+        jittered_csv(30).replace(b"\n", b"\r\n").replace(b"\r\n", b"\r\n\r\n", 3),  # blank lines, CRLF
+        jittered_csv(30) + b"\n",  # a blank line at the end
         jittered_csv(30).replace(b"\n", b"\r"),  # old Mac line ends
         jittered_csv(30).replace(b",", b";"),  # semicolons: decimal commas need the full check
         jittered_csv(30) + b"J99,1.0\n",  # a short row
@@ -81,6 +83,8 @@ def test_a_plain_file_is_cut_into_parts_that_add_up_to_it_with_the_same_summary(
     ids=[
         "quotes",
         "blank",
+        "blank-crlf",
+        "blank-last",
         "cr",
         "semicolons",
         "short",
