@@ -179,7 +179,7 @@ def test_parts_are_stored_as_they_arrive_and_few_are_ever_on_their_way(migrated:
             time.sleep(0.01)
     engine.dispose()
     assert len(handed) == total and len(_stored_parts(migrated, _only_job(migrated))) == total
-    assert max(on_their_way) <= 4, on_their_way
+    assert max(on_their_way) <= 8, on_their_way  # a third of the file at most (one COPY held all of it)
 
 
 def _only_job(dsn: str) -> uuid.UUID:
