@@ -38,19 +38,19 @@ lock:
 train: install
 	$(BIN)/cytoscore train
 
-# Figures for the README; needs PostgreSQL and Redis like the tests. Not timed tests: one table to read, also in
-# bench/results/bench.json. BENCH_ARGS=--quick skips the 1M-row runs; `bench/report.py --from-json --readme`
-# copies the last table into the README.
+# Figures for docs/performance.md; needs PostgreSQL and Redis like the tests. Not timed tests: one table to read,
+# also in bench/results/bench.json. BENCH_ARGS=--quick skips the 1M-row runs; `python -m bench.report --from-json
+# --docs` copies the last table into docs/performance.md again.
 bench: install
-	$(BIN)/python bench/report.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.report --docs $(BENCH_ARGS)
 
 # py-spy on the web and both workers through one 1M-row upload: collapsed stacks and a summary in bench/results/.
 profile: install
-	$(BIN)/python bench/profile_job.py --rows 1000000 --workers 2
+	$(BIN)/python -m bench.profile_job --rows 1000000 --workers 2
 
 # MLflow and BentoML timed on the same model and files, each in its own venv under var/bench-peers/ (not .venv).
 bench-peers: install
-	$(BIN)/python bench/peers/run.py --python $(PYTHON) --json bench/results/peers.json
+	$(BIN)/python -m bench.peers.run --python $(PYTHON) --json bench/results/peers.json
 
 # Every CI run: compose config with the real binary, hadolint, the deploy checker, a host-process smoke.
 deploy-check: install

@@ -1,11 +1,10 @@
-"""A crowd, end to end: many single cases from many clients plus concurrent uploads, each result stored once.
+"""Measure throughput and time to result under a crowd of single cases and concurrent uploads.
 
-Runs a real `cytoscore web` and two real `cytoscore worker` processes against a throwaway PostgreSQL database and
-a private redis-server, fires the crowd, waits for every job, checks each input row has exactly one result, and
-prints throughput and time to result (POST sent -> job finished in the database).
+A real `cytoscore web` and two `cytoscore worker` processes on a throwaway PostgreSQL database and a private
+redis-server; every job is waited for and each input row checked to have exactly one result. Time to result runs
+from the POST sent to the job finished in the database. Needs PostgreSQL (CYTOSCORE_TEST_PG) and redis-server.
 
-Usage: .venv/bin/python bench/load.py [--singles 2000] [--clients 50] [--uploads 10] [--upload-rows 10000] [--json PATH]
-Needs PostgreSQL (CYTOSCORE_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres) and redis-server.
+Usage: python -m bench.load [--singles 2000] [--clients 50] [--uploads 10] [--upload-rows 10000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,19 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.stack import save_json
-from tests.reliability_support import (
-    LoadResult,
-    RedisServer,
-    Scenario,
-    print_table,
-    private_database,
-    run_load,
-    wait_until,
-)
-from tests.support import free_port
+from testkit.reliability import LoadResult, RedisServer, Scenario, print_table, private_database, run_load, wait_until
+from testkit.support import free_port
 
 
 def _ready(url: str) -> bool:
@@ -45,7 +34,7 @@ def _ready(url: str) -> bool:
 
 
 def figures(result: LoadResult, args: argparse.Namespace) -> dict[str, object]:
-    """The run's numbers for bench/report.py: throughput and times to result in seconds."""
+    """The run's numbers for bench.report: throughput and times to result in seconds."""
 
     def pct(values: list[float], q: float) -> float | None:
         return float(np.percentile(values, q)) if values else None

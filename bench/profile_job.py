@@ -1,15 +1,13 @@
-"""`make profile`: where a big upload's time goes, from py-spy on the web and on every worker through one job.
+"""Show where a big upload's time goes, with py-spy on the web and on every worker through one job.
 
-Runs bench/upload_throughput.py's measurement (1M rows and 2 workers by default) with `py-spy record
---subprocesses --format raw` attached to gunicorn's master and to each Celery main process (so to their children
-too) from the POST until the job has succeeded. The collapsed stacks go to bench/results/profile-<process>.txt
-(open them with speedscope or flamegraph.pl); the summary, printed and written to bench/results/profile.md, gives
-per process the seconds sampled busy, the time by module, and the top functions by own and by total time.
-py-spy leaves idle threads out, so what a process spends waiting (PostgreSQL, the network, the queue) shows as
-the gap between its CPU seconds and the job's wall time.
+Runs bench.upload_throughput's measurement with `py-spy record --subprocesses --format raw` attached to gunicorn's
+master and each Celery main process from the POST until `succeeded`. Collapsed stacks go to
+bench/results/profile-<process>.txt (speedscope, flamegraph.pl); the summary, printed and written to
+bench/results/profile.md, gives per process the seconds sampled busy and the top modules and functions. py-spy
+leaves idle threads out, so waiting shows as the gap between a process's CPU seconds and the job's wall time.
 
-Usage: .venv/bin/python bench/profile_job.py [--rows 1000000] [--workers 2] [--rate 100]
-       .venv/bin/python bench/profile_job.py --summarise bench/results/profile-*.txt   (no run)
+Usage: python -m bench.profile_job [--rows 1000000] [--workers 2] [--rate 100]
+       python -m bench.profile_job --summarise bench/results/profile-*.txt   (no run)
 """
 
 from __future__ import annotations
@@ -26,8 +24,6 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.upload_throughput import Services, measure
 from shared.settings import ROOT

@@ -1,18 +1,11 @@
-"""`make bench`: run every benchmark, then print one table, write bench/results/bench.json, and update the README.
+"""Run every benchmark and set their figures in one table beside the tutorial, the in-process limit and the goals.
 
-Each part runs as its own process and writes its figures with `--json` into bench/results/:
-
-- `upload-100k`: bench/upload_throughput.py, 100,000 rows, 2 workers;
-- `upload-1m`: the same with 1,000,000 rows and 2 workers, the limit and the system three times each, in turns;
-- `scaling`: bench/scaling.py, the 1,000,000-row upload with 1 and with 2 workers, three runs of each, in turns;
-- `single`: bench/single_case.py; `load`: bench/load.py.
-
-The table sets each figure beside the tutorial's route and the in-process limit where they apply, with the goal
-from issue 7. Figures, not timed tests: a goal missed is reported, never an error.
-
-Usage: .venv/bin/python bench/report.py [--quick] [--only PART ...] [--readme]
-       .venv/bin/python bench/report.py --from-json [--readme]   (the last bench.json again, nothing run)
-`--quick` skips the 1M-row runs. `--readme` rewrites README.md between <!-- bench:start --> and <!-- bench:end -->.
+`make bench` runs each part as its own process (`python -m bench.<module> ... --json`), then prints the table and
+writes it to bench/results/bench.json; `--docs` also rewrites docs/performance.md between <!-- bench:start -->
+and <!-- bench:end -->. Parts: `upload-100k` (bench.upload_throughput, 100,000 rows, 2 workers), `upload-1m` (the
+same with 1,000,000 rows, three runs in turns), `scaling` (bench.scaling, 1M rows with 1 and 2 workers, three runs
+of each), `single` (bench.single_case), `load` (bench.load). `--quick` skips the 1M-row runs; `--from-json` prints
+the last bench.json again and runs nothing. Figures, not timed tests: a goal missed is reported, never an error.
 """
 
 from __future__ import annotations
@@ -28,17 +21,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
-README = HERE.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 PARTS: dict[str, list[str]] = {
-    "upload-100k": ["upload_throughput.py", "--rows", "100000", "--workers", "2"],
-    "upload-1m": ["upload_throughput.py", "--rows", "1000000", "--workers", "2", "--repeats", "3"],
-    "scaling": ["scaling.py", "--rows", "1000000", "--repeats", "3"],
-    "single": ["single_case.py"],
-    "load": ["load.py"],
+    "upload-100k": ["bench.upload_throughput", "--rows", "100000", "--workers", "2"],
+    "upload-1m": ["bench.upload_throughput", "--rows", "1000000", "--workers", "2", "--repeats", "3"],
+    "scaling": ["bench.scaling", "--rows", "1000000", "--repeats", "3"],
+    "single": ["bench.single_case"],
+    "load": ["bench.load"],
 }
 QUICK = ("upload-100k", "single", "load")
 
@@ -63,12 +56,12 @@ def run_parts(parts: list[str]) -> dict[str, dict[str, Any]]:
     for part in parts:
         out = RESULTS / f"{part}.json"
         out.unlink(missing_ok=True)
-        script, *args = PARTS[part]
-        print(f"\n== {part}: bench/{script} {' '.join(args)}", flush=True)
+        module, *args = PARTS[part]
+        print(f"\n== {part}: python -m {module} {' '.join(args)}", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, str(HERE / script), *args, "--json", str(out)])
+        code = subprocess.call([sys.executable, "-m", module, *args, "--json", str(out)], cwd=ROOT)
         print(f"== {part}: exit {code} after {time.monotonic() - started:.0f} s", flush=True)
-        if out.exists():  # load.py writes its figures even when it then exits 1 for request errors
+        if out.exists():  # bench.load writes its figures even when it then exits 1 for request errors
             found[part] = json.loads(out.read_text())
     return found
 
@@ -142,7 +135,7 @@ def single_rows(s: dict[str, Any]) -> list[Row]:
 
 
 def load_rows(load: dict[str, Any]) -> list[Row]:
-    crowd = "under load"  # the crowd's size is in bench.json's runs["load"] and the README
+    crowd = "under load"  # the crowd's size is in bench.json's runs["load"]
     return [
         Row(f"{crowd}: jobs per second", load.get("jobs_per_s"), None, None, "jobs/s", None, "—", None),
         Row(f"{crowd}: single case time to result p50", load.get("single_p50_s"), None, None, "s", None, "—", None),
@@ -203,13 +196,23 @@ def heading(report: dict[str, Any]) -> str:
     )
 
 
-def write_readme(report: dict[str, Any], readme: Path = README) -> None:
-    text = readme.read_text()
+def docs_problem(page: Path = DOCS) -> str | None:
+    """Why the page's bench block cannot be rewritten, or None: the page is written by hand, never made here."""
+    if not page.is_file():
+        return f"{page} does not exist: create it with a {START} … {END} block, then run again"
+    text = page.read_text()
     if START not in text or END not in text:
-        raise SystemExit(f"{readme} has no {START} … {END} block to rewrite")
+        return f"{page} has no {START} … {END} block to rewrite"
+    return None
+
+
+def write_docs(report: dict[str, Any], page: Path = DOCS) -> None:
+    if problem := docs_problem(page):
+        raise SystemExit(problem)
+    text = page.read_text()
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{heading(report)}\n\n{markdown(report)}\n{END}{after}")
+    page.write_text(f"{before}{START}\n{heading(report)}\n\n{markdown(report)}\n{END}{after}")
 
 
 def build(runs: dict[str, dict[str, Any]], command: str) -> dict[str, Any]:
@@ -228,25 +231,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 1M-row runs")
     parser.add_argument("--only", nargs="+", choices=sorted(PARTS), help="run only these parts")
     parser.add_argument("--from-json", action="store_true", help="reuse bench/results/bench.json; run nothing")
-    parser.add_argument("--readme", action="store_true", help="rewrite the README's bench block")
-    parser.add_argument("--command", default=None, help="how the figures were made, for the README line")
+    parser.add_argument("--docs", action="store_true", help=f"rewrite the bench block of {DOCS.relative_to(ROOT)}")
+    parser.add_argument("--command", default=None, help="how the figures were made, for the heading line")
     args = parser.parse_args()
 
+    if args.docs and (problem := docs_problem()):
+        raise SystemExit(problem)  # before hours of runs, not after
     RESULTS.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
     if args.from_json:
         report = json.loads((RESULTS / "bench.json").read_text())
     else:
         parts = args.only or (list(QUICK) if args.quick else list(PARTS))
-        command = args.command or " ".join(["bench/report.py", *sys.argv[1:]]).replace(" --readme", "")
+        command = args.command or " ".join(["python -m bench.report", *sys.argv[1:]]).replace(" --docs", "")
         runs = run_parts(parts)
-        report = build(runs, "make bench" if command == "bench/report.py" else command)
+        report = build(runs, "make bench" if command == "python -m bench.report" else command)
         (RESULTS / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
         failed = [p for p in parts if p not in runs]
     print(f"\n{heading(report)}\n\n{markdown(report)}\n")
-    if args.readme:
-        write_readme(report)
-        print(f"README.md updated between {START} and {END}")
+    if args.docs:
+        write_docs(report)
+        print(f"{DOCS.relative_to(ROOT)} updated between {START} and {END}")
     if failed:
         raise SystemExit(f"no figures from: {', '.join(failed)} (see their output above)")
 

@@ -1,31 +1,26 @@
-"""Scaling: the same 1M-row upload with one worker and with two, in turns, several times; each run and the medians.
+"""Measure how a 1M-row upload scales from one worker to two.
 
-One run of each says little on a machine whose figures move by 10-30 % from run to run, so the runs alternate
-(1, 2, then 2, 1, ...) on one throwaway installation, and the ratio is taken between the medians. Each run is
-timed from the HTTP request until the job reads `succeeded`, and its rows are then counted in PostgreSQL; the
-results table is emptied between runs, so each starts from the same table. Also reported: the time from the
-POST's answer (the upload received, checked and stored) to `succeeded`, the part of the job the workers do.
+Runs alternate (1, 2, then 2, 1, ...) on one throwaway installation and the ratio is taken between medians, since
+single runs move by 10-30 %. Each is timed from the HTTP request to `succeeded`, its rows counted in PostgreSQL,
+and the results table emptied before the next. Also reported: the time from the POST's answer to `succeeded`.
 
-Usage: .venv/bin/python bench/scaling.py [--rows 1000000] [--repeats 3] [--json PATH]
+Usage: python -m bench.scaling [--rows 1000000] [--repeats 3] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.stack import save_json, throwaway_stack
 from bench.upload_throughput import count_results, csv_file, end_to_end
 from shared.settings import Settings
-from tests.support import make_person
+from testkit.support import make_person
 
 
 def measure(rows: int, repeats: int, model: str = "wdbc-rf4", seed: int = 11) -> dict[str, Any]:

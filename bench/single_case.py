@@ -1,19 +1,14 @@
-"""Single cases and row-by-row lab work: cytoscore beside the tutorial's synchronous route, same run.
+"""Time single cases and row-by-row lab work in cytoscore beside the tutorial's synchronous route.
 
-- cytoscore: one request, `POST /api/v1/jobs?wait=30` (one case, JSON), answered with the finished job and its
-  result (M or B, the probability), against a real `cytoscore web` and one warm `cytoscore worker` (PostgreSQL +
-  Redis).
-- tutorial: one form POST to bench/tutorial_app.py (gunicorn, 2 workers) → `pipe.predict` → "M" or "B", twice:
-  serving cytoscore's own wdbc-rf4 forest (100 trees; the yardstick the goal is judged on, the stricter one), and
-  the tutorial's own forest as issue 7 describes it (500 trees of depth 8, fitted at start-up on the same four
-  features), shown beside it.
-- lab work: a 10,000-row upload to cytoscore (submit → succeeded) against the same rows posted one by one
-  to the tutorial route (same model; measured on `--rowwise` rows and scaled to 10,000).
+- cytoscore: `POST /api/v1/jobs?wait=30` with one case, answered with its result, against a real `cytoscore web`
+  and one warm `cytoscore worker`.
+- tutorial: a form POST to bench.tutorial_app (gunicorn, 2 workers), serving cytoscore's wdbc-rf4 forest (the
+  yardstick the goal is judged on) and, beside it, the tutorial's own 500-tree forest.
+- lab work: a 10,000-row upload to cytoscore against the same rows posted one by one to the tutorial route.
 
-The three single-case series are measured in turns, case by case, so a busy machine slows all of them alike.
+The single-case series are measured in turns, case by case, so a busy machine slows all of them alike.
 
-Usage: .venv/bin/python bench/single_case.py [--cases 200] [--rowwise 1000]
-Prints a table; `--json PATH` also writes the figures.
+Usage: python -m bench.single_case [--cases 200] [--rowwise 1000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -30,14 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.stack import save_json, throwaway_stack
 from shared.features import FEATURES
-from tests.support import ServiceProcess, free_port, make_person, multipart, wdbc
-from tests.test_progress import jittered_csv
+from shared.settings import ROOT
+from testkit.support import RF4, ServiceProcess, free_port, jittered_csv, make_person, multipart, wdbc
 
-RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 # Sequential cases never meet the per-person limits; one warm pool process, as a clinic's quiet hour has.
 SETTINGS = {"CYTOSCORE_MAX_JOBS_IN_FLIGHT": "1000", "CYTOSCORE_JOBS_RATE_LIMIT": "100000/minute",
             "CYTOSCORE_WORKER_CONCURRENCY": "1"}  # fmt: skip
@@ -164,9 +156,8 @@ def main() -> None:
 
 
 def tutorial_server(port: int, env: dict[str, str], log: Path) -> ServiceProcess:
-    argv = ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--chdir", str(Path(__file__).parent), "tutorial_app:app"]
-    return ServiceProcess(argv, {**env, "PYTHONPATH": str(Path(__file__).parent.parent)}, log,
-                          program=str(BIN / "gunicorn"))  # fmt: skip
+    argv = ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--chdir", str(ROOT), "bench.tutorial_app:app"]
+    return ServiceProcess(argv, env, log, program=str(BIN / "gunicorn"))
 
 
 def print_table(f: dict[str, float], n: int) -> None:

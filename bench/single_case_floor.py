@@ -1,24 +1,14 @@
-"""The floor under a single case with issue 7's shape: the same round trip with nothing in it but the shape.
+"""Measure the floor under a single case: the same web → queue → worker → database round trip with nothing else in it.
 
-A Flask route, served by gunicorn as `cytoscore web` is (2 processes, gthread, 8 threads), writes a job row with
-the case and commits it, then pushes the job's id on a Redis list. A worker process (plain Python, no Celery)
-pops the id, claims the row (a commit that does not wait for the disk, as cytoscore's fast path does), scores
-the case with the same model and engine (`LoadedModel.diagnose`), and writes the result row and `succeeded` with
-a NOTIFY in one durable commit. The route, woken by the notification (one LISTEN connection per process), reads
-the result back and answers it. The result row has a foreign key to its job, which holds the input here
-(cytoscore's result rows name the stored part of the input, which PostgreSQL checks once per statement).
+A Flask route under gunicorn (as `cytoscore web`: 2 processes, gthread, 8 threads) commits a job row and sends
+its id through the broker; a worker claims the row (a commit not waiting for the disk), scores the case with the
+same model (`LoadedModel.diagnose`), and commits the result and `succeeded` with a NOTIFY that wakes the route.
+Left out on purpose: accounts, limits, audit, validation, attempts, heartbeats and the ORM. The floor runs with a
+Redis list and a plain worker loop, and with Celery (one prefork pool process, cytoscore's settings); both,
+cytoscore (`POST /api/v1/jobs?wait=30`) and the tutorial's route are measured in turns, case by case. The Celery
+floor is the reference the single-case speed is judged against. Not in `make bench`.
 
-Left out, on purpose: accounts and tokens, the rate limit, the in-flight cap, the audit trail, validation and
-range flags, attempts and heartbeats, and the ORM. What is left is the least any implementation of the shape
-pays here: one request through gunicorn and Flask, three commits, a broker hop and a notification.
-
-The floor runs twice: with a Redis list and a plain worker loop, and with Celery, as the shape has it (the web
-sends the id with `send_task`; a Celery worker with one prefork pool process runs the same code as a task; the
-settings that matter are cytoscore's). cytoscore (`POST /api/v1/jobs?wait=30`), both floors and the tutorial's
-route (same model) are measured in turns, case by case, as in bench/single_case.py. Not part of the product, and
-not in `make bench`.
-
-Usage: .venv/bin/python bench/single_case_floor.py [--cases 200]
+Usage: python -m bench.single_case_floor [--cases 200]
 """
 
 from __future__ import annotations
@@ -30,7 +20,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +28,6 @@ import redis
 from celery import Celery
 from flask import Flask, jsonify, request
 from psycopg.types.json import Jsonb
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CHANNEL = "floor_done"
 TABLES = """
@@ -51,7 +38,7 @@ CREATE TABLE floor_results (job_id uuid PRIMARY KEY REFERENCES floor_jobs (id), 
 
 
 def create_app() -> Flask:
-    """The floor's web side (gunicorn imports `single_case_floor:app`); FLOOR_DSN, FLOOR_REDIS, FLOOR_QUEUE."""
+    """The floor's web side (gunicorn imports `bench.single_case_floor:app`); FLOOR_DSN, FLOOR_REDIS, FLOOR_QUEUE."""
     dsn, queue = os.environ["FLOOR_DSN"], os.environ["FLOOR_QUEUE"]
     broker = redis.Redis.from_url(os.environ["FLOOR_REDIS"])
     with_celery = os.environ.get("FLOOR_CELERY") == "1"
@@ -177,7 +164,8 @@ def floor_case(base: str, i: int, case: dict[str, float]) -> float:
 def main() -> None:
     from bench import single_case as single
     from bench.stack import REDIS_URL, throwaway_stack
-    from tests.support import ServiceProcess, free_port, make_person
+    from shared.settings import ROOT
+    from testkit.support import ServiceProcess, free_port, make_person
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200)
@@ -187,22 +175,26 @@ def main() -> None:
             conn.execute(TABLES)
         token = make_person(env, "lab").token
         port, fport, cport, tport = free_port(), free_port(), free_port(), free_port()
-        floor_env = {**env, "FLOOR_DSN": dsn, "FLOOR_REDIS": REDIS_URL, "FLOOR_QUEUE": f"floor-{uuid.uuid4().hex[:6]}",
-                     "PYTHONPATH": str(Path(__file__).parent.parent)}  # fmt: skip
+        floor_env = {**env, "FLOOR_DSN": dsn, "FLOOR_REDIS": REDIS_URL, "FLOOR_QUEUE": f"floor-{uuid.uuid4().hex[:6]}"}
         celery_env = {**floor_env, "FLOOR_CELERY": "1", "FLOOR_QUEUE": f"floor-celery-{uuid.uuid4().hex[:6]}"}
-        here = Path(__file__).resolve()
 
         def floor_web(port: int, env: dict[str, str], log: str) -> ServiceProcess:
             argv = ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread", "--threads", "8",
-                    "--chdir", str(here.parent), "single_case_floor:app"]  # fmt: skip
+                    "--chdir", str(ROOT), "bench.single_case_floor:app"]  # fmt: skip
             return ServiceProcess(argv, env, tmp / log, program=str(single.BIN / "gunicorn"))
 
-        celery_argv = ["-A", "single_case_floor:celery_app", "--workdir", str(here.parent), "worker", "--concurrency",
+        celery_argv = ["-A", "bench.single_case_floor:celery_app", "--workdir", str(ROOT), "worker", "--concurrency",
                        "1", "--loglevel", "INFO", "--queues", celery_env["FLOOR_QUEUE"]]  # fmt: skip
         procs = [
             ServiceProcess(["worker"], env, tmp / "worker.log"),
             ServiceProcess(["web"], {**env, "PORT": str(port)}, tmp / "web.log"),
-            ServiceProcess([str(here), "worker"], floor_env, tmp / "floor-worker.log", program=sys.executable),
+            ServiceProcess(
+                ["-m", "bench.single_case_floor", "worker"],
+                floor_env,
+                tmp / "floor-worker.log",
+                program=sys.executable,
+                cwd=ROOT,
+            ),
             floor_web(fport, floor_env, "floor-web.log"),
             ServiceProcess(celery_argv, celery_env, tmp / "floor-celery.log", program=str(single.BIN / "celery")),
             floor_web(cport, celery_env, "floor-celery-web.log"),

@@ -1,4 +1,4 @@
-"""A throwaway cytoscore installation for a benchmark (its own database, queue, folder) and its memory peaks."""
+"""Give a benchmark a throwaway cytoscore installation (its own database, queue, folder) and read its processes."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from typing import Any
 
 import psycopg
 
-from tests.support import run_cli
+from testkit.support import run_cli
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/14")
 
 
 def save_json(path: Path | None, figures: dict[str, Any]) -> None:
-    """Write a bench's figures where `--json` asked for them (report.py reads them back); nothing without it."""
+    """Write a bench's figures where `--json` asked for them (bench.report reads them back); nothing without it."""
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(figures, indent=2) + "\n")

@@ -1,14 +1,10 @@
-"""The tutorial's synchronous route, as the yardstick: one form POST → `pipe.predict` → text.
+"""Serve the tutorial's synchronous route (one form POST → `pipe.predict` → text) as the single-case yardstick.
 
-Served by gunicorn from bench/single_case.py, with one of two pipelines:
-
-- by default the skops pipeline cytoscore itself serves (`CYTOSCORE_BENCH_MODEL`, default wdbc-rf4: 100 trees);
-- with `CYTOSCORE_BENCH_TUTORIAL_FOREST=<trees>` (500 for the tutorial's own), the tutorial's forest as issue 7
-  describes it: StandardScaler + RandomForestClassifier(n_estimators=<trees>, max_depth=8, random_state=42), fitted
-  here at start-up on the training split (stratified, 25 % held out, random_state=42) of the bundled data, on the
-  same four features as wdbc-rf4.
-
-Not part of the product.
+Served by gunicorn (`bench.tutorial_app:app`) from bench.single_case, with one of two pipelines: by default the
+skops pipeline cytoscore serves (`CYTOSCORE_BENCH_MODEL`, default wdbc-rf4); with
+`CYTOSCORE_BENCH_TUTORIAL_FOREST=<trees>` (500 for the tutorial's own), StandardScaler + RandomForestClassifier
+(n_estimators=<trees>, max_depth=8, random_state=42) fitted at start-up on the bundled data's training split
+(stratified, 25 % held out), on wdbc-rf4's four features. Not part of the product.
 """
 
 from __future__ import annotations

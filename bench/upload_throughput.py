@@ -1,20 +1,16 @@
-"""A big upload end to end beside the in-process limit, with the processes' memory peaks, all in the same run.
+"""Time a big upload end to end beside the in-process limit, with the processes' memory peaks and CPU seconds.
 
-- cytoscore: POST a Kaggle-layout CSV (id, diagnosis, the 30 features) to a real `cytoscore web`, with `--workers`
-  real `cytoscore worker` processes (one pool process each) on PostgreSQL + Redis, until the job has succeeded;
-  then count its rows in PostgreSQL.
-- in-process limit: one Python process reads the same file (pandas, the columns the model needs), scores it with
-  the same model and engine (`LoadedModel.diagnose`), and COPYs the results into the same results table.
-- peak RSS: the highest VmHWM among the web's processes (gunicorn master and workers) and among the workers'
-  (each Celery main process and its pool child), sampled during the run and read just before they stop; and the
-  CPU seconds each process tree spent during the job (how the work was shared out).
+- cytoscore: a Kaggle-layout CSV POSTed to a real `cytoscore web` with `--workers` `cytoscore worker` processes
+  (one pool process each) until the job has succeeded; its rows are then counted in PostgreSQL.
+- in-process limit: one process reads the same file (pandas), scores it with the same model and engine
+  (`LoadedModel.diagnose`), and COPYs the results into the same table.
+- peak RSS (VmHWM) of the web's and the workers' process trees, sampled during the run, and their CPU seconds.
 
-Usage: .venv/bin/python bench/upload_throughput.py [--rows 100000] [--workers 1] [--model wdbc-rf4] [--repeats 1]
-       [--json PATH]
-With --repeats N the limit and the system are each timed N times, in turns, and the medians reported: single runs
-of either move by up to 30 % on a machine like this one. Each timed stretch starts after a CHECKPOINT.
-The file is generated once per (rows, seed) and kept under var/bench/. Needs PostgreSQL (CYTOSCORE_TEST_PG, default
-postgresql://postgres@127.0.0.1:5432/postgres) and Redis (CYTOSCORE_TEST_REDIS, default redis://127.0.0.1:6379/14).
+With --repeats N both are timed N times, in turns, and the medians reported; each stretch starts after a
+CHECKPOINT. The file is generated once per (rows, seed) under var/bench/. Needs PostgreSQL (CYTOSCORE_TEST_PG)
+and Redis (CYTOSCORE_TEST_REDIS).
+
+Usage: python -m bench.upload_throughput [--rows 100000] [--workers 1] [--model wdbc-rf4] [--repeats 1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -38,13 +34,11 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.stack import PeakRss, cpu_seconds, file_upload, save_json, throwaway_stack
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT, Settings
-from tests.support import ServiceProcess, free_port, make_person, wdbc
+from testkit.support import ServiceProcess, free_port, make_person, wdbc
 
 CACHE = ROOT / "var" / "bench"
 BLOCK = 100_000  # rows generated and written at a time

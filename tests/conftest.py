@@ -16,7 +16,8 @@ import redis
 from alembic.config import Config
 
 from shared.settings import ROOT, Settings
-from tests.support import Person, ServiceProcess, free_port, make_person, run_cli, wait_for_job
+from testkit.support import Person, ServiceProcess, free_port, make_person, run_cli
+from tests.support import wait_for_job
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/15")

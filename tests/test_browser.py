@@ -24,9 +24,8 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from shared.features import FEATURES
+from testkit.support import Person, ServiceProcess, free_port, jittered_csv, multipart, wdbc
 from tests.browser_support import Watch, audit, fits_the_width, launch, screenshot, wait_for_http
-from tests.support import Person, ServiceProcess, free_port, multipart, wdbc
-from tests.test_progress import jittered_csv
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 PHONE = {"width": 375, "height": 740}

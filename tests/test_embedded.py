@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.support import ServiceProcess, free_port, multipart, run_cli, wdbc_csv
+from testkit.support import ServiceProcess, free_port, multipart, run_cli, wdbc_csv
 
 
 def _get(url: str, token: str = "") -> tuple[int, bytes]:

@@ -9,7 +9,7 @@ from shared.engine import NAME
 from shared.features import FEATURES
 from shared.modelstore import ENGINE_MAX_ROWS, load_model
 from shared.settings import ROOT
-from tests.support import wdbc
+from testkit.support import wdbc
 
 
 def cases(model_features: tuple[str, ...]) -> np.ndarray:

@@ -8,7 +8,8 @@ import io
 import openpyxl
 import pytest
 
-from tests.support import post_upload, wdbc, wdbc_csv
+from testkit.support import wdbc, wdbc_csv
+from tests.support import post_upload
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 

@@ -24,7 +24,8 @@ from shared.queue import make_celery, publish
 from shared.reconcile import _LOCK_KEY as RECONCILE_LOCK
 from shared.reconcile import reconcile
 from shared.schema import Job, utcnow
-from tests.support import cli_env, post_upload, wait_for_job, wdbc, wdbc_csv
+from testkit.support import cli_env, wdbc, wdbc_csv
+from tests.support import post_upload, wait_for_job
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 

@@ -26,8 +26,7 @@ from shared.intake import iter_batches
 from shared.intake.batch import UploadSummary
 from shared.intake.plan import Emit, Scanned, scan_plain
 from shared.schema import JobInputPart, JobKind
-from tests.support import wdbc_csv
-from tests.test_progress import RF4, jittered_csv
+from testkit.support import RF4, jittered_csv, wdbc_csv
 
 
 def _xlsx(csv_bytes: bytes) -> bytes:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from tests.support import post_upload, wdbc, wdbc_csv
+from testkit.support import wdbc, wdbc_csv
+from tests.support import post_upload
 
 
 def test_readyz_checks_database_broker_and_models(client):

@@ -18,8 +18,8 @@ from shared.intake import FileRejected, Limits, inspect_upload, iter_batches
 from shared.intake.columnar import read_part
 from shared.intake.plan import NotPlain, scan_plain
 from shared.settings import ROOT
-from tests.support import ServiceProcess, post_upload, wait_for_job, wdbc_csv
-from tests.test_progress import RF4, jittered_csv
+from testkit.support import RF4, ServiceProcess, jittered_csv, wdbc_csv
+from tests.support import post_upload, wait_for_job
 
 Part = tuple[int, int, bytes]
 

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 
-import numpy as np
-
-from tests.support import post_upload, wdbc
-
-RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
-
-
-def jittered_csv(n: int, seed: int = 7) -> bytes:
-    """n cases drawn from the bundled ones with 2 % multiplicative noise, four-feature layout."""
-    X, _ = wdbc()
-    from shared.features import FEATURES
-
-    rng = np.random.default_rng(seed)
-    base = X[rng.integers(0, len(X), n)][:, [FEATURES.index(f) for f in RF4]]
-    values = base * rng.normal(1.0, 0.02, base.shape)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", *RF4])
-    writer.writerows([f"J{i}", *map(repr, row.tolist())] for i, row in enumerate(values, 1))
-    return out.getvalue().encode()
+from testkit.support import jittered_csv
+from tests.support import post_upload
 
 
 def test_a_100k_row_job_reports_progress_while_it_runs(client, finished):

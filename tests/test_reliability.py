@@ -26,25 +26,27 @@ from shared import jobs
 from shared.db import make_engine, make_sessionmaker
 from shared.queue import make_celery, publish
 from shared.schema import Job, JobStatus, utcnow
-from tests.reliability_support import (
+from testkit.reliability import (
     FAST,
-    PostgresCluster,
     RedisServer,
     Scenario,
     assert_exactly_once,
-    job,
-    kill,
-    pool_children,
     print_table,
     private_database,
     query,
     run_load,
-    wait_running_midway,
     wait_terminal,
     wait_until,
 )
-from tests.support import free_port, post_upload, run_cli, wdbc_csv
-from tests.test_progress import RF4, jittered_csv
+from testkit.support import RF4, free_port, jittered_csv, run_cli, wdbc_csv
+from tests.reliability_support import (
+    PostgresCluster,
+    job,
+    kill,
+    pool_children,
+    wait_running_midway,
+)
+from tests.support import post_upload
 
 STALE = float(FAST["CYTOSCORE_HEARTBEAT_STALE_AFTER"])
 RESEND = float(FAST["CYTOSCORE_QUEUED_RESEND_AFTER"])

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from shared.features import FEATURES
-from tests.support import ServiceProcess, make_person, post_upload, run_cli, wdbc, wdbc_csv
+from testkit.support import ServiceProcess, make_person, run_cli, wdbc, wdbc_csv
+from tests.support import post_upload
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 

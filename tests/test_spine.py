@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.queue import make_celery, publish
-from tests.support import case_ids, post_upload, wdbc, wdbc_csv
+from testkit.support import case_ids, wdbc, wdbc_csv
+from tests.support import post_upload
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 
@@ -223,6 +224,6 @@ def _count(pg_url: str, table: str) -> int:
 
 
 def _closed_port() -> int:
-    from tests.support import free_port
+    from testkit.support import free_port
 
     return free_port()

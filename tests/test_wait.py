@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from api.api_v1 import INLINE_RESULTS
-from tests.support import run_cli, wdbc
+from testkit.support import run_cli, wdbc
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 

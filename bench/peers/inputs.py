@@ -1,8 +1,8 @@
-"""The peers' inputs, made with the product's own bench code (product venv only).
+"""Make the peers' inputs with the product's own bench code (product venv only).
 
-- rows-<n>.csv under var/bench-peers/: bench/upload_throughput.py's generator (`csv_file`, or `make_csv` in
-  older trees), the Kaggle layout (id, diagnosis, 30 features), seed 11. Written once and reused.
-- The single cases: bench/single_case.py's `cases(n)`, sent by the driver over HTTP.
+- rows-<n>.csv under var/bench-peers/: bench.upload_throughput's generator, the Kaggle layout, seed 11; written
+  once and reused.
+- The single cases: bench.single_case's `cases(n)`, sent by the driver over HTTP.
 - The labels the product's verified pipeline gives both, so each peer's answers can be checked.
 """
 
@@ -30,12 +30,7 @@ class Inputs:
 def _big_csv(path: Path, rows: int) -> None:
     if path.is_file():
         return
-    if hasattr(upload_throughput, "csv_file"):  # streams to disk a block at a time
-        upload_throughput.csv_file(rows, seed=11, folder=path.parent).replace(path)
-    else:
-        part = path.with_suffix(".part")
-        part.write_bytes(upload_throughput.make_csv(rows, seed=11))
-        part.replace(path)
+    upload_throughput.csv_file(rows, seed=11, folder=path.parent).replace(path)  # streamed a block at a time
 
 
 def _csv_labels(path: Path, model: LoadedModel) -> np.ndarray:
@@ -50,7 +45,7 @@ def _csv_labels(path: Path, model: LoadedModel) -> np.ndarray:
 def prepare(scratch: Path, rows: int, n_cases: int, model: LoadedModel) -> Inputs:
     sample = cases(n_cases)
     if list(sample[0]) != list(model.features):
-        raise SystemExit(f"bench/single_case.py's cases() carry {list(sample[0])}, model {model.name} wants "
+        raise SystemExit(f"bench.single_case's cases() carry {list(sample[0])}, model {model.name} wants "
                          f"{list(model.features)}")  # fmt: skip
     csv_path = scratch / f"rows-{rows}.csv"
     _big_csv(csv_path, rows)

@@ -1,17 +1,14 @@
-"""MLflow and BentoML on cytoscore's model and files, timed in one run and set beside cytoscore's own figures.
+"""Time MLflow and BentoML on cytoscore's model and files and set them beside cytoscore's own figures.
 
-Each peer runs in its own venv under var/bench-peers/ (envs.py), with the product's scikit-learn, numpy, scipy,
-skops and pandas, and the pipeline loaded from models/<name>.skops (export_model.py). Measured:
-- single cases: `--cases` sequential one-case POSTs after 20 warm-up ones (bench/single_case.py's cases), a new
-  connection each, timed from request to full answer; p50 and p99.
-  MLflow: `mlflow models serve --env-manager local -w 2`, POST /invocations with a `dataframe_split` body.
-  BentoML: `bentoml serve` of bench/peers/service.py (2 workers), POST /predict.
-- the big file: `--rows` rows in the Kaggle layout from bench/upload_throughput.py's generator.
-  MLflow: `mlflow models predict --env-manager local -t csv`, from the command's start to its exit.
-  BentoML: one multipart POST of the whole file (streamed from disk) to /predict_csv, submit → full answer.
-Every answer is counted and compared with the product's own pipeline. Only counts and timings are printed.
+Each peer runs in its own venv under var/bench-peers/ (envs.py) with the product's scikit-learn, numpy, scipy,
+skops and pandas, and the pipeline from models/<name>.skops (export_model.py, run there by file path). Measured:
+- single cases: `--cases` sequential one-case POSTs after 20 warm-up ones, p50 and p99. MLflow: `mlflow models
+  serve -w 2`, POST /invocations; BentoML: `bentoml serve` of service.py (2 workers), POST /predict.
+- the big file: `--rows` Kaggle-layout rows. MLflow: `mlflow models predict -t csv`, start to exit; BentoML: one
+  multipart POST of the file to /predict_csv, submit → full answer.
+Every answer is compared with the product's own pipeline.
 
-Usage: .venv/bin/python bench/peers/run.py [--cases 200] [--rows 1000000] [--only mlflow] [--json PATH]
+Usage: python -m bench.peers.run [--cases 200] [--rows 1000000] [--only mlflow] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -29,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.peers import envs, report
 from bench.peers.inputs import Inputs, prepare
