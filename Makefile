@@ -1,5 +1,5 @@
-# `make run` — the whole system on this machine (SQLite + a file broker under ./var/, no servers to install).
-# `make test` — the whole suite, against real PostgreSQL and Redis (see tests/conftest.py for the URLs).
+# `make run` — the whole system on this machine: PostgreSQL from a wheel and a file broker under ./var/, nothing to install.
+# `make test` — the whole suite, against real PostgreSQL and Redis and a real worker (see tests/conftest.py for the URLs).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,6 +29,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Re-pin every dependency (needs uv: `pip install uv`). Review the diff before committing.
 lock:

@@ -16,7 +16,7 @@ def may_see(job: Job) -> bool:
 
 
 def visible_jobs(limit: int = 100) -> list[Job]:
-    query: Select[tuple[Job]] = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    query: Select[Job] = select(Job).order_by(Job.created_at.desc()).limit(limit)
     if not current_user.is_admin:
         query = query.where(Job.owner_id == current_user.user_id)
     return list(db().scalars(query))

@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import exports, results
+from api import downloads, results
 from api.access import may_see, record
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from api.waiting import wait_until_finished
-from shared import jobs
-from shared.intake import FileRejected, template_csv, template_xlsx
-from shared.schema import Job, JobKind, JobStatus
+from shared.intake import FileRejected
+from shared.schema import Job, JobInput, JobKind, JobStatus
+from shared.spreadsheets import template_csv, template_xlsx
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
@@ -26,12 +27,40 @@ TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 INLINE_RESULTS = 100
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """The job as the API shows it."""
+    return {
+        "id": str(job.id),
+        "kind": job.kind,
+        "status": job.status,
+        "rows_total": job.rows_total,
+        "rows_scored": job.rows_scored,
+        "rows_rejected": job.rows_rejected,
+        "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
+        "input": {
+            "filename": job.input_filename,
+            "sha256": job.input_sha256,
+            "format": job.input_format,
+            "delimiter": job.input_delimiter,
+        },
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "attempts": job.attempts,
+        "error": job.error,
+    }
+
+
 def find_job(job_id: str) -> Job:
     try:
         parsed = uuid.UUID(job_id)
     except ValueError:
         abort(404, description="no such job")
-    job = jobs.get_job(db(), parsed)
+    job = db().get(Job, parsed)
     if job is None or not may_see(job):
         abort(404, description="no such job")  # someone else's job answers exactly like a missing one
     return job
@@ -56,7 +85,7 @@ def _wait_asked() -> float | None:
 def _waited(job: Job) -> dict[str, Any]:
     """The job as GET shows it; once it has succeeded with at most INLINE_RESULTS rows, its results too (unless
     they have been purged: then `/results` says so)."""
-    body = jobs.job_json(job)
+    body = job_json(job)
     if job.status == JobStatus.SUCCEEDED.value and job.rows_total <= INLINE_RESULTS and job.purged_at is None:
         session = db()
         body["results"], body["notice"] = results.few_records(session, job), results.NOTICE
@@ -128,7 +157,7 @@ def get_job(job_id: str) -> ResponseReturnValue:
     if wait:
         _wait_for(job, wait)
         return jsonify(_waited(job))
-    return jsonify(jobs.job_json(job))
+    return jsonify(job_json(job))
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -160,18 +189,18 @@ def get_results(job_id: str) -> ResponseReturnValue:
     fmt = _format(("json", "csv", "xlsx"))
     job = _finished_job(job_id)
     session = db()
-    source = jobs.job_input(session, job.id)
+    source = session.get(JobInput, job.id)
     if source is None:
         abort(410, description="the job's input has been removed; its results can no longer be exported")
     record("job.download", job, detail=f"results as {fmt}")
     session.commit()
     if fmt == "json":
-        records = list(exports.json_records(session, job, source))
-        return jsonify(job=jobs.job_json(job), notice=results.NOTICE, results=records)
-    header, rows = exports.table(session, job, source, typed=fmt == "xlsx")
+        records = list(downloads.json_records(session, job, source))
+        return jsonify(job=job_json(job), notice=results.NOTICE, results=records)
+    header, rows = downloads.table(session, job, source, typed=fmt == "xlsx")
     if fmt == "xlsx":
-        return _attachment(exports.xlsx_bytes(header, rows), f"cytoscore-{job.id}.xlsx", XLSX)
-    body = stream_with_context(exports.csv_chunks(header, rows))
+        return _attachment(downloads.xlsx_bytes(header, rows), f"cytoscore-{job.id}.xlsx", XLSX)
+    body = stream_with_context(downloads.csv_stream(header, rows))
     return _attachment(body, f"cytoscore-{job.id}.csv", "text/csv")
 
 
@@ -180,15 +209,15 @@ def get_errors(job_id: str) -> ResponseReturnValue:
     """The error report: one line per rejected value, with row, case id, column, value and reason."""
     fmt = _format(("csv", "json"))
     job = _finished_job(job_id)
-    source = jobs.job_input(db(), job.id)
+    source = db().get(JobInput, job.id)
     if source is None:
         abort(410, description="the job's input has been removed; its error report can no longer be made")
     record("job.download", job, detail=f"error report as {fmt}")
     db().commit()
-    lines = exports.problems(job, source, model_meta(job.model_name))
+    lines = downloads.problems(job, source, model_meta(job.model_name))
     if fmt == "json":
-        return jsonify(problems=[dict(zip(exports.PROBLEM_FIELDS, line, strict=True)) for line in lines])
-    body = stream_with_context(exports.csv_chunks(exports.PROBLEM_FIELDS, lines))
+        return jsonify(problems=[dict(zip(downloads.PROBLEM_FIELDS, line, strict=True)) for line in lines])
+    body = stream_with_context(downloads.csv_stream(downloads.PROBLEM_FIELDS, lines))
     return _attachment(body, f"cytoscore-{job.id}-errors.csv", "text/csv")
 
 

@@ -55,7 +55,7 @@ def _nice_top(peak: int) -> int:
     """The y axis' top: the peak rounded up to 1, 2 or 5 times a power of ten."""
     if peak <= 5:
         return max(peak, 1)
-    magnitude = 10 ** (len(str(peak)) - 1)
+    magnitude: int = 10 ** (len(str(peak)) - 1)
     for step in (1, 2, 5, 10):
         if peak <= step * magnitude:
             return step * magnitude

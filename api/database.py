@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from shared.db import make_engine, make_sessionmaker
+from shared.db import database_url, make_engine, make_sessionmaker
 from shared.settings import Settings
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(database_url(settings))
     app.extensions["cytoscore.engine"] = engine
     app.extensions["cytoscore.sessions"] = make_sessionmaker(engine)
     app.teardown_appcontext(_close_session)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.schema import Job, JobStatus, Result
@@ -109,8 +109,7 @@ def flag_counts(session: Session, job: Job) -> dict[str, int]:
 def probability_bins(session: Session, job: Job, bins: int = BINS) -> list[int]:
     """How many scored rows fall in each of `bins` equal slices of [0, 1] (the last one includes 1)."""
     p = Result.probability_malignant
-    # A CASE ladder rather than width_bucket() or floor(), so it reads the same on PostgreSQL and SQLite.
-    bucket = case(*((p < (i + 1) / bins, i) for i in range(bins - 1)), else_=bins - 1)
+    bucket = func.least(func.width_bucket(p, 0.0, 1.0, bins), bins) - 1  # 1.0 falls in the last slice
     counts = [0] * bins
     query = select(bucket, func.count()).where(Result.job_id == job.id, p.is_not(None)).group_by(bucket)
     for index, n in session.execute(query):
@@ -128,7 +127,7 @@ def diagnosis_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UU
             .group_by(Result.job_id, Result.diagnosis)
         )
         for job_id, diagnosis, n in session.execute(query):
-            out[job_id][diagnosis] = n
+            out[job_id][str(diagnosis)] = n
     return out
 
 

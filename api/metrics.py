@@ -48,6 +48,7 @@ class JobsCollector(Collector):
                     .order_by(Job.finished_at.desc())
                     .limit(RECENT)
                 )
+                if done is not None
             ]
         jobs = GaugeMetricFamily("cytoscore_jobs", "Jobs by status", labels=["status"])
         for status in JobStatus:

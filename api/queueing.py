@@ -14,4 +14,5 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def celery() -> Celery:
-    return current_app.extensions["cytoscore.celery"]  # type: ignore[no-any-return]
+    celery_app: Celery = current_app.extensions["cytoscore.celery"]
+    return celery_app

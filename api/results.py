@@ -55,7 +55,7 @@ def few_records(session: Session, job: Job) -> list[dict[str, Any]]:
     return [_record(job, r) for r in session.connection().execute(_OF_JOB, {"job_id": job.id})]
 
 
-def _record(job: Job, r: Row[Any]) -> dict[str, Any]:
+def _record(job: Job, r: Row[Any] | Any) -> dict[str, Any]:
     return {
         "row": r.row_number,
         "case_id": r.case_id,
@@ -80,7 +80,7 @@ def counts(session: Session, job: Job) -> dict[str, int]:
     ).all()
     out = {"M": 0, "B": 0, "compared": 0, "agreed": 0}
     for diagnosis, supplied, n in rows:
-        out[diagnosis] += n
+        out[str(diagnosis)] += n
         if supplied in ("M", "B"):
             out["compared"] += n
             out["agreed"] += n if supplied == diagnosis else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
@@ -81,16 +82,18 @@ def _person_key() -> str:
 
 def _limit(app: Flask, settings: Settings) -> None:
     storage = settings.broker_url if settings.broker_url.startswith(("redis://", "rediss://")) else "memory://"
+    timeouts: dict[str, Any] = {"socket_connect_timeout": settings.broker_timeout,
+                                "socket_timeout": settings.broker_timeout}  # fmt: skip
     limiter = Limiter(
         get_remote_address,
         app=app,
         storage_uri=storage,
-        storage_options={"socket_connect_timeout": settings.broker_timeout, "socket_timeout": settings.broker_timeout},
+        storage_options=timeouts,
         strategy="moving-window",
         swallow_errors=True,  # a broker outage must not lock everyone out; the in-flight cap still holds
         key_prefix=f"cytoscore-limits:{settings.queue}",
     )
-    view = app.view_functions
+    view: dict[str, Any] = app.view_functions
     view["auth.login"] = limiter.limit(settings.login_rate_limit, key_func=_login_key, methods=["POST"])(
         view["auth.login"]
     )

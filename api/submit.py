@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from flask import abort, current_app
 from flask_login import current_user
@@ -19,10 +18,9 @@ from api.database import db
 from api.queueing import celery
 from api.registry import model_meta
 from shared import jobs
-from shared.intake import Batch, FileRejected, Limits, validate_cases
-from shared.intake.plan import Emit, NotPlain, Scanned, check_whole, scan_plain
+from shared.intake import Batch, FileRejected, Layout, Limits, check_whole, validate_cases
+from shared.intake.plain import Emit, NotPlain, Scanned, scan
 from shared.modelstore import feature_ranges
-from shared.queue import publish
 from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
 
@@ -40,7 +38,7 @@ def _settings() -> Settings:
     return current_app.config["CYTOSCORE"]  # type: ignore[no-any-return]
 
 
-def submit_upload(upload: BinaryIO, filename: str | None, model_name: str | None) -> Job:
+def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | None) -> Job:
     """Check the uploaded file (on disk, a block at a time) while storing it in parts, then queue it.
 
     Raises FileRejected with every whole-file problem; nothing is stored then.
@@ -49,23 +47,24 @@ def submit_upload(upload: BinaryIO, filename: str | None, model_name: str | None
     model = model_meta(model_name)
     settings = _settings()
     limits = Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
-    split_min_bytes = sys.maxsize if settings.embedded else settings.parallel_min_bytes  # SQLite: one worker
     session = db()
     _check_in_flight(session)
 
-    def scan(emit: Emit) -> Scanned:
-        return scan_plain(upload, filename, model["features"], emit, limits, part_bytes=settings.part_bytes,
-                          split_min_bytes=split_min_bytes)  # fmt: skip
+    def scan_plain(emit: Emit) -> Scanned:
+        return scan(upload, filename, model["features"], emit, limits, part_bytes=settings.part_bytes,
+                    split_min_bytes=settings.parallel_min_bytes)  # fmt: skip
 
     try:
-        job = jobs.create_upload(session, model=model, filename=filename, scan=scan, owner_id=current_user.user_id)
+        job = jobs.create_upload(session, model=model, filename=filename, scan=scan_plain,
+                                 owner_id=current_user.user_id)  # fmt: skip
     except NotPlain:
         session.rollback()  # nothing of the first pass stays; the full check decides
         summary, content = check_whole(upload, filename, model["features"], limits)
-        media = "text/csv" if summary.format == "csv" else XLSX
+        media, layout = ("text/csv", Layout.CSV) if summary.format == "csv" else (XLSX, Layout.XLSX)
         job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=media,
-                              input_format=summary.format, rows_total=summary.rows_total, filename=filename,
-                              delimiter=summary.delimiter, owner_id=current_user.user_id)  # fmt: skip
+                              layout=layout, input_format=summary.format, rows_total=summary.rows_total,
+                              filename=filename, delimiter=summary.delimiter,
+                              owner_id=current_user.user_id)  # fmt: skip
     except BaseException:
         session.rollback()
         raise
@@ -93,6 +92,7 @@ def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, 
         model=model,
         content=content,
         media_type="application/json",
+        layout=Layout.JSON,
         input_format="json",
         rows_total=len(cases),
     )
@@ -117,7 +117,7 @@ def _queue(session: Session, job: Job) -> Job:
     """Audit and commit the new job, then put its id on the queue."""
     record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
     session.commit()  # the id goes on the queue only once the row is durable
-    if not publish(celery(), job.id):
+    if not jobs.publish(celery(), job.id):
         jobs.mark_unsent(session, job.id)  # never sent: the reconciler sends it on its next round
         session.commit()
     log.info("job %s created: kind=%s rows=%d model=%s", job.id, job.kind, job.rows_total, job.model_name)

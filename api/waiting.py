@@ -22,7 +22,6 @@ from sqlalchemy import Engine, event
 CHANNEL = "cytoscore_job_finished"  # the trigger in migration 0002 notifies here
 MAX_WAIT = 60.0
 APPLICATION_NAME = "cytoscore-listener"
-_SQLITE_TICK = 0.2
 _READY_WITHIN = 2.0  # how long a request waits for its process's listener to connect before it polls instead
 _KEEPALIVE = 5.0  # with no notification for this long, the listener checks its connection (and whether to stop)
 _RECONNECT_PAUSE = 1.0
@@ -34,14 +33,9 @@ def wait_until_finished(job_id: uuid.UUID, seconds: float, finished: Callable[[]
     """Return whether `finished()` came true within `seconds` (at most 60); `finished()` is the last thing called.
 
     The request is registered before the first check, so a finish between the check and the wait still wakes it.
-    The embedded SQLite mode has no notifications and checks every 0.2 s instead.
     """
     deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT)
     engine: Engine = current_app.extensions["cytoscore.engine"]
-    if engine.dialect.name != "postgresql":
-        while not (done := finished()) and time.monotonic() < deadline:
-            time.sleep(_SQLITE_TICK)
-        return done
     return _listener(engine).wait(str(job_id), deadline, finished)
 
 

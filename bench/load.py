@@ -70,7 +70,7 @@ def main() -> None:
                 scenario = Scenario(db, redis.url, root, extra={
                     "CYTOSCORE_RECONCILE_INTERVAL": "15", "CYTOSCORE_HEARTBEAT_INTERVAL": "5",
                     "CYTOSCORE_HEARTBEAT_STALE_AFTER": "30", "CYTOSCORE_QUEUED_RESEND_AFTER": "30",
-                    "CYTOSCORE_CHUNK_ROWS": "20000", "CYTOSCORE_WORKER_CONCURRENCY": str(args.worker_concurrency),
+                    "CYTOSCORE_BATCH_ROWS": "20000", "CYTOSCORE_WORKER_CONCURRENCY": str(args.worker_concurrency),
                     **defaults,
                 })  # fmt: skip
                 try:

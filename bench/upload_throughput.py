@@ -213,7 +213,7 @@ def in_process(path: Path, model_name: str, dsn: str) -> tuple[float, str]:
         )
         # Result rows name the stored part of the input they came from: one part here, so PostgreSQL checks the
         # rows against it as in the system, but the file itself is not stored.
-        cur.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (%s, 'text/csv')", (job_id,))
+        cur.execute("INSERT INTO job_inputs (job_id, media_type, layout) VALUES (%s, 'text/csv', 'plain')", (job_id,))
         cur.execute(
             "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) VALUES (%s, 0, 1, %s, '')",
             (job_id, len(frame)),

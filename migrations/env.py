@@ -4,7 +4,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from shared.db import make_engine
+from shared.db import database_url, make_engine
 from shared.schema import Base
 from shared.settings import get_settings
 
@@ -17,10 +17,9 @@ target_metadata = Base.metadata
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=config.get_main_option("sqlalchemy.url") or get_settings().database_url,
+        url=config.get_main_option("sqlalchemy.url") or database_url(get_settings()),
         target_metadata=target_metadata,
         literal_binds=True,
-        render_as_batch=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -29,7 +28,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        engine = make_engine(config.get_main_option("sqlalchemy.url") or get_settings().database_url)
+        engine = make_engine(config.get_main_option("sqlalchemy.url") or database_url(get_settings()))
         try:
             with engine.connect() as connection:
                 _run(connection)
@@ -40,7 +39,7 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from shared.schema import ApiToken, AuditEvent, Job, JobChunk, JobInput, JobStatus, Result, Role, User, utcnow
+from shared.schema import ApiToken, AuditEvent, Role, User, utcnow
 
 _hasher = PasswordHasher()  # Argon2id with the library's current defaults
 _DUMMY_HASH = _hasher.hash("a password nobody has")  # spend the same time whether or not the email exists
@@ -134,25 +134,3 @@ def audit(
     session.connection().execute(
         _AUDIT, {"action": action, "actor": actor, "address": address, "job_id": job_id, "detail": detail}
     )
-
-
-def purge(session: Session, older_than: timedelta, *, actor: str) -> list[uuid.UUID]:
-    """Remove the inputs and results of finished jobs older than the cutoff; the job rows and the audit stay."""
-    cutoff = utcnow() - older_than
-    ids = list(
-        session.scalars(
-            select(Job.id).where(
-                Job.created_at < cutoff,
-                Job.purged_at.is_(None),
-                Job.status.in_([JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]),
-            )
-        )
-    )
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        session.execute(delete(Result).where(Result.job_id.in_(chunk)))
-        session.execute(delete(JobInput).where(JobInput.job_id.in_(chunk)))  # its parts go with it
-        session.execute(delete(JobChunk).where(JobChunk.job_id.in_(chunk)))  # case-id hashes of unfinished parts
-        session.execute(update(Job).where(Job.id.in_(chunk)).values(purged_at=utcnow()))
-    audit(session, "purge", actor=actor, detail=f"{len(ids)} jobs older than {older_than} purged")
-    return ids

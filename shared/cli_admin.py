@@ -10,8 +10,8 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import accounts
-from shared.db import make_engine, make_sessionmaker
+from shared import accounts, jobs
+from shared.db import database_url, make_engine, make_sessionmaker
 from shared.schema import ApiToken, AuditEvent, Role, User
 from shared.settings import get_settings
 
@@ -19,7 +19,7 @@ _ACTOR = "cli"
 
 
 def _sessions() -> sessionmaker[Session]:
-    return make_sessionmaker(make_engine(get_settings().database_url))
+    return make_sessionmaker(make_engine(database_url(get_settings())))
 
 
 def _fail(exc: Exception) -> None:
@@ -140,7 +140,8 @@ def purge(older_than: str | None) -> None:
     """Remove old jobs' inputs and results; the job rows and the audit trail record that it happened."""
     age = _age(older_than) if older_than else timedelta(days=get_settings().retention_days)
     with _sessions().begin() as session:
-        ids = accounts.purge(session, age, actor=_ACTOR)
+        ids = jobs.purge(session, age)
+        accounts.audit(session, "purge", actor=_ACTOR, detail=f"{len(ids)} jobs older than {age} purged")
     click.echo(f"purged the inputs and results of {len(ids)} jobs older than {age}")
 
 

@@ -1,16 +1,12 @@
-"""The Celery app both sides share, and publishing a job id without ever hanging a request."""
+"""The Celery app both sides share; what goes on it is in `shared.jobs.send`."""
 
 from __future__ import annotations
 
-import logging
-import uuid
 from typing import Any
 
 from celery import Celery
 
 from shared.settings import Settings
-
-log = logging.getLogger(__name__)
 
 SCORE_TASK = "cytoscore.score_job"
 
@@ -61,20 +57,3 @@ def make_celery(settings: Settings) -> Celery:
         broker_pool_limit=4,
     )
     return app
-
-
-def publish(app: Celery, job_id: uuid.UUID) -> bool:
-    """Put a job id on the queue; on a broker failure log it and return False (the reconciler resends).
-
-    One try, no retry of our own: redis-py already reconnects a stale pooled connection once, so a restarted
-    broker costs nothing, while a dead one fails in well under a second and a hung one within about
-    broker_timeout (each kombu retry on a hung broker would add two more socket timeouts).
-    Direct exchange + no routing key = the anonymous exchange: the id goes straight onto the queue's list,
-    so a broker that lost its binding tables (FLUSHALL, restart without persistence) still delivers it.
-    """
-    try:
-        app.send_task(SCORE_TASK, args=[str(job_id)], retry=True, retry_policy={"max_retries": 0})
-    except Exception as exc:  # a broker outage must never fail the request; the job row is the truth
-        log.warning("could not publish job %s: %s", job_id, type(exc).__name__)
-        return False
-    return True

@@ -19,7 +19,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    TypeDecorator,
     Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -37,21 +36,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that always comes back timezone-aware in UTC, on PostgreSQL and on SQLite alike."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
 class JobKind(StrEnum):
@@ -105,9 +92,11 @@ class JobInput(Base):
     """The bytes the user sent, so a worker on any host needs only the database and the broker."""
 
     __tablename__ = "job_inputs"
+    __table_args__ = (CheckConstraint("layout IN ('plain', 'csv', 'xlsx', 'json')", name="layout"),)
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     media_type: Mapped[str] = mapped_column(String(100))
+    layout: Mapped[str] = mapped_column(String(8))
     # A CSV stored in several parts: its header record, which every part after the first is read with.
     header: Mapped[bytes | None] = mapped_column(LargeBinary)
 
@@ -124,10 +113,11 @@ class JobInputPart(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class JobChunk(Base):
-    """Which worker holds a part of a job stored in several parts, and which parts are done (for this attempt)."""
+class PartClaim(Base):
+    """The part ledger: which worker holds a part of a job stored in several parts, its progress, and whether it is
+    done. A job stored in one part has no ledger row: the attempt that claims the job holds its only part."""
 
-    __tablename__ = "job_chunks"
+    __tablename__ = "part_claims"
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     part: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -135,8 +125,9 @@ class JobChunk(Base):
     token: Mapped[uuid.UUID] = mapped_column(Uuid)
     worker: Mapped[str | None] = mapped_column(String(255))
     claimed_at: Mapped[datetime]
+    claims: Mapped[int] = mapped_column(Integer, default=1)  # 1: no result of the part can be stored before this claim
     done_at: Mapped[datetime | None]
-    rows_scored: Mapped[int] = mapped_column(Integer, default=0)
+    rows_scored: Mapped[int] = mapped_column(Integer, default=0)  # by the current claim, so far
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
     # A 64-bit hash of each row's case id, until the job is done: duplicates are found across parts from these.
     id_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -162,9 +153,9 @@ class Result(Base):
     out_of_range: Mapped[str | None] = mapped_column(Text)
     warning: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    # The stored part of the input the row was read from. No result outlives its part: on PostgreSQL, triggers check
-    # each statement's rows against job_input_parts and delete a part's results with it (migration 0007: a foreign
-    # key checked each row alone, a third of a 1M-row job's time); the embedded SQLite database has a foreign key.
+    # The stored part of the input the row was read from. No result outlives its part: triggers check each
+    # statement's rows against job_input_parts and delete a part's results with it (migration 0007 says why not a
+    # foreign key).
     part: Mapped[int] = mapped_column(Integer)
 
 
@@ -208,7 +199,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str | None] = mapped_column(String(254))
     action: Mapped[str] = mapped_column(String(32))

@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    """Everything configurable. Defaults are the embedded mode: SQLite and a file broker under ./var/."""
+    """Everything configurable. The defaults are the embedded mode of `make run`: a PostgreSQL server started from a
+    wheel, with its data under var/pg, and a file broker under var/broker."""
 
     model_config = SettingsConfigDict(env_prefix="CYTOSCORE_", extra="ignore", frozen=True, populate_by_name=True)
 
-    # The three names the contract fixes carry no prefix.
+    # The three names the contract fixes carry no prefix. No DATABASE_URL: the embedded PostgreSQL under var_dir.
     database_url: str = Field("", validation_alias="DATABASE_URL")
     broker_url: str = Field("", validation_alias="BROKER_URL")
     port: int = Field(5000, validation_alias="PORT")
@@ -28,7 +29,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     max_rows: int = 2_000_000
     max_columns: int = 200
-    chunk_rows: int = 20_000
+    batch_rows: int = 20_000  # rows validated and scored together, and written in one transaction
     # A plainly written CSV of at least this size is stored in parts of about part_bytes, which all workers score at
     # once; the worker that claims such a job asks up to worker_fan_out others to join.
     parallel_min_bytes: int = 16 * 1024 * 1024
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     heartbeat_stale_after: float = 30.0
     heartbeat_interval: float = 5.0
     max_attempts: int = 3
-    # After a worker is told to stop, a running job keeps going this long, then is handed back between chunks.
+    # After a worker is told to stop, a running job keeps going this long, then is handed back between batches.
     shutdown_grace: float = 5.0
     # How long a job's database writes keep retrying while PostgreSQL is unreachable (a restart, a failover).
     db_retry_for: float = 60.0
@@ -79,11 +80,10 @@ class Settings(BaseSettings):
 
     @property
     def embedded(self) -> bool:
-        return self.database_url.startswith("sqlite") or self.broker_url.startswith("filesystem")
+        """The one-machine mode of `make run`: the embedded PostgreSQL or the file broker."""
+        return not self.database_url or self.broker_url.startswith("filesystem")
 
     def model_post_init(self, __context: object) -> None:
-        if not self.database_url:
-            object.__setattr__(self, "database_url", f"sqlite:///{self.var_dir / 'cytoscore.db'}")
         if not self.broker_url:
             object.__setattr__(self, "broker_url", "filesystem://")
 

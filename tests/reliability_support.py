@@ -68,7 +68,7 @@ def job(db_url: str, job_id: str) -> dict[str, Any]:
 
 
 def wait_running_midway(db_url: str, job_id: str, timeout: float = 120, attempt: int | None = None) -> dict[str, Any]:
-    """Until the job is running with at least one chunk stored and more to come."""
+    """Until the job is running with at least one batch stored and more to come."""
 
     def midway() -> dict[str, Any] | None:
         j = job(db_url, job_id)

@@ -38,7 +38,7 @@ def stored_parts(dsn: str, parts: int, part_rows: int) -> uuid.UUID:
     job = uuid.uuid4()
     with psycopg.connect(dsn) as conn:
         conn.execute(STORED_JOB, (job,))
-        conn.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (%s, 'text/csv')", (job,))
+        conn.execute("INSERT INTO job_inputs (job_id, media_type, layout) VALUES (%s, 'text/csv', 'plain')", (job,))
         conn.execute(
             "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) "
             "SELECT %s, part, part * %s + 1, %s, '' FROM generate_series(0, %s - 1) AS part",

@@ -46,7 +46,7 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         **service_env,
         "PORT": str(port),
         "CYTOSCORE_QUEUE": f"cytoscore-browser-{uuid.uuid4().hex[:8]}",
-        "CYTOSCORE_CHUNK_ROWS": "500",
+        "CYTOSCORE_BATCH_ROWS": "500",
     }
     logs = tmp_path_factory.mktemp("browser")
     worker = ServiceProcess(["worker"], env, logs / "worker.log")

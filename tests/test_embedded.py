@@ -1,9 +1,11 @@
-"""The embedded default: `cytoscore run` with no servers (SQLite and a file broker under a var folder)."""
+"""The embedded default: `cytoscore run` with no servers to install (PostgreSQL from a wheel and a file broker,
+both under a var folder), stopped with everything it started."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -58,7 +60,8 @@ def test_cytoscore_run_scores_an_upload_with_no_servers(tmp_path):
         status, raw = _get(f"{base}/api/v1/jobs/{body['id']}/results", token)
         results = json.loads(raw)["results"]
         assert len(results) == 100 and {r["diagnosis"] for r in results} <= {"M", "B"}
-        assert (tmp_path / "var" / "cytoscore.db").exists()
+        assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()  # a real PostgreSQL keeps the data under var/
     finally:
-        code = proc.stop()
+        code = proc.stop(signal.SIGINT)  # Ctrl-C
     assert code == 0, proc.output()[-4000:]
+    assert not (tmp_path / "var" / "pg" / "postmaster.pid").exists()  # and it stopped with `cytoscore run`

@@ -22,7 +22,7 @@ from shared.intake import (
     Limits,
     inspect_upload,
     iter_batches,
-    read_source_rows,
+    read_rows,
     sniff_format,
     validate_cases,
 )
@@ -142,11 +142,11 @@ def merge(batches: list[Batch]) -> Batch:
 
 
 def score(content: bytes | list[dict[str, object]], features: Sequence[str] = F4, limits: Limits = Limits()) -> Batch:
-    """Run an input the way the product does: inspect, then stream in small chunks (or the JSON path)."""
+    """Run an input the way the product does: inspect, then stream in small batches (or the JSON path)."""
     if isinstance(content, list):
         return validate_cases(content, features)
     inspect_upload(content, "upload", features, limits)
-    return merge(list(iter_batches(content, "upload", features, chunk_rows=2)))
+    return merge(list(iter_batches(content, "upload", features, batch_rows=2)))
 
 
 def good_x(n: int = 3) -> np.ndarray:
@@ -287,7 +287,7 @@ BAD_INPUTS: list[tuple[str, bytes | list[dict[str, object]], Expect]] = [
         refused("uses both a decimal comma (row 1 radius_mean '12,5') and a decimal point (row 1 texture_mean '10.5')"),
     ),
     (
-        "semicolon mix across chunks",
+        "semicolon mix across batches",
         to_csv(
             [
                 HEADER,
@@ -401,20 +401,13 @@ def test_the_table_covers_at_least_forty_inputs() -> None:
 # --- what must be read exactly as given -----------------------------------------------------------------
 
 
-def test_leading_zero_ids_stay_text_and_duplicates_warn() -> None:
+def test_leading_zero_ids_stay_text_and_surrounding_spaces_do_not_make_another_id() -> None:
     rows = good_rows()
     rows[0][0], rows[1][0], rows[2][0] = "00123", " 00123 ", "123"
     batch = score(to_csv([HEADER, *rows]))
-    assert batch.case_ids == ["00123", "00123", "123"]
-    assert batch.warnings == [None, "duplicate case id (also row 1)", None]
+    assert batch.case_ids == ["00123", "00123", "123"]  # repeats are marked when the job is written
+    assert batch.warnings == [None, None, None]
     assert batch.ok.all()
-
-
-def test_duplicate_ids_are_found_across_chunks() -> None:
-    rows = [[f"id{i % 5}", "1", "1", "1", "1"] for i in range(12)]
-    batch = score(to_csv([HEADER, *rows]))
-    assert batch.warnings[:5] == [None] * 5
-    assert batch.warnings[5:] == [f"duplicate case id (also row {i % 5 + 1})" for i in range(5, 12)]
 
 
 def test_problem_text_names_row_column_value_and_reason() -> None:
@@ -481,9 +474,10 @@ def test_unused_columns_are_ignored_but_kept_for_exports() -> None:
     content = to_csv([["id", "notes", *F4, ""], *rows])
     batch = score(content)
     np.testing.assert_array_equal(batch.X, good_x())
-    header, source = read_source_rows(content, None)
-    assert header == ["id", "notes", *F4]
-    assert list(source) == [r[:-1] for r in rows]
+    for layout in ("csv", "plain"):  # what an export keeps, read as any CSV or as a plain one
+        header, source = read_rows(content, layout)
+        assert header == ["id", "notes", *F4]
+        assert list(source) == [r[:-1] for r in rows]
 
 
 def test_blank_lines_are_not_rows() -> None:
@@ -618,7 +612,7 @@ def _attempt(content: bytes) -> None:
     try:
         inspect_upload(content, None, F4)
         list(iter_batches(content, None, F4, 7))
-        _header, rows = read_source_rows(content, None)
+        _header, rows = read_rows(content, "csv")
         list(rows)
     except FileRejected:
         pass

@@ -1,4 +1,4 @@
-"""Large files are stored and read in streaming chunks: the web stores parts as it checks them, the worker spools
+"""Large files are stored and read in streaming blocks: the web stores parts as it checks them, the worker spools
 the stored input to a file and reads it from there."""
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import jobs
-from shared.inputs import PartWriter, spool_input
-from shared.intake import iter_batches
+from shared.intake import Layout, iter_batches
 from shared.intake.batch import UploadSummary
-from shared.intake.plan import Emit, Scanned, scan_plain
+from shared.intake.plain import Emit, Scanned
+from shared.intake.plain import scan as scan_plain
+from shared.jobs.stored import PartWriter
 from shared.schema import JobInputPart, JobKind
 from testkit.support import RF4, jittered_csv, wdbc_csv
 
@@ -66,8 +67,7 @@ def _peak_while_reading(rows: int) -> int:
 def test_reading_memory_does_not_grow_with_the_file():
     small, large = _peak_while_reading(10_000), _peak_while_reading(100_000)
     file_growth = len(jittered_csv(100_000)) - len(jittered_csv(10_000))
-    # Ten times the rows. The one thing kept for the whole file is the duplicate-id index: a 64-bit hash per
-    # case (twice that while it is being merged). Everything else is one chunk, whatever the file's size.
+    # Ten times the rows: nothing is kept for the whole file. Everything is one batch, whatever the file's size.
     assert large - small <= 32 * 90_000, (small, large)
     assert large - small < file_growth / 2, (small, large, file_growth)
 
@@ -80,13 +80,13 @@ def test_the_stored_input_is_spooled_back_byte_for_byte(pg_url):
     model = {"name": "wdbc-rf4", "version": "1.0.0", "sha256": "0" * 64}
     with sessions.begin() as session:
         job_id = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type="text/csv",
-                                 input_format="csv", rows_total=60_000).id  # fmt: skip
+                                 layout=Layout.CSV, input_format="csv", rows_total=60_000).id  # fmt: skip
     with sessions.begin() as session, tempfile.TemporaryFile() as out:
-        assert spool_input(session, job_id, out) == len(content)
+        assert jobs.spool_input(session, job_id, out) == len(content)
         out.seek(0)
         assert out.read() == content
     with sessions.begin() as session, pytest.raises(LookupError):
-        spool_input(session, uuid.uuid4(), io.BytesIO())
+        jobs.spool_input(session, uuid.uuid4(), io.BytesIO())
     engine.dispose()
 
 

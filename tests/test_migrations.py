@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
-from contextlib import closing
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,7 +13,6 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from shared.schema import Base
-from tests.conftest import alembic_config
 
 JOB = (
     "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
@@ -113,34 +109,31 @@ def test_the_migrations_build_what_the_models_describe(empty_db: tuple[str, Conf
     assert differences == []
 
 
-def test_the_embedded_database_upgrades_and_downgrades_with_its_rows(tmp_path: Path) -> None:
-    """`make run` keeps its data in SQLite, where Alembic rebuilds a table to change its keys."""
-    path = tmp_path / "cytoscore.db"
-    config = alembic_config(f"sqlite:///{path}")
-    command.upgrade(config, "0005")
-    job = uuid.uuid4().hex  # SQLAlchemy's Uuid on SQLite: 32 hex digits
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(JOB.replace("%s", "?").replace("now()", "CURRENT_TIMESTAMP"), (job, 3, 3))
-        conn.execute("INSERT INTO job_inputs (job_id, media_type) VALUES (?, 'text/csv')", (job,))
-        conn.executemany("INSERT INTO job_input_parts VALUES (?, ?, ?, ?, x'')", [(job, 0, 1, 2), (job, 1, 3, 1)])
-        conn.executemany(
-            "INSERT INTO results (job_id, row_number, diagnosis, probability_malignant, model_version) "
-            "VALUES (?, ?, 'M', 0.9, 'v')",
-            [(job, row) for row in (1, 2, 3)],
-        )
+def test_upgrade_gives_every_stored_input_the_layout_its_reader_needs(empty_db: tuple[str, Config]) -> None:
+    dsn, config = empty_db
+    command.upgrade(config, "0007")
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    with psycopg.connect(dsn) as conn:
+        stored = {}
+        for name, media, parts in [("json", "application/json", 1), ("xlsx", xlsx, 1), ("csv", "text/csv", 1),
+                                   ("plain", "text/csv", 2)]:  # fmt: skip
+            job = stored[name] = uuid.uuid4()
+            conn.execute(JOB, (job, 3, 3))
+            conn.execute("INSERT INTO job_inputs (job_id, media_type, header) VALUES (%s, %s, %s)",
+                         (job, media, b"id\n" if parts > 1 else None))  # fmt: skip
+            for part in range(parts):
+                conn.execute("INSERT INTO job_input_parts VALUES (%s, %s, 1, 1, '')", (job, part))
+        conn.execute("INSERT INTO job_chunks (job_id, part, attempt, token, claimed_at, done_at, rows_scored, "
+                     "rows_rejected) VALUES (%s, 0, 1, gen_random_uuid(), now(), now(), 2, 0)",
+                     (stored["plain"],))  # fmt: skip
     command.upgrade(config, "head")
-    with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT row_number, part FROM results ORDER BY row_number").fetchall() == [
-            (1, 0), (2, 0), (3, 1)
-        ]  # fmt: skip
-        conn.execute("PRAGMA foreign_keys = ON")  # as shared.db sets it on every connection
-        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-            conn.execute(
-                "INSERT INTO results (job_id, row_number, diagnosis, probability_malignant, model_version, part) "
-                "VALUES (?, 4, 'B', 0.1, 'v', 2)",
-                (job,),
-            )
-    command.downgrade(config, "0005")
-    with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT count(*) FROM results").fetchone() == (3,)
-        assert "part" not in {row[1] for row in conn.execute("PRAGMA table_info(results)")}
+    with psycopg.connect(dsn) as conn:
+        layouts = dict(conn.execute("SELECT job_id, layout FROM job_inputs").fetchall())
+        assert {name: layouts[job] for name, job in stored.items()} == {
+            "json": "json", "xlsx": "xlsx", "csv": "csv", "plain": "plain"}  # fmt: skip
+        assert conn.execute("SELECT part, claims, rows_scored FROM part_claims").fetchall() == [(0, 1, 2)]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE job_inputs SET layout = 'tsv'")
+    command.downgrade(config, "0007")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT part, rows_scored FROM job_chunks").fetchall() == [(0, 2)]

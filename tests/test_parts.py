@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 from shared.intake import FileRejected, Limits, inspect_upload, iter_batches
-from shared.intake.columnar import read_part
-from shared.intake.plan import NotPlain, scan_plain
+from shared.intake.plain import NotPlain, read_batches
+from shared.intake.plain import scan as scan_plain
+from shared.jobs.units import id_hashes, repeated_rows
 from shared.settings import ROOT
 from testkit.support import RF4, ServiceProcess, jittered_csv, wdbc_csv
 from tests.support import post_upload, wait_for_job
+from tests.test_intake import merge
 
 Part = tuple[int, int, bytes]
 
@@ -114,8 +116,9 @@ def test_anything_else_is_left_to_the_full_check(content):
     raise AssertionError("a file that is not plain was taken as plain")
 
 
-def _reference(content: bytes, first_row: int) -> object:
-    [batch] = list(iter_batches(io.BytesIO(content), "x.csv", RF4, 10**6, first_row=first_row, duplicates=False))
+def _reference(content: bytes) -> object:
+    """The same file read record by record by the csv module's reader (the reader of every other CSV)."""
+    [batch] = list(iter_batches(io.BytesIO(content), "x.csv", RF4, 10**6))
     return batch
 
 
@@ -127,11 +130,21 @@ def _same(a: object, b: object) -> None:
         assert getattr(a, field) == getattr(b, field), field
 
 
-def test_a_part_read_by_columns_is_the_batch_read_by_records():
+def test_a_plain_file_reads_as_the_csv_reader_reads_it_in_batches_of_any_size():
     content = _kaggle_layout(wdbc_csv())
-    batch = read_part(content, RF4, 41)
-    assert batch is not None
-    _same(batch, _reference(content, 41))
+    for batch_rows in (10**6, 7):
+        _same(merge(list(read_batches(content, RF4, batch_rows))), _reference(content))
+
+
+def test_a_part_after_the_first_is_read_with_the_header_and_numbered_from_its_first_row():
+    content = jittered_csv(300)
+    header, body = content.split(b"\n", 1)
+    [whole] = list(read_batches(content, RF4, 10**6))
+    part = b"\n".join(body.split(b"\n")[100:])
+    [later] = list(read_batches(part, RF4, 10**6, first_row=101, header=header + b"\n"))
+    assert later.rows.tolist() == list(range(101, 301))
+    assert later.case_ids == whole.case_ids[100:]
+    assert np.array_equal(later.X, whole.X[100:])
 
 
 NUMBERISH = st.sampled_from(
@@ -144,15 +157,12 @@ NUMBERISH = st.sampled_from(
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(NUMBERISH, min_size=4, max_size=4), min_size=1, max_size=6))
-def test_every_value_reads_the_same_by_columns_or_the_part_goes_record_by_record(rows: Sequence[Sequence[str]]):
+def test_every_value_reads_the_same_by_the_plain_reader_as_by_the_csv_reader(rows: Sequence[Sequence[str]]):
     lines = ["id," + ",".join(RF4)] + [f"C{i}," + ",".join(row) for i, row in enumerate(rows, 1)]
     content = ("\n".join(lines) + "\n").encode()
     if b'"' in content or any(len(row) != 4 for row in rows) or any("," in v for row in rows for v in row):
-        return  # not a plain file: never stored in parts
-    batch = read_part(content, RF4, 1)
-    if batch is not None:
-        _same(batch, _reference(content, 1))
-        assert batch.ok.all()
+        return  # not a plain file
+    _same(merge(list(read_batches(content, RF4, 3))), _reference(content))
 
 
 @pytest.fixture
@@ -188,7 +198,7 @@ def _workers(pg_url: str, job_id: str) -> dict[str, int]:
     engine = create_engine(pg_url)
     with engine.connect() as conn:
         found = conn.execute(
-            text("SELECT worker, count(*) FROM job_chunks WHERE job_id = :id AND done_at IS NOT NULL GROUP BY worker"),
+            text("SELECT worker, count(*) FROM part_claims WHERE job_id = :id AND done_at IS NOT NULL GROUP BY worker"),
             {"id": job_id},
         ).all()
     engine.dispose()
@@ -233,13 +243,11 @@ def test_an_upload_refused_halfway_leaves_nothing(parts_app, worker, people, pg_
 
 
 def test_id_hashes_agree_between_worker_processes_and_find_every_repeat():
-    code = "from worker.parts import id_hashes; print(id_hashes(['J17', 'x', None]).tolist())"
+    code = "from shared.jobs.units import id_hashes; print(id_hashes(['J17', 'x', None]).tolist())"
     run = [sys.executable, "-c", code]
     seen = {subprocess.run(run, env={"PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True,
                            cwd=ROOT).stdout for seed in ("1", "2")}  # fmt: skip
     assert len(seen) == 1  # workers hash ids alike, whatever their string-hash seed
-
-    from worker.parts import id_hashes, repeated_rows
 
     first = id_hashes(["a", None, "b", "a", "c"])  # rows 1-5
     second = id_hashes(["b", "x", None])  # rows 6-8

@@ -1,4 +1,4 @@
-"""Progress lands as chunks land: the figures a user watches move while a big job runs."""
+"""Progress lands as batches land: the figures a user watches move while a big job runs."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from shared import jobs
 from shared.db import make_engine, make_sessionmaker
-from shared.queue import make_celery, publish
-from shared.schema import Job, JobStatus, utcnow
+from shared.queue import make_celery
+from shared.schema import Job, utcnow
 from testkit.reliability import (
     FAST,
     RedisServer,
@@ -133,7 +133,7 @@ def test_a_worker_killed_while_holding_a_part_leaves_a_job_the_others_complete_e
     assert query(db, "SELECT count(*) FROM job_input_parts WHERE job_id = %s", [job_id])[0][0] > 50
     wait_running_midway(db, job_id)
     first.stop(signal.SIGKILL)
-    held = query(db, "SELECT count(*) FROM job_chunks WHERE job_id = %s AND done_at IS NULL", [job_id])[0][0]
+    held = query(db, "SELECT count(*) FROM part_claims WHERE job_id = %s AND done_at IS NULL", [job_id])[0][0]
 
     # The next worker joins the attempt through the lead's invitations, or takes a new one once the job's
     # heartbeat is stale; the part the dead worker held is taken again either way.
@@ -142,7 +142,7 @@ def test_a_worker_killed_while_holding_a_part_leaves_a_job_the_others_complete_e
     found = assert_exactly_once(db, [job_id])[job_id]
     assert found["status"] == "succeeded" and found["attempts"] in (1, 2), found
     assert held <= 1
-    assert query(db, "SELECT count(*) FROM job_chunks WHERE job_id = %s AND done_at IS NULL", [job_id])[0][0] == 0
+    assert query(db, "SELECT count(*) FROM part_claims WHERE job_id = %s AND done_at IS NULL", [job_id])[0][0] == 0
 
 
 # 2 -------------------------------------------------------------------------------------------------------------
@@ -188,8 +188,8 @@ def test_a_killed_pool_process_is_retried_and_an_input_that_kills_every_attempt_
     ("how", "grace", "outcome", "stored"),
     [
         ("main process", "120", "finishes", "whole"),  # docker stop / systemd: SIGTERM to the worker; time to finish
-        ("main process", "0", "hands back", "whole"),  # the same with no time left: back to the queue between chunks
-        ("process group", "120", "hands back", "whole"),  # the pool process is signalled too: it stops between chunks
+        ("main process", "0", "hands back", "whole"),  # the same with no time left: back to the queue between batches
+        ("process group", "120", "hands back", "whole"),  # the pool process is signalled too: it stops between batches
         ("main process", "0", "hands back", "in parts"),  # a job stored in parts is handed back between parts
     ],
 )
@@ -350,41 +350,47 @@ def test_of_two_claims_on_one_job_exactly_one_wins_and_a_stale_attempt_cannot_wr
     try:
         job_id = uuid.UUID(_post_case(client, 1))  # no worker reads this scenario's queue: claims by hand
         barrier = threading.Barrier(8)
-        wins: list[int | None] = []
+        wins: list[jobs.Attempt | None] = []
 
         def race() -> None:
             with sessions.begin() as session:
                 barrier.wait()
-                wins.append(jobs.claim(session, job_id, max_attempts=3, stale_after=60))
+                wins.append(jobs.claim_job(session, job_id, max_attempts=3, stale_after=60))
 
         threads = [threading.Thread(target=race) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
-        assert sorted(wins, key=lambda w: w or 0) == [None] * 7 + [1]
+        first = [w for w in wins if w is not None]
+        assert len(wins) == 8 and [w.number for w in first] == [1]
 
         # Attempt 1 goes quiet; attempt 2 takes over; attempt 1 wakes up and can write nothing.
         with sessions.begin() as session:
             quiet = utcnow() - timedelta(seconds=120)
             session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=quiet))
-            assert jobs.claim(session, job_id, max_attempts=3, stale_after=60) == 2
+            second = jobs.claim_job(session, job_id, max_attempts=3, stale_after=60)
+            assert second is not None and second.number == 2
+        stale = jobs.only_part(first[0])
+        for done in (False, True):  # a batch, then the last batch, which would finish the job
+            with pytest.raises(jobs.Superseded), sessions.begin() as session:
+                jobs.write_batch(session, stale, [], scored=1, rejected=0, done=done, id_hashes=None, first_try=True)
         with sessions.begin() as session:
-            assert not jobs.record_progress(session, job_id, 1, scored=1, rejected=0)
-            assert not jobs.heartbeat(session, job_id, 1)
-            assert not jobs.finish(session, job_id, 1, status=JobStatus.SUCCEEDED)
-            assert not jobs.hand_back(session, job_id, 1, reason="late")
+            assert not jobs.heartbeat(session, first[0])
+            assert not jobs.fail(session, first[0], "late")
+            assert not jobs.hand_back(session, first[0], reason="late")
         with sessions.begin() as session:
-            assert jobs.finish(session, job_id, 2, status=JobStatus.SUCCEEDED)
+            unit = jobs.only_part(second)
+            assert jobs.write_batch(session, unit, [], scored=0, rejected=0, done=True, id_hashes=None, first_try=True)
         with sessions.begin() as session:
-            assert jobs.claim(session, job_id, max_attempts=3, stale_after=60) is None  # finished: a no-op
+            assert jobs.claim_job(session, job_id, max_attempts=3, stale_after=60) is None  # finished: a no-op
             _check(session, job_id, "succeeded", 2)
     finally:
         engine.dispose()
 
 
 def _check(session: Session, job_id: uuid.UUID, status: str, attempts: int) -> None:
-    row = jobs.get_job(session, job_id)
+    row = session.get(Job, job_id)
     assert row is not None and (row.status, row.attempts) == (status, attempts)
 
 
@@ -396,7 +402,7 @@ def test_two_workers_handed_the_same_job_write_it_once_with_identical_results(sc
     app = make_celery(scenario.settings())
     try:
         for _ in range(3):
-            assert publish(app, uuid.UUID(job_id))  # four messages for one job, before any worker runs
+            assert jobs.publish(app, uuid.UUID(job_id))  # four messages for one job, before any worker runs
     finally:
         app.close()
     a = scenario.start("worker", "worker-a")
@@ -422,7 +428,7 @@ def test_a_paused_worker_that_wakes_after_its_job_was_taken_over_writes_nothing(
     try:
         scenario.worker("worker-b")
         taken_over = lambda: (j := job(db, job_id))["attempts"] == 2 and (j["done"] > 0 or j["status"] != "running")  # noqa: E731
-        wait_until(taken_over, BACK_IN_PLAY + WORK, "worker b to take over and store a chunk")
+        wait_until(taken_over, BACK_IN_PLAY + WORK, "worker b to take over and store a batch")
     finally:
         kill(child, signal.SIGCONT)
     a.wait_for_log("superseded", 60)

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from shared.features import FEATURES
+from shared.jobs import publish
 from shared.modelstore import load_model
-from shared.queue import make_celery, publish
+from shared.queue import make_celery
 from testkit.support import case_ids, wdbc, wdbc_csv
 from tests.support import post_upload
 

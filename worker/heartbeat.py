@@ -1,7 +1,7 @@
-"""A heartbeat thread for the running job: liveness of the process, not the speed of a chunk.
+"""A heartbeat thread for the running job: liveness of the process, not the speed of a batch.
 
-A chunk that is slow on a loaded machine must not look like a dead worker, so the beat does not wait for
-chunks. A hung task is not kept alive forever by it: the task time limit kills the pool process, and the
+A batch that is slow on a loaded machine must not look like a dead worker, so the beat does not wait for
+batches. A hung task is not kept alive forever by it: the task time limit kills the pool process, and the
 beats stop with it.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 
 from shared import jobs
 from worker.resources import Resources
@@ -18,11 +17,11 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, res: Resources, job_id: uuid.UUID, attempt: int) -> None:
-        self._res, self._job_id, self._attempt = res, job_id, attempt
+    def __init__(self, res: Resources, attempt: jobs.Attempt) -> None:
+        self._res, self._attempt = res, attempt
         self._stop = threading.Event()
         self.lost = threading.Event()  # set when a newer attempt owns the job
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{attempt.job_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -36,9 +35,9 @@ class Heartbeat:
         while not self._stop.wait(self._res.settings.heartbeat_interval):
             try:
                 with self._res.sessions.begin() as session:
-                    alive = jobs.heartbeat(session, self._job_id, self._attempt)
+                    alive = jobs.heartbeat(session, self._attempt)
             except Exception as exc:  # the database may be restarting; the next beat tries again
-                log.warning("job %s: heartbeat failed: %s", self._job_id, type(exc).__name__)
+                log.warning("job %s: heartbeat failed: %s", self._attempt.job_id, type(exc).__name__)
                 continue
             if not alive:
                 self.lost.set()

@@ -11,10 +11,10 @@ from typing import Any
 
 from celery import signals
 
+from shared.jobs import reconcile
 from shared.logs import configure_logging
 from shared.modelstore import ModelIntegrityError
 from shared.queue import make_celery
-from shared.reconcile import reconcile
 from worker import shutdown
 from worker.resources import resources
 
@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
-@signals.setup_logging.connect
+@signals.setup_logging.connect  # type: ignore[untyped-decorator]
 def use_cytoscore_logging(**_: Any) -> None:
     """The same log lines as the web side (JSON outside the embedded mode); Celery's own setup is skipped."""
     configure_logging(resources().settings)
 
 
-@signals.worker_init.connect
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
 def verify_models(**_: Any) -> None:
     """Load every model in the parent before the pool forks; refuse to start on any mismatch."""
     try:
@@ -45,19 +45,19 @@ def verify_models(**_: Any) -> None:
     gc.freeze()
 
 
-@signals.worker_ready.connect
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def start_reconciler(**_: Any) -> None:
     _stop.clear()
     threading.Thread(target=_reconcile_forever, name="cytoscore-reconciler", daemon=True).start()
 
 
-@signals.worker_shutting_down.connect
+@signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
 def start_grace_period(**_: Any) -> None:
-    """Warm shutdown: running jobs get `shutdown_grace` seconds, then are handed back between chunks."""
+    """Warm shutdown: running jobs get `shutdown_grace` seconds, then are handed back between batches."""
     shutdown.begin(resources().settings.shutdown_grace)
 
 
-@signals.worker_shutdown.connect
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
 def stop_reconciler(**_: Any) -> None:
     _stop.set()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import make_engine, make_sessionmaker
+from shared.db import database_url, make_engine, make_sessionmaker
 from shared.modelstore import LoadedModel, list_models, load_model
 from shared.settings import Settings, get_settings
 
@@ -39,7 +39,7 @@ def resources() -> Resources:
     global _current
     if _current is None:
         settings = get_settings()
-        engine = make_engine(settings.database_url)
+        engine = make_engine(database_url(settings))
         _current = Resources(settings, engine, make_sessionmaker(engine))
     elif _current.pid != os.getpid():
         _current.engine.dispose(close=False)

@@ -2,8 +2,8 @@
 
 The main process learns of a warm shutdown (SIGTERM) from Celery; the pool processes that run the jobs do not.
 So the main process writes a deadline into memory shared with its forked pool processes, and the runner reads
-it between chunks. A pool process that gets SIGTERM itself (its whole process group was signalled, or Celery
-cancels its task after losing the broker) hands its job back at the next chunk instead of dying mid-chunk.
+it between batches. A pool process that gets SIGTERM itself (its whole process group was signalled, or Celery
+cancels its task after losing the broker) hands its job back at the next batch instead of dying mid-batch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ _told_to_stop = False
 
 
 def begin(grace: float) -> None:
-    """Main process: running jobs may go on for `grace` seconds, then hand back between chunks."""
+    """Main process: running jobs may go on for `grace` seconds, then hand back between batches."""
     if not _deadline.value:
         _deadline.value = time.time() + grace
 
@@ -33,7 +33,7 @@ def should_hand_back() -> bool:
 
 @contextmanager
 def running_job() -> Iterator[None]:
-    """While a job runs here, a SIGTERM asks it to hand back between chunks instead of killing the process.
+    """While a job runs here, a SIGTERM asks it to hand back between batches instead of killing the process.
 
     Installed per job, not at process start: billiard sets its own SIGTERM handler after Celery's process
     initialiser, and that handler is put back as soon as the job ends (an idle pool process exits as usual).

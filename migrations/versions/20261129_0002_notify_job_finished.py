@@ -1,7 +1,7 @@
 """notify listeners when a job finishes
 
 A trigger, not application code, so every writer (any worker version, the reconciler, an operator's UPDATE)
-wakes `GET /api/v1/jobs/<id>?wait=` the moment the status commits. PostgreSQL only; SQLite has no LISTEN.
+wakes `GET /api/v1/jobs/<id>?wait=` the moment the status commits.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,8 +21,6 @@ CHANNEL = "cytoscore_job_finished"
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(f"""
         CREATE FUNCTION cytoscore_notify_job_finished() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -40,7 +38,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute("DROP TRIGGER jobs_notify_finished ON jobs")
     op.execute("DROP FUNCTION cytoscore_notify_job_finished()")

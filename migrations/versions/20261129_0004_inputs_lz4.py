@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 def _lz4_available() -> bool:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql" or bind.dialect.server_version_info < (14,):
+    if bind.dialect.server_version_info < (14,):
         return False
     return bool(bind.execute(sa.text("SELECT 'lz4' = ANY (enumvals) FROM pg_settings "
                                      "WHERE name = 'default_toast_compression'")).scalar())  # fmt: skip

@@ -1,8 +1,8 @@
 """results name the stored part of the input they were read from; their foreign key points there, not at the job
 
 The key from `results` to `jobs` made PostgreSQL lock the job's row for every result row it checked. When two
-workers write parts of one job at once, both hold that one row's lock, which costs PostgreSQL extra CPU
-(`bench/fk_contention.py`). Each part's rows now reference that part, which only its own writer touches. The guarantee stays whole: a part cannot exist without its job's input, nor the input without
+workers write parts of one job at once, both hold that one row's lock, which costs PostgreSQL extra CPU.
+Each part's rows now reference that part, which only its own writer touches. The guarantee stays whole: a part cannot exist without its job's input, nor the input without
 its job, and deleting any of them still takes the results with it.
 
 Existing rows get the part that holds their row number. A row no part holds stops the upgrade and says how many:

@@ -1,29 +1,29 @@
 """One validator for every way a case comes in (CSV, XLSX, the form, JSON): scored as given or refused.
 
 Every value is read with one number grammar (`numbers`), columns are matched by name (`columns`), and each
-bad value is reported with its row, column, value and reason; nothing is guessed, imputed or clipped.
+bad value is reported with its row, column, value and reason; nothing is guessed, imputed or clipped. Each layout
+of a stored input has one reader (`readers`): plain CSV (`plain`), other CSV (`csvfile`), XLSX (`xlsxfile`) and
+JSON cases (`cases`).
 """
 
 from .batch import Batch, Problem, UploadSummary
 from .cases import validate_cases
 from .errors import FileRejected, Limits
-from .exports import neutralise, template_csv, template_xlsx, write_csv, write_xlsx
-from .upload import inspect_upload, iter_batches, read_source_rows, sniff_format
+from .readers import Layout, read_batches, read_rows
+from .upload import check_whole, inspect_upload, iter_batches, sniff_format
 
 __all__ = [
     "Batch",
     "FileRejected",
+    "Layout",
     "Limits",
     "Problem",
     "UploadSummary",
+    "check_whole",
     "inspect_upload",
     "iter_batches",
-    "neutralise",
-    "read_source_rows",
+    "read_batches",
+    "read_rows",
     "sniff_format",
-    "template_csv",
-    "template_xlsx",
     "validate_cases",
-    "write_csv",
-    "write_xlsx",
 ]

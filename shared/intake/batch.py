@@ -21,7 +21,7 @@ class Problem:
 
 @dataclass
 class Batch:
-    """One chunk of rows, in input order; rejected rows hold NaN in X and say why in `errors`."""
+    """One batch of rows, validated together, in input order; rejected rows hold NaN in X and say why in `errors`."""
 
     rows: npt.NDArray[np.int64]
     case_ids: list[str | None]

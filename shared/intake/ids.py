@@ -1,12 +1,9 @@
-"""Case ids (kept as text), duplicate-id warnings across a whole file, and the optional diagnosis."""
+"""Case ids (kept as text) and the optional diagnosis."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-import numpy as np
-import numpy.typing as npt
 
 from .cells import Typed, number_text
 from .numbers import value_text
@@ -57,41 +54,6 @@ def parse_ids(values: Sequence[object], required: bool) -> tuple[list[str | None
         if reason is not None:
             bad[i] = reason
     return ids, bad
-
-
-class DuplicateIds:
-    """Remember every id seen (as a 64-bit hash, 16 bytes a row) to flag repeats across chunks.
-
-    Only the later occurrences are flagged, naming the first; the first cannot know of later ones in a
-    stream. Python's string hash is stable within one process, which is all this needs; a collision
-    (about 1 in 10^7 for a million ids) could only add a spurious warning, never change a score.
-    """
-
-    def __init__(self) -> None:
-        self._hashes: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        self._rows: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-
-    def check(self, ids: Sequence[str | None], rows: npt.NDArray[np.int64]) -> dict[int, str]:
-        """Warnings by row index within this chunk for ids seen before."""
-        where = np.array([i for i, v in enumerate(ids) if v is not None], dtype=np.int64)
-        if where.size == 0:
-            return {}
-        hashes = np.fromiter((hash(ids[i]) for i in where), np.int64, where.size)
-        mine = rows[where]
-        first = np.full(where.size, -1, dtype=np.int64)
-        if self._hashes.size:
-            pos = np.minimum(np.searchsorted(self._hashes, hashes), self._hashes.size - 1)
-            seen = self._hashes[pos] == hashes
-            first[seen] = self._rows[pos[seen]]
-        unique, first_index, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        first_in_chunk = mine[first_index][inverse]
-        repeat = (first < 0) & (first_in_chunk != mine)
-        first[repeat] = first_in_chunk[repeat]
-        new = first[first_index] < 0
-        at = np.searchsorted(self._hashes, unique[new])  # `unique` is sorted: a linear merge
-        self._hashes = np.insert(self._hashes, at, unique[new])
-        self._rows = np.insert(self._rows, at, mine[first_index][new])
-        return {int(where[i]): f"duplicate case id (also row {first[i]})" for i in np.flatnonzero(first >= 0)}
 
 
 _DIAGNOSES = {"m": "M", "malignant": "M", "b": "B", "benign": "B"}

@@ -34,7 +34,7 @@ INF_WORDS = frozenset({"inf", "infinity", "∞", "1.#inf"})
 
 NOT_FINITE = "is out of range (not finite)"
 
-Cell = tuple[int, int]  # (row index in the chunk, column index in `features`)
+Cell = tuple[int, int]  # (row index in the batch, column index in `features`)
 
 
 def parse_text(text: str, decimal_comma: bool = False) -> tuple[float, str | None]:

@@ -4,9 +4,9 @@ stored input to a temporary file, so its memory does not grow with the file)."""
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from typing import IO
 
-Content = bytes | BinaryIO
+Content = bytes | IO[bytes]
 HEAD = 1 << 20  # enough for the magic numbers and any real header line
 
 
@@ -27,7 +27,7 @@ def size(content: Content) -> int:
     return end
 
 
-def stream(content: Content) -> BinaryIO:
+def stream(content: Content) -> IO[bytes]:
     """A binary stream positioned at the start (bytes are wrapped, not copied into a new buffer twice)."""
     if isinstance(content, bytes):
         return io.BytesIO(content)

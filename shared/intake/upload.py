@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from .batch import Batch, UploadSummary
 from .cells import cell_text, is_blank
@@ -16,7 +17,7 @@ from .validate import BatchBuilder
 from .xlsxfile import OLE2_MAGIC, Workbook, zip_problems
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_CHECK_CHUNK = 10_000
+_CHECK_BATCH = 10_000
 DEFAULT_LIMITS = Limits()
 TOO_MANY_ROWS = "the file has more than {} data rows (the limit)"
 
@@ -95,7 +96,7 @@ def inspect_upload(
     cmap, problems = match_header(source.header, features)
     count, ragged, filled = 0, [], dict[int, int]()
     marks = DecimalMarks() if source.delimiter == ";" and not problems else None
-    chunk: list[list[object]] = []
+    pending: list[list[object]] = []
     try:
         for position, cells in source.rows:
             count += 1
@@ -109,12 +110,12 @@ def inspect_upload(
                 if u not in filled and not is_blank(cells[u]):
                     filled[u] = position
             if marks is not None:
-                chunk.append([cells[i] for i in cmap.feature_index])
-                if len(chunk) == _CHECK_CHUNK:
-                    parse_matrix(chunk, features, all_text=True, marks=marks, row0=count - len(chunk) + 1)
-                    chunk = []
-        if marks is not None and chunk:
-            parse_matrix(chunk, features, all_text=True, marks=marks, row0=count - len(chunk) + 1)
+                pending.append([cells[i] for i in cmap.feature_index])
+                if len(pending) == _CHECK_BATCH:
+                    parse_matrix(pending, features, all_text=True, marks=marks, row0=count - len(pending) + 1)
+                    pending = []
+        if marks is not None and pending:
+            parse_matrix(pending, features, all_text=True, marks=marks, row0=count - len(pending) + 1)
     except FileRejected as exc:
         problems += exc.problems
     if ragged:
@@ -134,25 +135,42 @@ def inspect_upload(
     )
 
 
-def _checked_chunks(source: _Source, cmap: ColumnMap, size: int) -> Iterator[list[list[object]]]:
-    """Chunks of rows of the header's width whose unnamed columns are empty (inspect_upload refuses others)."""
-    chunk: list[list[object]] = []
+def check_size(upload: IO[bytes], limits: Limits) -> int:
+    total = size(upload)
+    if total > limits.max_bytes:
+        raise FileRejected(f"the file is {total} bytes; the limit is {limits.max_bytes} bytes")
+    return total
+
+
+def check_whole(
+    upload: IO[bytes], filename: str | None, features: Sequence[str], limits: Limits = DEFAULT_LIMITS
+) -> tuple[UploadSummary, bytes]:
+    """The record-by-record check of the whole file (in memory); FileRejected lists every problem."""
+    check_size(upload, limits)
+    upload.seek(0)
+    content = upload.read()
+    return inspect_upload(content, filename, features, limits), content
+
+
+def _checked_batches(source: _Source, cmap: ColumnMap, size: int) -> Iterator[list[list[object]]]:
+    """Batches of rows of the header's width whose unnamed columns are empty (inspect_upload refuses others)."""
+    batch: list[list[object]] = []
     for position, cells in source.rows:
         if len(cells) != cmap.width:
             raise FileRejected(f"{source.where(position)} has {len(cells)} fields; the header has {cmap.width}")
-        chunk.append(cells)
-        if len(chunk) == size:
-            _check_unnamed(source, cmap, chunk)
-            yield chunk
-            chunk = []
-    if chunk:
-        _check_unnamed(source, cmap, chunk)
-        yield chunk
+        batch.append(cells)
+        if len(batch) == size:
+            _check_unnamed(source, cmap, batch)
+            yield batch
+            batch = []
+    if batch:
+        _check_unnamed(source, cmap, batch)
+        yield batch
 
 
-def _check_unnamed(source: _Source, cmap: ColumnMap, chunk: list[list[object]]) -> None:
+def _check_unnamed(source: _Source, cmap: ColumnMap, batch: list[list[object]]) -> None:
     for u in cmap.unnamed:
-        column = [cells[u] for cells in chunk]
+        column = [cells[u] for cells in batch]
         if source.format == "csv" and not "".join(column).strip():  # type: ignore[arg-type]
             continue
         if any(not is_blank(v) for v in column):
@@ -163,20 +181,13 @@ def iter_batches(
     content: Content,
     filename: str | None,
     features: Sequence[str],
-    chunk_rows: int,
+    batch_rows: int,
     ranges: Mapping[str, tuple[float, float]] | None = None,
-    *,
-    first_row: int = 1,
-    duplicates: bool = True,
 ) -> Iterator[Batch]:
-    """Validate an upload (that passed inspect_upload) in chunks of `chunk_rows` rows, in order.
-
-    A part of a larger file comes with its header line and the number of its first row; its duplicate ids are
-    found across the whole file by the caller (`duplicates=False`).
-    """
+    """Validate a CSV or XLSX file (that passed inspect_upload) in batches of `batch_rows` rows, in order."""
     features = check_features(features)
-    if chunk_rows < 1:
-        raise ValueError("chunk_rows must be at least 1")
+    if batch_rows < 1:
+        raise ValueError("batch_rows must be at least 1")
     source = _open(content, filename)
     cmap, problems = match_header(source.header, features)
     if problems:
@@ -189,18 +200,17 @@ def iter_batches(
         ranges=ranges,
         all_text=source.format == "csv",
         decimal_comma=source.delimiter == ";",
-        duplicates=duplicates,
     )
-    row0 = first_row
-    for chunk in _checked_chunks(source, cmap, chunk_rows):
-        yield builder.build(row0, chunk)
-        row0 += len(chunk)
+    row0 = 1
+    for rows in _checked_batches(source, cmap, batch_rows):
+        yield builder.build(row0, rows)
+        row0 += len(rows)
 
 
 def read_source_rows(content: Content, filename: str | None) -> tuple[list[str], Iterator[list[str]]]:
     """The header as given and every row's cells as text, in order (an empty unnamed last column dropped)."""
     source = _open(content, filename)
     cmap, _ = match_header(source.header, ())
-    chunks = _checked_chunks(source, cmap, _CHECK_CHUNK)
-    rows = ([cell_text(c) for c in cells[: cmap.kept]] for chunk in chunks for cells in chunk)
+    batches = _checked_batches(source, cmap, _CHECK_BATCH)
+    rows = ([cell_text(c) for c in cells[: cmap.kept]] for batch in batches for cells in batch)
     return source.header[: cmap.kept], rows

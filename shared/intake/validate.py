@@ -11,7 +11,7 @@ import numpy.typing as npt
 from shared.features import CASE_ID, NONZERO
 
 from .batch import Batch, Problem
-from .ids import DuplicateIds, parse_diagnosis, parse_ids
+from .ids import parse_diagnosis, parse_ids
 from .numbers import DecimalMarks, parse_matrix, value_text
 
 Ranges = Mapping[str, tuple[float, float]]
@@ -20,7 +20,10 @@ RANGE_MARGIN = 0.10  # flag values beyond the training range by more than 10 % o
 
 
 class BatchBuilder:
-    """Validate successive chunks of one input; duplicate ids and decimal marks are tracked across them."""
+    """Validate successive batches of one input; its decimal marks are tracked across them.
+
+    Repeated case ids are found across the whole job when its last batch is written (`shared.jobs.units`).
+    """
 
     def __init__(
         self,
@@ -33,7 +36,6 @@ class BatchBuilder:
         all_text: bool = True,
         decimal_comma: bool = False,
         id_required: bool = True,
-        duplicates: bool = True,
     ) -> None:
         self.features = tuple(features)
         self.feature_index = tuple(feature_index)
@@ -41,7 +43,6 @@ class BatchBuilder:
         self.ranges = {f: ranges[f] for f in self.features if ranges and f in ranges}
         self.all_text, self.id_required = all_text, id_required
         self.marks = DecimalMarks() if decimal_comma else None
-        self.duplicates = DuplicateIds() if duplicates else None
 
     def build(self, row0: int, rows: Sequence[Sequence[object]]) -> Batch:
         first, *more = self.feature_index
@@ -55,7 +56,7 @@ class BatchBuilder:
     def build_parsed(
         self, row0: int, X: npt.NDArray[np.float64], ids: Sequence[object], given: Sequence[object] | None
     ) -> Batch:
-        """A chunk whose measurements were already read, every one of them valid (see `implausible`)."""
+        """A batch whose measurements were already read, every one of them valid (see `implausible`)."""
         return self._batch(row0, X, {}, lambda i, j: X[i, j], ids, given)
 
     def implausible(self, X: npt.NDArray[np.float64]) -> dict[tuple[int, int], str]:
@@ -95,9 +96,6 @@ class BatchBuilder:
         ok[list(by_row)] = False
         X[~ok] = np.nan
         notes: dict[int, list[str]] = {}
-        if self.duplicates is not None:
-            for i, note in self.duplicates.check(case_ids, numbers).items():
-                notes.setdefault(i, []).append(note)
         diagnoses = self._diagnoses(n, given, notes)
         return Batch(
             rows=numbers,

@@ -1,4 +1,4 @@
-"""A job's stored input: written and read in parts, a block at a time, so memory does not grow with the file."""
+"""A job's stored input: written in parts, and read back a block at a time, so memory does not grow with the file."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from contextlib import ExitStack
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.schema import JobInputPart
 
-BLOCK = 1 << 20
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # binary COPY's header, read back by _copy_out
 _INSERT_PART = insert(JobInputPart)
 # `%b`: the part's bytes go as a binary parameter, not escaped into text.
@@ -26,7 +25,7 @@ _PIPELINED_PART = (
 class PartWriter:
     """Store a job's input part by part as it is read (its JobInput row must be in the session's transaction).
 
-    On PostgreSQL each part is its own INSERT, sent in pipeline mode: the server compresses and stores a part
+    Each part is its own INSERT, sent in pipeline mode: the server compresses and stores a part
     while the caller checks the next one. `write` does not wait for the answer, only for the socket to take the
     bytes, so the parts on their way stay few however slowly the server stores them. A refused part raises at a
     later `write` or when the block ends; leaving it with an exception, the caller rolls the transaction back.
@@ -43,21 +42,15 @@ class PartWriter:
 
     def __enter__(self) -> PartWriter:
         self._session.flush()
-        connection = self._session.connection()
-        if connection.dialect.name == "postgresql":
-            driver = connection.connection.driver_connection
-            self._cursor = self._stack.enter_context(driver.cursor())  # type: ignore[union-attr]
-            self._stack.enter_context(driver.pipeline())  # type: ignore[union-attr]
+        driver: Any = self._session.connection().connection.driver_connection
+        self._cursor = self._stack.enter_context(driver.cursor())
+        self._stack.enter_context(driver.pipeline())
         return self
 
     def write(self, first_row: int, row_count: int, blocks: Sequence[bytes]) -> None:
         """Store the next part: `blocks` joined are its bytes, holding rows first_row .. + row_count - 1."""
         number, self._parts = self._parts, self._parts + 1
         content = b"".join(blocks)
-        if self._cursor is None:
-            values = {"job_id": self._job_id, "part": number, "first_row": first_row, "row_count": row_count}
-            self._session.connection().execute(_INSERT_PART, {**values, "content": content})
-            return
         self._cursor.execute(_PIPELINED_PART, (self._job_id, number, first_row, row_count, content))
 
     def __exit__(
@@ -72,40 +65,20 @@ def store_whole(session: Session, job_id: uuid.UUID, content: bytes, rows: int) 
     session.connection().execute(_INSERT_PART, values)
 
 
-def part_numbers(session: Session, job_id: uuid.UUID) -> list[int]:
-    query = select(JobInputPart.part).where(JobInputPart.job_id == job_id).order_by(JobInputPart.part)
-    return list(session.scalars(query))
-
-
-def read_part(session: Session, job_id: uuid.UUID, part: int) -> JobInputPart:
-    found = session.get(JobInputPart, (job_id, part))
-    if found is None:
-        raise LookupError(f"job {job_id} has no stored input part {part}")
-    return found
-
-
 def spool_input(session: Session, job_id: uuid.UUID, out: BinaryIO) -> int:
-    """Write the job's input bytes to `out`, part after part; return how many. LookupError if the input is gone."""
-    numbers = part_numbers(session, job_id)
+    """Write the job's whole input to `out`, part after part; return how many bytes. LookupError if it is gone."""
+    query = select(JobInputPart.part).where(JobInputPart.job_id == job_id).order_by(JobInputPart.part)
+    numbers = list(session.scalars(query))
     if not numbers:
         raise LookupError(f"job {job_id} has no stored input")
-    connection = session.connection()
-    written = 0
-    for number in numbers:
-        if connection.dialect.name == "postgresql":
-            written += _copy_out(connection.connection.driver_connection, job_id, number, out)
-        else:
-            written += _slices(session, job_id, number, out)
+    written = sum(spool_part(session, job_id, number, out) for number in numbers)
     out.flush()
     return written
 
 
-def _slices(session: Session, job_id: uuid.UUID, number: int, out: BinaryIO) -> int:
-    where = (JobInputPart.job_id == job_id) & (JobInputPart.part == number)
-    length = int(session.scalar(select(func.length(JobInputPart.content)).where(where)) or 0)
-    for offset in range(0, length, BLOCK):
-        out.write(session.scalar(select(func.substr(JobInputPart.content, offset + 1, BLOCK)).where(where)) or b"")
-    return length
+def spool_part(session: Session, job_id: uuid.UUID, part: int, out: BinaryIO) -> int:
+    """Write one stored part's bytes to `out`, a block at a time; return how many."""
+    return _copy_out(session.connection().connection.driver_connection, job_id, part, out)
 
 
 def _copy_out(conn: Any, job_id: uuid.UUID, number: int, out: BinaryIO) -> int:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import ColumnElement, and_, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.jobs import mark_enqueued
-from shared.queue import publish
+from shared.jobs.claims import GAVE_UP, close_exhausted
+from shared.jobs.send import mark_enqueued, publish
 from shared.schema import Job, JobStatus, utcnow
 from shared.settings import Settings
 
@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x6379_5C0E  # any constant; one advisory lock for the whole cluster
 _PUBLISH_GRACE = timedelta(seconds=5)  # the web request publishes right after its commit
-GAVE_UP = "gave up after"
 
 
 @dataclass
@@ -40,8 +39,6 @@ class Stuck:
 
 
 def _take_lock(session: Session) -> bool:
-    if session.get_bind().dialect.name != "postgresql":
-        return True  # SQLite: the embedded mode has one worker, and writes are serialised anyway
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY}).scalar())
 
 
@@ -68,12 +65,6 @@ def _gave_up(job: Job, now: datetime) -> None:
     )
 
 
-def close_exhausted(job: Job, now: datetime) -> None:
-    """Fail a queued job that has used every attempt (its last was handed back), keeping why the last one ended."""
-    job.status, job.finished_at = JobStatus.FAILED.value, now
-    job.error = f"{GAVE_UP} {job.attempts} attempts" + (f"; {job.error}" if job.error else "")
-
-
 def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[uuid.UUID]:
     """Requeue or give up stale running jobs, close exhausted queued ones; claim the resends. Under the lock."""
     stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
@@ -92,7 +83,7 @@ def _settle(session: Session, settings: Settings, now: datetime, report: Report)
     session.flush()
     to_send = list(session.scalars(select(Job.id).where(_unsent_queued(settings, now)).order_by(Job.created_at)))
     if to_send:  # stamped now, inside the lock, so a second reconciler's round does not send them again
-        session.execute(update(Job).where(Job.id.in_(to_send)).values(enqueued_at=now))
+        mark_enqueued(session, to_send, now)
     return to_send
 
 
@@ -107,7 +98,7 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
     for i, job_id in enumerate(to_send):
         if not publish(celery_app, job_id):  # the broker is down: unmark the rest, so the next round tries again
             with sessions.begin() as session:
-                session.execute(update(Job).where(Job.id.in_(to_send[i:])).values(enqueued_at=None))
+                mark_enqueued(session, to_send[i:], None)
             break
         report.resent.append(job_id)
     if report.requeued or report.gave_up or report.resent:
@@ -118,15 +109,6 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
             [str(j) for j in report.resent],
         )
     return report
-
-
-def send(sessions: sessionmaker[Session], celery_app: Celery, job_id: uuid.UUID) -> bool:
-    """Publish a job id and note when; on a broker failure the reconciler sends it later."""
-    if not publish(celery_app, job_id):
-        return False
-    with sessions.begin() as session:
-        mark_enqueued(session, job_id)
-    return True
 
 
 def stuck_jobs(session: Session, settings: Settings, *, failed_within: timedelta = timedelta(hours=24)) -> list[Stuck]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
@@ -17,15 +16,17 @@ from typing import Any, BinaryIO, TypeVar
 from sqlalchemy.orm import Session, object_session
 
 from api import results
+from shared import jobs
 from shared.features import ALIASES, canonical
-from shared.inputs import spool_input
-from shared.intake import Batch, iter_batches, neutralise, read_source_rows, validate_cases, write_xlsx
+from shared.intake import Batch, read_batches, read_rows
 from shared.intake.numbers import NUMBER
 from shared.schema import Job, JobInput
+from shared.spreadsheets import neutralise, write_xlsx
 
 T = TypeVar("T")
 INPUT_PREFIX = "input:"
 PROBLEM_FIELDS = ("row", "case_id", "column", "value", "reason")
+_BATCH_ROWS = 20_000
 
 
 def _content(source: JobInput) -> BinaryIO:
@@ -33,20 +34,15 @@ def _content(source: JobInput) -> BinaryIO:
     session = object_session(source)
     assert session is not None
     spooled = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the last reference (the rows iterator)
-    spool_input(session, source.job_id, spooled)
+    jobs.spool_input(session, source.job_id, spooled)
     spooled.seek(0)
     return spooled
 
 
 def _source(job: Job, source: JobInput) -> tuple[list[str], Iterator[list[str]]]:
     """The input's own columns and rows, as text, in input order."""
-    if job.input_format == "json":
-        with _content(source) as spooled:
-            cases: list[dict[str, Any]] = json.load(spooled)["cases"]
-        header = list(dict.fromkeys(key for case in cases for key in case))
-        return header, ([_text(case.get(key)) for key in header] for case in cases)
     spooled = _content(source)
-    header, rows = read_source_rows(spooled, job.input_filename)
+    header, rows = read_rows(spooled, source.layout, job.input_filename)
     return header, _closing(spooled, rows)
 
 
@@ -54,10 +50,6 @@ def _closing(spooled: BinaryIO, items: Iterator[T]) -> Iterator[T]:
     """Yield the items, closing the spooled file when they run out (or when the consumer stops early)."""
     with spooled:
         yield from items
-
-
-def _text(value: object) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
 def _feature_columns(header: Sequence[str]) -> set[int]:
@@ -103,7 +95,7 @@ def table(session: Session, job: Job, source: JobInput, *, typed: bool) -> tuple
     return header, rows()
 
 
-def csv_chunks(header: Sequence[str], rows: Iterator[Sequence[Any]], every: int = 5000) -> Iterator[str]:
+def csv_stream(header: Sequence[str], rows: Iterator[Sequence[Any]], every: int = 5000) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([neutralise(name) for name in header])
@@ -127,14 +119,9 @@ def problems(job: Job, source: JobInput, model: dict[str, Any]) -> Iterator[list
 
     The input is spooled now, inside the request; the lines are made as they are streamed.
     """
-    features = model["features"]
-    if job.input_format == "json":
-        with _content(source) as spooled:
-            batches: Iterator[Batch] = iter([validate_cases(json.load(spooled)["cases"], features)])
-    else:
-        spooled = _content(source)
-        batches = _closing(spooled, iter_batches(spooled, job.input_filename, features, 20_000))
-    return _problem_lines(batches)
+    spooled = _content(source)
+    batches = read_batches(spooled, source.layout, model["features"], _BATCH_ROWS, filename=job.input_filename)
+    return _problem_lines(_closing(spooled, batches))
 
 
 def _problem_lines(batches: Iterator[Batch]) -> Iterator[list[Any]]:

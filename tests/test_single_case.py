@@ -19,10 +19,9 @@ from api.waiting import APPLICATION_NAME, CHANNEL, wait_until_finished
 from shared import jobs
 from shared.db import make_engine, make_sessionmaker
 from shared.features import FEATURES
+from shared.jobs.reconciler import _LOCK_KEY as RECONCILE_LOCK
 from shared.modelstore import load_model
-from shared.queue import make_celery, publish
-from shared.reconcile import _LOCK_KEY as RECONCILE_LOCK
-from shared.reconcile import reconcile
+from shared.queue import make_celery
 from shared.schema import Job, utcnow
 from testkit.support import cli_env, wdbc, wdbc_csv
 from tests.support import post_upload, wait_for_job
@@ -101,7 +100,7 @@ def test_a_job_not_finished_within_the_wait_answers_202_with_the_job(idle_app, p
     body = response.get_json()
     assert body["status"] == "queued" and response.headers["Location"] == body["url"]
     with sessions.begin() as session:  # committed, where any worker can find it
-        assert jobs.get_job(session, uuid.UUID(body["id"])).status == "queued"
+        assert session.get(Job, uuid.UUID(body["id"])).status == "queued"
 
 
 def test_several_cases_get_one_result_each_and_a_rejected_one_keeps_its_reason(client, sessions):
@@ -118,8 +117,8 @@ def test_several_cases_get_one_result_each_and_a_rejected_one_keeps_its_reason(c
 
 
 def _die_in(target: str, job_id: str, env: dict[str, str], *, after: bool = False) -> int:
-    """Run the worker's fast path for one delivery in a process of its own, killed (SIGKILL) when it calls
-    `target` (a module's attribute), or right after the call returns."""
+    """Run the worker loop for one delivery in a process of its own, killed (SIGKILL) when it calls `target`
+    (a module's attribute), or right after the call returns."""
     code = (
         "import importlib, os, signal, sys, uuid\n"
         "module_name, name = sys.argv[1].rsplit('.', 1)\n"
@@ -130,9 +129,10 @@ def _die_in(target: str, job_id: str, env: dict[str, str], *, after: bool = Fals
         "        real(*args, **kwargs)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "setattr(module, name, die)\n"
-        "from worker.fastpath import run_fast\n"
+        "from worker.celery_app import app\n"
+        "from worker.loop import run\n"
         "from worker.resources import resources\n"
-        "run_fast(resources(), uuid.UUID(sys.argv[2]))\n"
+        "run(resources(), app, uuid.UUID(sys.argv[2]))\n"
     )
     argv = [sys.executable, "-c", code, target, job_id, "after" if after else "at"]
     return subprocess.run(argv, env=cli_env(env), timeout=120).returncode
@@ -140,29 +140,29 @@ def _die_in(target: str, job_id: str, env: dict[str, str], *, after: bool = Fals
 
 def _state(sessions, job_id: str) -> tuple[str, int, int]:
     with sessions.begin() as session:
-        job = jobs.get_job(session, uuid.UUID(job_id))
+        job = session.get(Job, uuid.UUID(job_id))
         return job.status, job.attempts, _result_counts(sessions, job_id)[0]
 
 
-def test_a_fast_path_killed_before_its_claim_commits_leaves_the_job_queued(
+def test_a_worker_killed_before_its_claim_commits_leaves_the_job_queued(
     idle_app, people, sessions, service_env, settings, worker
 ):
     job_id = people["lab"].client(idle_app).post("/api/v1/jobs", json={"cases": [_case(6)]}).get_json()["id"]
-    assert _die_in("worker.fastpath._claim", job_id, service_env, after=True) == -9
+    assert _die_in("shared.jobs.claim_job", job_id, service_env, after=True) == -9
     assert _state(sessions, job_id) == ("queued", 0, 0)  # the claim rolled back with the process
     app = make_celery(settings)
-    assert publish(app, uuid.UUID(job_id))
+    assert jobs.publish(app, uuid.UUID(job_id))
     app.close()
     assert wait_for_job(people["lab"].client(idle_app), job_id)["status"] == "succeeded"
     assert _state(sessions, job_id) == ("succeeded", 1, 1)
 
 
-def test_a_fast_path_killed_before_its_results_commit_is_run_again_and_written_once(
+def test_a_worker_killed_before_its_results_commit_is_run_again_and_written_once(
     idle_app, people, sessions, service_env, worker
 ):
     client = people["lab"].client(idle_app)
     job_id = client.post("/api/v1/jobs", json={"cases": [_case(7)]}).get_json()["id"]
-    assert _die_in("worker.fastpath._insert_results", job_id, service_env) == -9
+    assert _die_in("shared.jobs.units.write_results", job_id, service_env) == -9
     assert _state(sessions, job_id) == ("running", 1, 0)  # the attempt counts; nothing of it was written
     with sessions.begin() as session:  # time passes: the killed attempt's heartbeat goes stale
         quiet = utcnow() - timedelta(hours=1)
@@ -172,7 +172,7 @@ def test_a_fast_path_killed_before_its_results_commit_is_run_again_and_written_o
     assert _state(sessions, job_id) == ("succeeded", 2, 1)
 
 
-def test_an_input_that_kills_every_fast_attempt_ends_failed_after_the_attempt_limit(
+def test_an_input_that_kills_every_attempt_ends_failed_after_the_attempt_limit(
     idle_app, people, sessions, service_env, settings
 ):
     job_id = people["lab"].client(idle_app).post("/api/v1/jobs", json={"cases": [_case(8)]}).get_json()["id"]
@@ -180,17 +180,17 @@ def test_an_input_that_kills_every_fast_attempt_ends_failed_after_the_attempt_li
     for attempt in range(1, settings.max_attempts + 1):
         time.sleep(0.6)  # the previous attempt's heartbeat is stale for these processes
         # The scoring itself crashes the process.
-        assert _die_in("worker.fastpath.validate_cases", job_id, {**service_env, **quick}) == -9
+        assert _die_in("worker.loop.result_rows", job_id, {**service_env, **quick}) == -9
         assert _state(sessions, job_id) == ("running", attempt, 0)
     time.sleep(0.6)
     app = make_celery(settings.model_copy(update={"queue": f"nobody-reads-{uuid.uuid4().hex[:6]}"}))
     try:
-        report = reconcile(sessions, app, settings.model_copy(update={"heartbeat_stale_after": 0.5}))
+        report = jobs.reconcile(sessions, app, settings.model_copy(update={"heartbeat_stale_after": 0.5}))
     finally:
         app.close()
     assert report.gave_up == [uuid.UUID(job_id)]
     with sessions.begin() as session:
-        job = jobs.get_job(session, uuid.UUID(job_id))
+        job = session.get(Job, uuid.UUID(job_id))
         assert (job.status, job.attempts) == ("failed", settings.max_attempts)
         assert job.error.startswith("gave up after")
 
@@ -251,8 +251,8 @@ def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) ->
         "def defect(*args, **kwargs):\n"
         "    raise RuntimeError('radius_mean 17.99 is not what this code expected')\n"
         "setattr(importlib.import_module(module_name), name, defect)\n"
-        "from shared import jobs\n"
         "from shared.logs import configure_logging\n"
+        "from shared.schema import Job\n"
         "from worker.resources import resources\n"
         "from worker.tasks import score_job\n"
         "res = resources()\n"
@@ -260,7 +260,7 @@ def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) ->
         "for _ in range(int(sys.argv[3])):\n"
         "    outcome = score_job(sys.argv[2])\n"
         "    with res.sessions.begin() as session:\n"
-        "        job = jobs.get_job(session, uuid.UUID(sys.argv[2]))\n"
+        "        job = session.get(Job, uuid.UUID(sys.argv[2]))\n"
         "        print(json.dumps([outcome, job.status, job.attempts, job.error]))\n"
     )
     argv = [sys.executable, "-c", code, target, job_id, str(deliveries)]
@@ -272,8 +272,8 @@ def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) ->
 @pytest.mark.parametrize(
     ("source", "target", "place"),
     [
-        ("json", "worker.fastpath.result_rows", ("worker/fastpath.py:", "in _score)")),
-        ("csv", "worker.runner._score_all", ("worker/runner.py:", "in whole)")),
+        ("json", "worker.loop.result_rows", ("worker/loop.py:", "in _score_unit)")),
+        ("csv", "worker.loop.result_rows", ("worker/loop.py:", "in _score_unit)")),
     ],
 )
 def test_a_defect_in_the_worker_is_named_on_the_job_and_fails_it_at_the_attempt_limit(
@@ -325,16 +325,16 @@ def test_a_job_handed_back_at_its_last_attempt_fails_saying_why(
         lock.execute("SELECT pg_advisory_lock(%s)", (RECONCILE_LOCK,))
         for _ in range(limit):  # a worker stopped during every attempt (deploys, say)
             with sessions.begin() as session:
-                attempt = jobs.claim(session, uuid.UUID(job_id), max_attempts=limit, stale_after=30)
-                reason = f"attempt {attempt} handed back: its worker was stopping"
-                assert jobs.hand_back(session, uuid.UUID(job_id), attempt, reason=reason)
+                attempt = jobs.claim_job(session, uuid.UUID(job_id), max_attempts=limit, stale_after=30)
+                reason = f"attempt {attempt.number} handed back: its worker was stopping"
+                assert jobs.hand_back(session, attempt, reason=reason)
         assert client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] == "queued"
         if closer == "a delivery":
             assert _deliver(job_id, {**service_env, "CYTOSCORE_QUEUE": idle_app.config["CYTOSCORE"].queue}) == "failed"
     if closer == "the reconciler":  # ours, or the session worker's: the same code closes it
         app = make_celery(settings.model_copy(update={"queue": idle_app.config["CYTOSCORE"].queue}))
         try:
-            reconcile(sessions, app, settings)
+            jobs.reconcile(sessions, app, settings)
         finally:
             app.close()
     job = wait_for_job(client, job_id)  # a reconciler holding the lock just now may still be committing

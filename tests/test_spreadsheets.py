@@ -10,15 +10,8 @@ import openpyxl
 import pytest
 
 from shared.features import FEATURES
-from shared.intake import (
-    FileRejected,
-    inspect_upload,
-    neutralise,
-    template_csv,
-    template_xlsx,
-    write_csv,
-    write_xlsx,
-)
+from shared.intake import FileRejected, inspect_upload
+from shared.spreadsheets import neutralise, template_csv, template_xlsx, write_csv, write_xlsx
 
 
 @pytest.mark.parametrize(
