@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install browser run test lint lock train bench bench-peers profile deploy-check compose-smoke clean
+.PHONY: install system browser run test lint lock train bench bench-peers profile deploy-check compose-smoke clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,14 +15,19 @@ $(STAMP): requirements/dev.lock pyproject.toml
 
 install: $(STAMP)
 
+# The PDF report lays its text out with Pango (WeasyPrint), in DejaVu: Debian's packages, when they are missing.
+system:
+	@ldconfig -p | grep -q libpangoft2-1.0 && fc-list | grep -qi dejavu || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core; }
+
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-run: install
+run: install system
 	$(BIN)/cytoscore run
 
-test: install browser
+test: install system browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

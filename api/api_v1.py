@@ -131,7 +131,8 @@ def create_job() -> ResponseReturnValue:
         upload = request.files.get("file")
         if upload is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
-        return _accepted(submit_upload(upload.stream, upload.filename, request.form.get("model") or None))
+        model, explain = request.form.get("model") or None, request.args.get("explain")
+        return _accepted(submit_upload(upload.stream, upload.filename, model, explain))
     except FileRejected as exc:
         return _rejected(exc.problems)
     except UnknownModel as exc:
@@ -145,7 +146,7 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
     if model is not None and not isinstance(model, str):
         return _rejected(['"model" must be a model name'])
     check_cases(body["cases"], model)
-    return _accepted(submit_cases(body["cases"], model, JobKind.FORM))
+    return _accepted(submit_cases(body["cases"], model, JobKind.FORM, request.args.get("explain")))
 
 
 @bp.get("/jobs/<job_id>")
@@ -222,7 +223,8 @@ def get_errors(job_id: str) -> ResponseReturnValue:
 
 
 MODEL_KEYS = (
-    "name", "version", "sha256", "engine", "features", "metrics", "best_params", "sklearn_version", "feature_ranges",
+    "name", "version", "sha256", "engine", "features", "metrics", "calibration", "best_params", "sklearn_version",
+    "feature_ranges",
 )  # fmt: skip
 
 

@@ -89,8 +89,8 @@ def histogram(counts: list[int]) -> Histogram:
     total = sum(counts)
     above = sum(b.count for b in bars if b.malignant_side)
     summary = (
-        f"{total:,} scored cases: {above:,} with a probability of malignancy of 0.5 or more, "
-        f"{total - above:,} below 0.5."
+        f"{total:,} scored {'case' if total == 1 else 'cases'}: {above:,} with a probability of malignancy of 0.5 or "
+        f"more, {total - above:,} below 0.5."
     )
     return Histogram(
         width=WIDTH,
@@ -105,3 +105,145 @@ def histogram(counts: list[int]) -> Histogram:
         total=total,
         summary=summary,
     )
+
+
+CONTRIB_WIDTH, CONTRIB_ROW, CONTRIB_LABEL = 440, 28, 150  # the label column on the left, one row per measurement
+CONTRIB_TOP, CONTRIB_BOTTOM, CONTRIB_RIGHT = 26, 34, 16
+
+
+@dataclass(frozen=True)
+class Push:
+    """One measurement's bar: to the right it pushed the answer toward M, to the left toward B."""
+
+    label: str
+    value: float
+    x: float
+    y: float
+    width: float
+    height: float
+    label_y: float
+    toward_m: bool
+
+    @property
+    def words(self) -> str:
+        direction = "toward malignant" if self.toward_m else "toward benign"
+        return f"{self.label}: {self.value:+.3f} ({direction})"
+
+
+@dataclass(frozen=True)
+class Contributions:
+    width: int
+    height: int
+    pushes: list[Push]
+    zero_x: float
+    top: float
+    baseline: float
+    left: float
+    right: float
+    x_ticks: list[Tick]
+    base: float
+    total: float
+    summary: str
+
+
+def contributions(labels: dict[str, str], base: float, values: dict[str, float], probability: float) -> Contributions:
+    """Horizontal bars from a zero line, largest push first; `labels` names each feature for people."""
+    ordered = sorted(values.items(), key=lambda item: (-abs(item[1]), item[0]))
+    span = max((abs(v) for _, v in ordered), default=0.0) or 1.0
+    height = CONTRIB_TOP + CONTRIB_ROW * len(ordered) + CONTRIB_BOTTOM
+    left, right = CONTRIB_LABEL, CONTRIB_WIDTH - CONTRIB_RIGHT
+    zero = (left + right) / 2
+    half = (right - left) / 2
+    pushes = []
+    for i, (name, value) in enumerate(ordered):
+        y = CONTRIB_TOP + i * CONTRIB_ROW
+        length = half * abs(value) / span
+        pushes.append(
+            Push(
+                label=labels.get(name, name),
+                value=value,
+                x=round(zero if value >= 0 else zero - length, 2),
+                y=round(y + 5, 2),
+                width=round(max(length, 0.5), 2),
+                height=CONTRIB_ROW - 10,
+                label_y=round(y + CONTRIB_ROW / 2, 2),
+                toward_m=value > 0,
+            )
+        )
+    baseline = CONTRIB_TOP + CONTRIB_ROW * len(ordered)
+    ticks = [Tick(round(zero + half * f, 2), baseline + 16, f"{f * span:+.2f}" if f else "0") for f in (-1, 0, 1)]
+    toward_m = [p.label for p in pushes if p.toward_m][:2]
+    toward_b = [p.label for p in pushes if not p.toward_m][:2]
+    summary = (
+        f"The model's average answer is {base:.3f}; the measurements bring it to {probability:.3f}. "
+        + (f"Pushed most toward malignant: {', '.join(toward_m)}. " if toward_m else "")
+        + (f"Pushed most toward benign: {', '.join(toward_b)}." if toward_b else "")
+    ).strip()
+    return Contributions(
+        width=CONTRIB_WIDTH,
+        height=height,
+        pushes=pushes,
+        zero_x=round(zero, 2),
+        top=CONTRIB_TOP - 8,
+        baseline=baseline,
+        left=left,
+        right=right,
+        x_ticks=ticks,
+        base=base,
+        total=probability,
+        summary=summary,
+    )
+
+
+RELIABILITY_SIZE, RELIABILITY_PAD = 320, 44
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    predicted: float
+    observed: float
+    count: int
+    radius: float
+
+    @property
+    def label(self) -> str:
+        cases = "case" if self.count == 1 else "cases"
+        return f"predicted {self.predicted:.2f}, observed {self.observed:.2f} ({self.count} {cases})"
+
+
+@dataclass(frozen=True)
+class Reliability:
+    size: int
+    low: float  # the plot's corner in SVG units: (low, high) is 0 predicted, 0 observed
+    high: float
+    points: list[Point]
+    path: str  # the polyline through the points
+    ticks: list[Tick]
+    summary: str
+
+
+def reliability(bins: list[dict[str, float]], brier: float) -> Reliability:
+    """A reliability diagram: each bin's mean predicted probability against the share that was malignant."""
+    low, high = RELIABILITY_PAD, RELIABILITY_SIZE - 12
+    span = high - low
+    most = max((b["count"] for b in bins), default=1)
+    points = [
+        Point(
+            x=round(low + span * b["predicted"], 2),
+            y=round(high - span * b["observed"], 2),
+            predicted=b["predicted"],
+            observed=b["observed"],
+            count=int(b["count"]),
+            radius=round(3 + 5 * (b["count"] / most) ** 0.5, 2),
+        )
+        for b in bins
+    ]
+    path = " ".join(f"{p.x},{p.y}" for p in points)
+    ticks = [Tick(round(low + span * v, 2), round(high - span * v, 2), f"{v:g}") for v in (0, 0.5, 1)]
+    worst = max(points, key=lambda p: abs(p.predicted - p.observed), default=None)
+    summary = f"Brier score {brier:.3f} on the held-out cases (0 is perfect; always answering 0.5 scores 0.25)." + (
+        f" The furthest bin from the diagonal: {worst.label}." if worst else ""
+    )
+    return Reliability(RELIABILITY_SIZE, low, high, points, path, ticks, summary)

@@ -94,11 +94,6 @@ def _record(r: Result) -> dict[str, Any]:
     }
 
 
-def first_result(session: Session, job: Job) -> dict[str, Any] | None:
-    r = session.scalar(select(Result).where(Result.job_id == job.id).order_by(Result.row_number).limit(1))
-    return _record(r) if r is not None else None
-
-
 def flag_counts(session: Session, job: Job) -> dict[str, int]:
     rejected, flagged = session.execute(
         select(func.count(Result.error), func.count(Result.out_of_range)).where(Result.job_id == job.id)
@@ -129,6 +124,16 @@ def diagnosis_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UU
         for job_id, diagnosis, n in session.execute(query):
             out[job_id][str(diagnosis)] = n
     return out
+
+
+def single_case_ids(session: Session, listed: list[Job]) -> dict[uuid.UUID, str | None]:
+    """The case id of each single case among the jobs (None for a case sent without one, or not yet scored)."""
+    ids = [job.id for job in listed if job.rows_total == 1 and job.input_format == "json"]
+    found: dict[uuid.UUID, str | None] = dict.fromkeys(ids)
+    if ids:
+        query = select(Result.job_id, Result.case_id).where(Result.job_id.in_(ids), Result.row_number == 1)
+        found.update({job_id: case_id for job_id, case_id in session.execute(query)})
+    return found
 
 
 def seconds_left(job: Job, now: datetime) -> float | None:

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from api import charts, feature_labels, job_views, results
+from api import cases, charts, feature_labels, job_views, reports, results
 from api.access import record, visible_jobs
 from api.api_v1 import find_job
 from api.database import db
@@ -124,8 +124,9 @@ def upload() -> ResponseReturnValue:
 @bp.get("/jobs")
 def job_list() -> ResponseReturnValue:
     listed = visible_jobs()
-    counts = job_views.diagnosis_counts(db(), [j.id for j in listed])
-    return render_template("jobs.html", jobs=listed, counts=counts)
+    session = db()
+    counts = job_views.diagnosis_counts(session, [j.id for j in listed])
+    return render_template("jobs.html", jobs=listed, counts=counts, cases=job_views.single_case_ids(session, listed))
 
 
 @bp.get("/jobs/<job_id>")
@@ -136,7 +137,10 @@ def job_page(job_id: str) -> ResponseReturnValue:
     session.commit()
     query = job_views.TableQuery.from_args(request.args)
     context: dict[str, Any] = {}
-    if job.status == JobStatus.SUCCEEDED.value:
+    case = cases.view(session, job, model_meta(job.model_name))
+    if case is not None:
+        context.update(case=case, single_case_id=case.case_id)
+    elif job.status == JobStatus.SUCCEEDED.value:
         rows, matching = job_views.table_page(session, job, query)
         context.update(
             rows=rows,
@@ -145,7 +149,6 @@ def job_page(job_id: str) -> ResponseReturnValue:
             counts=results.counts(session, job),
             flags=job_views.flag_counts(session, job),
             chart=charts.histogram(job_views.probability_bins(session, job)),
-            answer=job_views.first_result(session, job) if job.kind == JobKind.FORM and job.rows_total == 1 else None,
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
     return render_template(
@@ -159,6 +162,35 @@ def job_page(job_id: str) -> ResponseReturnValue:
     )
 
 
+def _single_case(job_id: str) -> cases.Case:
+    """The finished single case of this job, or 404 (a job of several rows, or not finished)."""
+    job = find_job(job_id)
+    case = cases.view(db(), job, model_meta(job.model_name))
+    if case is None:
+        abort(404, description="this job is not a single case that has been scored")
+    return case
+
+
+@bp.get("/jobs/<job_id>/case")
+def case_card(job_id: str) -> ResponseReturnValue:
+    """The answer card of a single case, as a fragment of HTML (the form's script shows it under the form)."""
+    case = _single_case(job_id)
+    record("job.view", case.job, detail="answer card")
+    db().commit()
+    return render_template("_case.html", case=case, notice=results.NOTICE)
+
+
+@bp.get("/jobs/<job_id>/report.pdf")
+def case_report(job_id: str) -> ResponseReturnValue:
+    """The single case's report as a PDF, made from the same template as its page."""
+    case = _single_case(job_id)
+    record("job.download", case.job, detail="report as PDF")
+    db().commit()
+    pdf = reports.pdf(render_template("report.html", case=case, notice=results.NOTICE))
+    name = f"cytoscore-case-{case.job.id}.pdf"
+    return pdf, 200, {"Content-Type": "application/pdf", "Content-Disposition": f'attachment; filename="{name}"'}
+
+
 @bp.get("/models")
 def model_list() -> ResponseReturnValue:
     return render_template("models.html", models=all_models(), default=model_meta(None)["name"])
@@ -170,9 +202,11 @@ def model_page(name: str) -> ResponseReturnValue:
         model = model_meta(name)
     except UnknownModel as exc:
         abort(404, description=str(exc.args[0]))
+    calibration = model.get("calibration")
     return render_template(
         "model.html",
         model=model,
+        reliability=charts.reliability(calibration["bins"], calibration["brier"]) if calibration else None,
         fields=feature_labels.fields(model),
         default=model_meta(None)["name"],
         notice=results.NOTICE,
@@ -187,3 +221,21 @@ def _thousands(value: int | None) -> str:
 @bp.app_template_filter("percent")
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "–"
+
+
+@bp.app_template_filter("plural")
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    """ "1 row", "2 rows", "1,000 cases" (`many` for an irregular plural)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+@bp.app_template_filter("probability")
+def _probability(p: float | None) -> str:
+    """P(malignant) as shown to people: never a certain 0.000 or 1.000 from a model."""
+    if p is None:
+        return "–"
+    if p < 0.01:
+        return "< 0.01"
+    if p > 0.99:
+        return "> 0.99"
+    return f"{p:.3f}"

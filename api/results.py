@@ -38,6 +38,7 @@ _OF_JOB = (
         Result.out_of_range,
         Result.warning,
         Result.error,
+        Result.explanation,
     )
     .where(Result.job_id == bindparam("job_id"))
     .order_by(Result.row_number)
@@ -68,6 +69,7 @@ def _record(job: Job, r: Row[Any] | Any) -> dict[str, Any]:
         "out_of_range": r.out_of_range,
         "warning": r.warning,
         "error": r.error,
+        "explanation": r.explanation,  # {"base", "contributions": {feature: value}}, or None when not asked for
     }
 
 

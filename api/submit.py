@@ -38,10 +38,23 @@ def _settings() -> Settings:
     return current_app.config["CYTOSCORE"]  # type: ignore[no-any-return]
 
 
-def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | None) -> Job:
+def explain_wanted(asked: str | None, rows: int) -> bool:
+    """Whether a job's rows get their contributions: a single case unless `explain=0`, other jobs with `explain=1`,
+    up to `explain_max_rows` rows. FileRejected for anything else."""
+    if asked not in (None, "", "0", "1"):
+        raise FileRejected(["`explain` must be 0 or 1"])
+    wanted = asked == "1" or (not asked and rows == 1)
+    limit = _settings().explain_max_rows
+    if wanted and rows > limit:
+        raise FileRejected([f"explanations are computed for at most {limit:,} rows, and this job has {rows:,}: "
+                            "send it without explain=1"])  # fmt: skip
+    return wanted
+
+
+def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | None, explain: str | None = None) -> Job:
     """Check the uploaded file (on disk, a block at a time) while storing it in parts, then queue it.
 
-    Raises FileRejected with every whole-file problem; nothing is stored then.
+    Raises FileRejected with every whole-file problem; nothing is stored then. `explain`: see `explain_wanted`.
     """
     require(Role.LAB, Role.ADMIN)
     model = model_meta(model_name)
@@ -56,15 +69,16 @@ def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | Non
 
     try:
         job = jobs.create_upload(session, model=model, filename=filename, scan=scan_plain,
-                                 owner_id=current_user.user_id)  # fmt: skip
+                                 owner_id=current_user.user_id,
+                                 explain=lambda rows: explain_wanted(explain, rows))  # fmt: skip
     except NotPlain:
         session.rollback()  # nothing of the first pass stays; the full check decides
         summary, content = check_whole(upload, filename, model["features"], limits)
         media, layout = ("text/csv", Layout.CSV) if summary.format == "csv" else (XLSX, Layout.XLSX)
         job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=media,
                               layout=layout, input_format=summary.format, rows_total=summary.rows_total,
-                              filename=filename, delimiter=summary.delimiter,
-                              owner_id=current_user.user_id)  # fmt: skip
+                              filename=filename, delimiter=summary.delimiter, owner_id=current_user.user_id,
+                              explain=explain_wanted(explain, summary.rows_total))  # fmt: skip
     except BaseException:
         session.rollback()
         raise
@@ -83,9 +97,12 @@ def check_cases(cases: object, model_name: str | None) -> Batch:
     return validate_cases(cases, model["features"], feature_ranges(model))
 
 
-def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, kind: JobKind) -> Job:
+def submit_cases(
+    cases: Sequence[Mapping[str, object]], model_name: str | None, kind: JobKind, explain: str | None = None
+) -> Job:
     """Store and queue cases that passed `check_cases`'s structural checks (row problems travel with the job)."""
     model = model_meta(model_name)
+    explained = explain_wanted(explain, len(cases))
     content = json.dumps({"cases": list(cases)}, separators=(",", ":"), allow_nan=False).encode()
     return _commit_and_queue(
         kind=kind,
@@ -95,6 +112,7 @@ def submit_cases(cases: Sequence[Mapping[str, object]], model_name: str | None, 
         layout=Layout.JSON,
         input_format="json",
         rows_total=len(cases),
+        explain=explained,
     )
 
 

@@ -122,6 +122,11 @@ def single_rows(s: dict[str, Any]) -> list[Row]:
         Row("single case p99", p99, s.get("tutorial_p99_ms"), None, "ms", _ratio(3 * t50 if t50 else None, p99),
             "≥ 1.00 (≤ 3 × tutorial p50)", _at_least(_ratio(3 * t50 if t50 else None, p99), 1.0)),
     ]  # fmt: skip
+    plain = s.get("single_unexplained_p50_ms")
+    if plain is not None:
+        rows.append(Row("single case p50 with its explanation ÷ without (explain=0)", p50, None, None, "ms",
+                        _ratio(p50, plain), "≤ 1.20", None if p50 is None else p50 <= 1.2 * plain, plain,
+                        "without"))  # fmt: skip
     for q, mine in (("p50", p50), ("p99", p99)):
         theirs = s.get(f"tutorial500_{q}_ms")
         if theirs is not None:

@@ -1,7 +1,8 @@
 """Time single cases and row-by-row lab work in cytoscore beside the tutorial's synchronous route.
 
-- cytoscore: `POST /api/v1/jobs?wait=30` with one case, answered with its result, against a real `cytoscore web`
-  and one warm `cytoscore worker`.
+- cytoscore: `POST /api/v1/jobs?wait=30` with one case, answered with its result and its explanation, against a
+  real `cytoscore web` and one warm `cytoscore worker`; and the same with `explain=0`, to see what the explanation
+  costs.
 - tutorial: a form POST to bench.tutorial_app (gunicorn, 2 workers), serving cytoscore's wdbc-rf4 forest (the
   yardstick the goal is judged on) and, beside it, the tutorial's own 500-tree forest.
 - lab work: a 10,000-row upload to cytoscore against the same rows posted one by one to the tutorial route.
@@ -66,12 +67,14 @@ def cases(n: int) -> list[dict[str, float]]:
     return [dict(zip(RF4, map(float, row), strict=True)) for row in rows]
 
 
-def cytoscore_case(base: str, headers: dict[str, str], i: int, case: dict[str, float]) -> float:
+def cytoscore_case(base: str, headers: dict[str, str], i: int, case: dict[str, float], explain: bool = True) -> float:
     start = time.perf_counter()
     body = json.dumps({"cases": [{"case_id": f"b{i}", **case}]}).encode()
-    done = json.loads(call(f"{base}/api/v1/jobs?wait=30", body, headers))
+    done = json.loads(call(f"{base}/api/v1/jobs?wait=30{'' if explain else '&explain=0'}", body, headers))
     elapsed = time.perf_counter() - start
-    assert done["status"] == "succeeded" and done["results"][0]["diagnosis"] in ("M", "B"), done  # the answer itself
+    (result,) = done["results"]
+    assert done["status"] == "succeeded" and result["diagnosis"] in ("M", "B"), done  # the answer itself
+    assert (result["explanation"] is not None) == explain, result
     return elapsed
 
 
@@ -84,12 +87,14 @@ def tutorial_case(base: str, case: dict[str, float]) -> float:
 
 
 def single_cases(base: str, token: str, tutorials: list[str], sample: list[dict[str, float]]) -> list[list[float]]:
-    """Each case through cytoscore, then through each tutorial server: one series per system, in turns."""
+    """Each case through cytoscore (explained, then not), then through each tutorial server: one series per
+    system, in turns."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    series: list[list[float]] = [[] for _ in range(1 + len(tutorials))]
+    series: list[list[float]] = [[] for _ in range(2 + len(tutorials))]
     for i, case in enumerate(sample):
         series[0].append(cytoscore_case(base, headers, i, case))
-        for k, tbase in enumerate(tutorials, start=1):
+        series[1].append(cytoscore_case(base, headers, i, case, explain=False))
+        for k, tbase in enumerate(tutorials, start=2):
             series[k].append(tutorial_case(tbase, case))
     return series
 
@@ -134,7 +139,7 @@ def main() -> None:
             wait_http(t500base, tutorial500)
             sample = cases(args.cases)
             single_cases(base, token, [tbase, t500base], sample[:20])  # warm all three up
-            ours, theirs, theirs500 = single_cases(base, token, [tbase, t500base], sample)
+            ours, plain, theirs, theirs500 = single_cases(base, token, [tbase, t500base], sample)
             rowwise = tutorial_rows(tbase, cases(args.rowwise))
             upload = cytoscore_upload(base, token, jittered_csv(10_000))
         finally:
@@ -144,6 +149,8 @@ def main() -> None:
     figures = {
         "single_p50_ms": percentile(ours, 50) * 1e3,
         "single_p99_ms": percentile(ours, 99) * 1e3,
+        "single_unexplained_p50_ms": percentile(plain, 50) * 1e3,
+        "single_unexplained_p99_ms": percentile(plain, 99) * 1e3,
         "tutorial_p50_ms": percentile(theirs, 50) * 1e3,
         "tutorial_p99_ms": percentile(theirs, 99) * 1e3,
         "tutorial500_p50_ms": percentile(theirs500, 50) * 1e3,

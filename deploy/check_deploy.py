@@ -208,8 +208,13 @@ def check_dockerfiles(report: Report) -> dict[str, dict[str, str]]:
         )
         healthchecks = [i.args for i in final if i.keyword == "HEALTHCHECK"]
         report.check(bool(healthchecks), f"{name}: final stage has a HEALTHCHECK")
-        build_tools = [i for i in final if i.keyword == "RUN" and re.search(r"pip install|apt-get install", i.args)]
-        report.check(not build_tools, f"{name}: final stage installs nothing (no build tools, no caches)")
+        runs = [i.args for i in final if i.keyword == "RUN"]
+        build_tools = [a for a in runs if re.search(r"pip install|\b(gcc|g\+\+|make|build-essential|\S+-dev)\b", a)]
+        caches = [a for a in runs if "apt-get install" in a and "rm -rf /var/lib/apt/lists/*" not in a]
+        report.check(
+            not build_tools and not caches,
+            f"{name}: final stage installs no build tools and leaves no caches (runtime libraries only)",
+        )
         env: dict[str, str] = {}
         for ins in final:
             if ins.keyword == "ENV":

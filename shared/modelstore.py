@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from shared.engine import NAME as ENGINE_NAME
 from shared.engine import ForestEngine, Unsupported
+from shared.explain import TOLERANCE, Explainer, Explanation, largest_gap
 from shared.features import FEATURES
 
 #: Types skops distrusts by default that a person reviewed for our artifacts. Adding one needs a review.
@@ -54,6 +55,7 @@ class LoadedModel:
     pipeline: Pipeline
     engine: ForestEngine | None = None
     engine_note: str = "scikit-learn"
+    explainer: Explainer | None = None
 
     def _proba(self, X: np.ndarray, *, engine: bool = True) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -78,6 +80,10 @@ class LoadedModel:
         mapping = self.metadata["label_mapping"]
         by_column = np.array([mapping[str(c)] for c in self.pipeline.classes_])
         return by_column[np.argmax(proba, axis=1)], proba[:, self._positive_column()]
+
+    def explain(self, X: np.ndarray) -> list[Explanation] | None:
+        """Each row's base value and per-feature contributions to P(malignant); None if the model has no explainer."""
+        return None if self.explainer is None else self.explainer.explain(np.asarray(X, dtype=np.float64))
 
 
 def feature_ranges(metadata: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -174,7 +180,24 @@ def load_model(name: str, models_dir: Path) -> LoadedModel:
     _check(name, "classes", sorted(metadata["label_mapping"]), sorted(str(c) for c in pipeline.classes_))
     loaded = LoadedModel(name, metadata["version"], metadata["sha256"], features, metadata, pipeline)
     _check_golden(loaded, engine=False)
-    return _with_engine(loaded)
+    return _with_explainer(_with_engine(loaded))
+
+
+def _with_explainer(loaded: LoadedModel) -> LoadedModel:
+    """Attach the explainer, refusing the model if base + contributions misses a golden row's probability."""
+    try:
+        explainer = Explainer(loaded.pipeline, loaded.features, loaded._positive_column())
+    except TypeError:
+        return loaded  # a pipeline TreeSHAP cannot explain: answers come without contributions
+    golden = loaded.metadata["golden"]
+    X = np.array([row["features"] for row in golden], dtype=np.float64)
+    gap = largest_gap(explainer, X, np.array([row["probability_malignant"] for row in golden]))
+    if not gap <= TOLERANCE:
+        raise ModelIntegrityError(
+            f"model {loaded.name}: explanations do not add up on the golden rows: base + contributions is "
+            f"{gap:.3g} from the probability (at most {TOLERANCE:g})"
+        )
+    return replace(loaded, explainer=explainer)
 
 
 def _with_engine(loaded: LoadedModel) -> LoadedModel:

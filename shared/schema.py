@@ -20,7 +20,9 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
 )
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -86,6 +88,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     purged_at: Mapped[datetime | None]
+    explain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # contributions per row
 
 
 class JobInput(Base):
@@ -141,6 +144,7 @@ class Result(Base):
             "(diagnosis IS NULL) = (error IS NOT NULL) AND (diagnosis IS NULL) = (probability_malignant IS NULL)",
             name="scored_or_rejected",
         ),
+        CheckConstraint("explanation IS NULL OR diagnosis IS NOT NULL", name="explained_if_scored"),
     )
 
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -153,6 +157,9 @@ class Result(Base):
     out_of_range: Mapped[str | None] = mapped_column(Text)
     warning: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # {"base": …, "contributions": {feature: …}}: base + contributions = probability_malignant (shared.explain).
+    # json, not jsonb: the contributions keep the model's feature order.
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The stored part of the input the row was read from. No result outlives its part: triggers check each
     # statement's rows against job_input_parts and delete a part's results with it (migration 0007 says why not a
     # foreign key).

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     part_bytes: int = 4 * 1024 * 1024
     worker_fan_out: int = 8
 
+    # A single case's answer carries each measurement's contribution; other jobs only when asked, up to this many rows.
+    explain_max_rows: int = 1_000
+
     # Celery. The task limits stay below the broker's visibility timeout, so a running task is never redelivered.
     task_soft_time_limit: int = 3000
     task_time_limit: int = 3300

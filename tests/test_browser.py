@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
+from pypdf import PdfReader
 
 from shared.features import FEATURES
 from testkit.support import Person, ServiceProcess, free_port, jittered_csv, multipart, wdbc
@@ -122,6 +123,11 @@ def finished(stack: str, person: Person, job_id: str) -> dict[str, Any]:
     return job  # type: ignore[no-any-return]
 
 
+def shown(p: float) -> str:
+    """A probability as the pages show it: never a certain 0.000 or 1.000."""
+    return "< 0.01" if p < 0.01 else "> 0.99" if p > 0.99 else f"{p:.3f}"
+
+
 def job_id_of(url: str) -> str:
     match = re.search(r"/jobs/([0-9a-f-]{36})", url)
     assert match, url
@@ -163,14 +169,16 @@ def test_one_case_is_answered_on_the_same_page_from_the_keyboard(page, stack, la
 
     job_id = job_id_of(answer.locator('[data-slot="job-link"]').get_attribute("href"))
     (result,) = api(stack, lab, f"/api/v1/jobs/{job_id}/results")["results"]
-    probability = answer.locator('[data-slot="probability"]')
-    assert answer.locator('[data-slot="diagnosis"]').inner_text() == result["diagnosis"]
+    card = answer.locator("article.case")
+    probability = card.locator(".verdict data")
+    assert card.locator(".verdict .dx").inner_text() == result["diagnosis"]
     assert float(probability.get_attribute("value")) == result["probability_malignant"]  # exactly
-    assert probability.inner_text() == f"{result['probability_malignant']:.3f}"
-    assert answer.locator('[data-slot="model"]').inner_text() == result["model_name"]
-    assert answer.locator('[data-slot="version"]').inner_text() == result["model_version"]
-    assert result["case_id"] == "kb-1" and "kb-1" in answer.locator("h3").inner_text()
-    expect(answer.locator(".notice")).to_contain_text("not a diagnosis")
+    assert probability.inner_text() == shown(result["probability_malignant"])
+    expect(card.locator("dl.facts")).to_contain_text(f"{result['model_name']} version {result['model_version']}")
+    expect(card.locator("dl.facts")).to_contain_text(result["model_sha256"])
+    assert result["case_id"] == "kb-1" and "kb-1" in card.locator("h2").inner_text()
+    expect(card.locator(".notice")).to_have_count(1)
+    expect(card.locator(".notice")).to_contain_text("not a diagnosis")
     screenshot(page, "home-answer")
 
 
@@ -181,9 +189,13 @@ def test_an_out_of_range_case_is_flagged_beside_its_answer(page):
         page.fill(f"#f-{f}", repr(float(X[0, FEATURES.index(f)])))
     page.fill("#f-radius_mean", "60")  # far above the training range
     page.click("text=Score this case")
-    flag = page.locator('#answer [data-slot="out-of-range"]')
+    flag = page.locator("#answer .case .flag")
     expect(flag).to_be_visible(timeout=30_000)
-    expect(flag).to_contain_text("radius_mean 60 above training range")
+    expect(flag).to_contain_text("1 value is outside the range seen in training")
+    flagged = page.locator("#answer tr.flagged")
+    expect(flagged).to_have_count(1)
+    expect(flagged).to_contain_text("Radius (mean)")
+    expect(flagged).to_contain_text("60 above range")
 
 
 def _progress(page: Any) -> list[Any] | None:
@@ -259,7 +271,7 @@ def test_an_upload_shows_progress_counts_chart_and_downloads(page, stack, lab, t
     page.click("#results th >> text=P(malignant)")
     expect(page).to_have_url(re.compile(r"dir=desc"))
     top = max(r["probability_malignant"] for r in results)
-    assert page.locator("#results tbody tr td:nth-child(4)").first.inner_text() == f"{top:.3f}"
+    assert page.locator("#results tbody tr td:nth-child(4)").first.inner_text() == shown(top)
     page.click("nav.pager >> text=Next")
     expect(page).to_have_url(re.compile(r"page=2"))
     expect(page.locator("#rows-caption")).to_contain_text("Rows 51–100 of 60,000")
@@ -314,12 +326,15 @@ def test_without_javascript_the_forms_still_work(browser, stack, signed_in):
         page.click("text=Score this case")
         page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
         for _ in range(60):  # no script reloads the page: a person would press reload
-            if page.locator(".answer .verdict").count():
+            if page.locator(".case .verdict").count():
                 break
             page.wait_for_timeout(500)
             page.reload()
-        expect(page.locator(".answer .verdict")).to_contain_text(re.compile(r"^[MB] (malignant|benign)$"))
-        expect(page.locator(".answer")).to_contain_text("wdbc-rf30")
+        expect(page.locator(".case .verdict")).to_contain_text(
+            re.compile(r"^[MB]\s+(malignant|benign), probability of malignancy\s+(< 0\.01|> 0\.99|0\.\d{3})\s*$")
+        )
+        expect(page.locator(".case")).to_contain_text("wdbc-rf30")
+        expect(page.locator(".case table.values tbody tr")).to_have_count(30)
     finally:
         context.close()
 
@@ -361,11 +376,89 @@ def test_uploaded_text_is_shown_as_text_and_never_runs(page, stack, lab, watch):
     for f, value in zip(RF4, good, strict=True):
         page.fill(f"#f-{f}", value)
     page.click("text=Score this case")
-    expect(page.locator("#answer h3")).to_have_text(f"Result for {IMG_ID}", timeout=30_000)
+    expect(page.locator("#answer .case h2")).to_have_text(f"Case {IMG_ID}", timeout=30_000)
     assert page.locator("#answer img").count() == 0
 
     assert page.evaluate("() => window.__pwned") is None
     assert not watch.dialogs
+
+
+def _sign_in(page: Any, person: Person) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(person.email)
+    page.get_by_label("Password").fill(person.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#case-form")).to_be_visible()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_clinician_reads_the_values_and_why_then_prints_the_case_and_files_its_report(
+    browser, stack, people, viewport
+):
+    width = "desktop" if viewport is DESKTOP else "phone"
+    clinician = people["clinician"]
+    X, _ = wdbc()
+    context = _context(browser, stack, None, viewport=viewport)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        _sign_in(page, clinician)
+        page.fill("#case_id", f"clin-{width}")
+        for f in RF4:
+            page.fill(f"#f-{f}", repr(float(X[5, FEATURES.index(f)])))
+        page.fill("#f-radius_mean", "45")  # far above the training range
+        page.click("text=Score this case")
+        card = page.locator("#answer article.case")
+        expect(card).to_be_visible(timeout=30_000)
+        rows = card.locator("table.values tbody tr")
+        expect(rows).to_have_count(4)
+        expect(rows.first).to_contain_text("Radius (mean)")
+        expect(rows.first).to_contain_text("45 above range")
+        expect(rows.first).to_contain_text("px")
+        expect(card.locator("svg.contributions rect.bar")).to_have_count(4)
+        job_id = job_id_of(page.locator('#answer [data-slot="job-link"]').get_attribute("href"))
+        (result,) = api(stack, clinician, f"/api/v1/jobs/{job_id}/results")["results"]
+        shares = [float(t) for t in card.locator('td[data-label="Contribution"]').all_inner_texts()]
+        assert (
+            abs(result["explanation"]["base"] + sum(shares) - result["probability_malignant"]) < 0.003
+        )  # 3 decimals shown
+        assert fits_the_width(page), f"the answer scrolls sideways at {viewport['width']} px"
+        screenshot(page, f"case-answer-{width}")
+
+        page.locator('#answer [data-slot="job-link"]').click()
+        page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+        expect(page.locator("article.case h2")).to_have_text(f"Case clin-{width}")
+        expect(page.get_by_role("button", name="Print this case")).to_be_visible()
+        assert fits_the_width(page), f"the case page scrolls sideways at {viewport['width']} px"
+        screenshot(page, f"case-{width}")
+        page.emulate_media(media="print")  # what the printer gets: the case, once, without the site around it
+        expect(page.locator("header.site")).to_be_hidden()
+        expect(page.locator(".report-actions")).to_be_hidden()
+        expect(page.locator("article.case")).to_be_visible()
+        expect(page.locator("footer.site")).to_be_hidden()
+        screenshot(page, f"case-print-{width}")
+        page.emulate_media(media="screen")
+
+        with page.expect_download() as download_info:
+            page.click("text=Download the report (PDF)")
+        download = download_info.value
+        assert download.suggested_filename == f"cytoscore-case-{job_id}.pdf"
+        text = " ".join(p.extract_text() for p in PdfReader(download.path()).pages)
+        assert f"clin-{width}" in text and "Why the model said it" in text and clinician.email in text
+        assert text.count("Decision support only") == 1
+    finally:
+        context.close()
+    watch.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def sample_case(stack: str, lab: Person) -> str:
+    """A single case answered through the JSON API."""
+    X, _ = wdbc()
+    case = {"case_id": "sample-case", **{f: float(X[9, FEATURES.index(f)]) for f in RF4}}
+    body = json.dumps({"cases": [case]}).encode()
+    job_id: str = api(stack, lab, "/api/v1/jobs?wait=30", body, "application/json")["id"]
+    return job_id
 
 
 @pytest.fixture(scope="module")
@@ -391,11 +484,12 @@ PAGES = [
     ("models", "/models"),
     ("model", "/models/wdbc-rf4"),
     ("job", None),
+    ("case", "case"),
 ]
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sample_job, viewport):
+def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sample_job, sample_case, viewport):
     width = "desktop" if viewport is DESKTOP else "phone"
     # axe goes in as an inline script, which the pages' policy forbids; the other tests keep the policy on.
     context = _context(browser, stack, None, viewport=viewport, bypass_csp=True)
@@ -408,7 +502,7 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sa
         screenshot(page, f"login-{width}")
         context.add_cookies(signed_in["cookies"])
         for name, path in PAGES:
-            page.goto(path or f"/jobs/{sample_job}")
+            page.goto({None: f"/jobs/{sample_job}", "case": f"/jobs/{sample_case}"}.get(path, path))
             audit(page, f"{name}, {width}")
             assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"
             screenshot(page, f"{name}-{width}")

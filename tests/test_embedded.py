@@ -62,6 +62,6 @@ def test_cytoscore_run_scores_an_upload_with_no_servers(tmp_path):
         assert len(results) == 100 and {r["diagnosis"] for r in results} <= {"M", "B"}
         assert (tmp_path / "var" / "pg" / "PG_VERSION").exists()  # a real PostgreSQL keeps the data under var/
     finally:
-        code = proc.stop(signal.SIGINT)  # Ctrl-C
+        code = proc.stop(signal.SIGINT, timeout=120)  # Ctrl-C: the web and the worker stop first, the database last
     assert code == 0, proc.output()[-4000:]
     assert not (tmp_path / "var" / "pg" / "postmaster.pid").exists()  # and it stopped with `cytoscore run`

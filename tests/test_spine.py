@@ -108,10 +108,12 @@ def test_a_single_case_through_the_form_lands_on_its_job_page(client, finished, 
     assert finished(job_id)["status"] == "succeeded"
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     labels, probs = expected("wdbc-rf4", settings, X[3:4])
-    assert "form-1" in page
-    assert f"<td>{labels[0]}</td>" in page
-    assert f"{probs[0]:.3f}" in page
+    assert "Case form-1" in page
+    assert f'<span class="dx dx-{labels[0]}">{labels[0]}</span>' in page
+    assert f'<data value="{float(probs[0])!r}">' in page  # the probability exactly, however it is shown
     assert "not a diagnosis" in page
+    for f in RF4:  # what was entered, as it was typed
+        assert f'data-label="Entered">{form[f]}' in page
 
 
 def test_the_form_shows_problems_beside_the_fields_and_keeps_what_was_typed(client, pg_url):

@@ -9,6 +9,7 @@ back if the worker is stopping. Everything that writes is in `shared.jobs`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -109,7 +110,7 @@ def _score_unit(res: Resources, unit: jobs.Unit, model: LoadedModel, beat: Heart
             filename=attempt.filename, first_row=unit.first_row, header=attempt.header if unit.part else None,
         )  # fmt: skip
         for batch, last in _with_last(batches):
-            rows = result_rows(attempt.job_id, model, batch, unit.part)
+            rows = result_rows(attempt.job_id, model, batch, unit.part, explain=attempt.explain)
             ok = int(batch.ok.sum())
             scored, rejected = scored + ok, rejected + len(rows) - ok
             hashes.append(jobs.id_hashes(batch.case_ids))
@@ -171,16 +172,23 @@ def _with_last(items: Iterable[T]) -> Iterator[tuple[T, bool]]:
     yield current, True
 
 
-def result_rows(job_id: uuid.UUID, model: LoadedModel, batch: Batch, part: int) -> list[tuple[Any, ...]]:
+def result_rows(
+    job_id: uuid.UUID, model: LoadedModel, batch: Batch, part: int, *, explain: bool = False
+) -> list[tuple[Any, ...]]:
     """Score a batch: one result tuple per row (`shared.jobs.results.COLUMNS` order), read from the input's stored
-    `part`; rejected rows carry their reasons and no answer. The job id goes as text, which COPY dumps as is."""
+    `part`; rejected rows carry their reasons and no answer; with `explain`, each scored row its contributions (as
+    JSON text). The job id goes as text too, which COPY dumps as is."""
     n = len(batch.rows)
     labels = np.full(n, None, dtype=object)
     probs = np.full(n, None, dtype=object)
+    explanations = np.full(n, None, dtype=object)
     if batch.ok.any():
         diag, prob = model.diagnose(batch.X[batch.ok])
         labels[batch.ok] = diag.astype(str)
         probs[batch.ok] = prob.tolist()  # Python floats, exactly as scored
+        explained = model.explain(batch.X[batch.ok]) if explain else None
+        if explained is not None:
+            explanations[batch.ok] = [json.dumps(e.as_json()) for e in explained]
     return list(
         zip(
             repeat(str(job_id), n),
@@ -194,6 +202,7 @@ def result_rows(job_id: uuid.UUID, model: LoadedModel, batch: Batch, part: int) 
             batch.warnings,
             batch.errors,
             repeat(part, n),
+            explanations.tolist(),
             strict=True,
         )
     )

@@ -44,28 +44,12 @@
     return first;
   }
 
-  function showFlag(name, text) {
-    const el = slot(name);
-    el.textContent = text || "";
-    el.hidden = !text;
-  }
-
-  function showAnswer(result, jobUrl) {
-    slot("case").textContent = result.case_id ? " for " + result.case_id : "";
-    const dx = slot("diagnosis");
-    dx.textContent = result.diagnosis || "–";
-    dx.className = "dx dx-" + (result.diagnosis || "none");
-    slot("diagnosis-text").textContent =
-      result.diagnosis === "M" ? "malignant" : result.diagnosis === "B" ? "benign" : "not scored";
-    const probability = slot("probability");
-    const p = result.probability_malignant;
-    probability.value = p === null ? "" : String(p);
-    probability.textContent = p === null ? "–" : p.toFixed(3);
-    slot("model").textContent = result.model_name;
-    slot("version").textContent = result.model_version;
-    showFlag("out-of-range", result.out_of_range && "Outside the training range: " + result.out_of_range);
-    showFlag("warning", result.warning);
-    showFlag("error", result.error && "Rejected: " + result.error);
+  // The answer card is the server's own HTML (the same template as the case's page and its report).
+  async function showAnswer(jobUrl) {
+    const response = await fetch(jobUrl + "/case", { headers: { Accept: "text/html" }, credentials: "same-origin" });
+    if (!response.ok) throw new Error("the answer could not be read (" + response.status + ")");
+    const card = new DOMParser().parseFromString(await response.text(), "text/html").body;
+    slot("card").replaceChildren(...card.childNodes);
     slot("job-link").href = jobUrl;
     answer.hidden = false;
     answer.focus();
@@ -94,17 +78,11 @@
     say("Scoring the case…");
     const job = await ns.watchJob(body.status_url, function () {}, 25); // only the end matters: long-poll
     if (job.status !== "succeeded") {
-      say("The job failed: " + (job.error || "no reason given") + ".");
+      say("The case was not scored: " + (job.error || "no reason given") + ".");
       return;
     }
-    let answered = job.results; // a finished single case comes back with its result
-    if (!answered) {
-      const results = await fetch(body.results_url, { headers: { Accept: "application/json" } });
-      if (!results.ok) throw new Error("the results could not be read (" + results.status + ")");
-      answered = (await results.json()).results;
-    }
     say("");
-    showAnswer(answered[0], body.job);
+    await showAnswer(body.job);
   }
 
   form.addEventListener("submit", function (event) {

@@ -26,9 +26,9 @@
 
   function show(job) {
     const done = job.rows_scored + job.rows_rejected;
-    const status = byId("status");
-    status.textContent = job.status;
-    status.className = "badge status-" + job.status;
+    const badge = byId("status").querySelector(".badge"); // a finished job reloads with its outcome in words
+    badge.lastChild.textContent = job.status;
+    badge.className = "badge status-" + job.status;
     const progress = byId("progress");
     progress.max = Math.max(job.rows_total, 1);
     progress.value = done;

@@ -39,6 +39,7 @@ class Attempt:
     layout: str
     header: bytes | None  # a plain CSV in several parts: its header line, which later parts are read with
     parts: int
+    explain: bool  # each scored row carries its per-feature contributions
     lead: bool  # claimed the job; False for a worker that joined the running attempt to score parts
     content: bytes | None  # the only part's bytes, when the job has one part of at most INLINE_BYTES
 
@@ -60,7 +61,7 @@ _CLAIMED = (
         heartbeat_at=bindparam("now"),
         error=None,
     )
-    .returning(Job.id, Job.attempts, Job.model_name, Job.model_sha256, Job.input_filename)
+    .returning(Job.id, Job.attempts, Job.model_name, Job.model_sha256, Job.input_filename, Job.explain)
     .cte("claimed")
 )
 _PART_COUNT = select(func.count()).where(JobInputPart.job_id == _CLAIMED.c.id).scalar_subquery()
@@ -75,6 +76,7 @@ CLAIM = select(
     _CLAIMED.c.model_name,
     _CLAIMED.c.model_sha256,
     _CLAIMED.c.input_filename,
+    _CLAIMED.c.explain,
     JobInput.layout,
     JobInput.header,
     _PART_COUNT.label("parts"),
@@ -86,6 +88,7 @@ _JOIN = (
         Job.model_name,
         Job.model_sha256,
         Job.input_filename,
+        Job.explain,
         JobInput.layout,
         JobInput.header,
         select(func.count()).where(JobInputPart.job_id == Job.id).scalar_subquery().label("parts"),
@@ -112,7 +115,7 @@ def claim_job(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_a
     connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
     return Attempt(
         job_id, found.attempts, found.model_name, found.model_sha256, found.input_filename, found.layout,
-        found.header, found.parts, lead=True, content=found.content if found.parts == 1 else None,
+        found.header, found.parts, found.explain, lead=True, content=found.content if found.parts == 1 else None,
     )  # fmt: skip
 
 
@@ -123,7 +126,7 @@ def join_attempt(session: Session, job_id: uuid.UUID) -> Attempt | None:
         return None
     return Attempt(
         job_id, found.attempts, found.model_name, found.model_sha256, found.input_filename, found.layout,
-        found.header, found.parts, lead=False, content=None,
+        found.header, found.parts, found.explain, lead=False, content=None,
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ def create_job(
     filename: str | None = None,
     delimiter: str | None = None,
     owner_id: int | None = None,
+    explain: bool = False,
 ) -> Job:
     """Add a queued job and its input, stored as one part (in the session's transaction; the caller commits).
 
@@ -40,7 +41,7 @@ def create_job(
     ORM's flush cost more than the database. The Job returned is in the session as if it had been read back.
     """
     sha256 = hashlib.sha256(content).hexdigest()
-    job = _new_job(kind, model, filename, input_format, delimiter, rows_total, sha256, owner_id)
+    job = _new_job(kind, model, filename, input_format, delimiter, rows_total, sha256, owner_id, explain)
     connection = session.connection()
     connection.execute(_INSERT_JOB, {column: getattr(job, column) for column in _JOB_COLUMNS})
     connection.execute(
@@ -59,10 +60,12 @@ def create_upload(
     filename: str | None,
     scan: Callable[[Emit], Scanned],
     owner_id: int | None = None,
+    explain: Callable[[int], bool] = lambda rows: False,
 ) -> Job:
     """Add a queued job for a plain CSV whose input is checked and stored in one pass: `scan` hands each part over
-    as it is cut. If it raises, the caller rolls the transaction back and nothing of the job remains."""
-    job = _new_job(JobKind.UPLOAD, model, filename, "csv", None, 0, "", owner_id)
+    as it is cut; `explain` decides from the row count whether rows get their contributions. If either raises, the
+    caller rolls the transaction back and nothing of the job remains."""
+    job = _new_job(JobKind.UPLOAD, model, filename, "csv", None, 0, "", owner_id, explain=False)
     source = JobInput(job_id=job.id, media_type="text/csv", layout=Layout.PLAIN.value)
     session.add(job)
     session.add(source)
@@ -70,6 +73,7 @@ def create_upload(
         scanned = scan(writer.write)
     job.rows_total, job.input_sha256 = scanned.summary.rows_total, scanned.sha256
     job.input_delimiter, source.header = scanned.summary.delimiter, scanned.header
+    job.explain = explain(job.rows_total)
     return job
 
 
@@ -82,6 +86,7 @@ def _new_job(
     rows_total: int,
     sha256: str,
     owner_id: int | None,
+    explain: bool,
 ) -> Job:
     now = utcnow()
     return Job(
@@ -107,4 +112,5 @@ def _new_job(
         heartbeat_at=None,
         error=None,
         purged_at=None,
+        explain=explain,
     )

@@ -19,6 +19,7 @@ COLUMNS = (
     "warning",
     "error",
     "part",
+    "explanation",
 )
 _COLS = ", ".join(COLUMNS)
 _COPY = f"COPY results ({_COLS}) FROM STDIN"

@@ -1,0 +1,182 @@
+"""The clinician's answer: what was entered, why the model said it, how sure it is, and a report to file."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from pypdf import PdfReader
+
+from api.pages import _plural, _probability
+from shared.explain import TOLERANCE, largest_gap
+from shared.features import FEATURES
+from shared.modelstore import load_model
+from shared.settings import ROOT
+from testkit.support import RF4, wdbc
+from tests.support import post_upload
+
+MODELS = ("wdbc-rf4", "wdbc-rf30")
+
+
+def _case(i: int, case_id: str, features: tuple[str, ...] | list[str] = RF4, **changes: object) -> dict[str, object]:
+    X, _ = wdbc()
+    return {"case_id": case_id, **{f: float(X[i, FEATURES.index(f)]) for f in features}, **changes}
+
+
+def _adds_up(explanation: dict[str, object], probability: float, features: tuple[str, ...] | list[str]) -> None:
+    contributions = explanation["contributions"]
+    assert isinstance(contributions, dict) and list(contributions) == list(features)
+    total = float(explanation["base"]) + sum(contributions.values())  # type: ignore[arg-type]
+    assert abs(total - probability) <= TOLERANCE, (total, probability)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_explanations_add_up_on_the_bundled_cases_and_on_ten_thousand_jittered_ones(name):
+    model = load_model(name, ROOT / "models")
+    X, _ = wdbc()
+    bundled = X[:, [FEATURES.index(f) for f in model.features]]
+    jittered = bundled[np.random.default_rng(3).integers(0, len(bundled), 10_000)]
+    jittered = jittered * np.random.default_rng(4).normal(1.0, 0.02, jittered.shape)
+    for rows in (bundled, jittered):
+        assert model.explainer is not None
+        assert largest_gap(model.explainer, rows, model.predict_proba_malignant(rows)) <= TOLERANCE
+
+
+def test_a_gap_beyond_the_tolerance_is_found():
+    model = load_model("wdbc-rf4", ROOT / "models")
+    X = np.array([row["features"] for row in model.metadata["golden"]])
+    wrong = model.predict_proba_malignant(X) + 2 * TOLERANCE  # what load_model refuses a model for
+    assert model.explainer is not None and largest_gap(model.explainer, X, wrong) > TOLERANCE
+
+
+def test_a_single_case_answer_carries_its_explanation(client):
+    job = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(20, "why-1")]}).get_json()
+    (result,) = job["results"]
+    _adds_up(result["explanation"], result["probability_malignant"], RF4)
+    exported = client.get(f"{job['url']}/results?format=json").get_json()["results"][0]
+    assert exported["explanation"] == result["explanation"]  # the same, stored once
+
+
+def test_a_single_case_without_explain_and_a_few_cases_with_it(client):
+    plain = client.post("/api/v1/jobs?wait=30&explain=0", json={"cases": [_case(21, "no-why")]}).get_json()
+    assert plain["results"][0]["explanation"] is None
+    cases = [_case(22, "a"), _case(23, "b", texture_mean="twelve")]
+    several = client.post("/api/v1/jobs?wait=30", json={"cases": cases}).get_json()
+    assert [r["explanation"] for r in several["results"]] == [None, None]  # several cases: only when asked
+    asked = client.post("/api/v1/jobs?wait=30&explain=1", json={"cases": cases}).get_json()
+    scored, rejected = asked["results"]
+    _adds_up(scored["explanation"], scored["probability_malignant"], RF4)
+    assert rejected["error"] and rejected["explanation"] is None
+
+
+def test_an_upload_is_explained_only_on_request_and_only_up_to_the_limit(client, settings):
+    X, y = wdbc()
+    rows = ["id,diagnosis," + ",".join(FEATURES)]
+    rows += [f"U{i},{y[i]}," + ",".join(repr(float(v)) for v in X[i]) for i in range(30)]
+    content = ("\n".join(rows) + "\n").encode()
+    job = post_upload(client, content, path="/api/v1/jobs?explain=1", model="wdbc-rf30").get_json()
+    done = client.get(f"/api/v1/jobs/{job['id']}?wait=60").get_json()
+    assert done["status"] == "succeeded"
+    for record in client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]:
+        _adds_up(record["explanation"], record["probability_malignant"], FEATURES)
+    unasked = post_upload(client, content, model="wdbc-rf30").get_json()
+    client.get(f"/api/v1/jobs/{unasked['id']}?wait=60")
+    assert {r["explanation"] for r in client.get(f"/api/v1/jobs/{unasked['id']}/results").get_json()["results"]} == {
+        None
+    }
+    limit = settings.explain_max_rows
+    big = (
+        "\n".join([rows[0], *(rows[1 + i % 30].replace("U", f"B{i}-", 1) for i in range(limit + 1))]) + "\n"
+    ).encode()
+    refused = post_upload(client, big, path="/api/v1/jobs?explain=1", model="wdbc-rf30")
+    assert refused.status_code == 422
+    assert f"at most {limit:,} rows" in " ".join(refused.get_json()["problems"])
+
+
+def test_the_case_page_shows_what_was_entered_why_and_how_sure(client, people, app):
+    flagged = _case(30, "clinic-30", radius_mean=41.5)  # far above the training range
+    job = client.post("/api/v1/jobs?wait=30", json={"cases": [flagged]}).get_json()
+    page = people["lab"].client(app).get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert "Case clinic-30" in page and "entered on the form or sent as JSON" in page
+    values = [v.strip() for v in re.findall(r'data-label="Entered">([^<]+)', page)]
+    assert values == [repr(flagged[f]) for f in RF4]
+    assert re.search(r'<tr class="flagged">\s*<th scope="row" data-label="Measurement">Radius \(mean\)', page)
+    assert "above range" in page and "1 value is outside the range seen in training" in page
+    assert page.count('data-label="Unit">px<') == 1 and "Typical range" in page
+    assert page.count('<rect class="bar bar-') == 4  # one bar per measurement
+    assert "toward M →" in page and "pushed toward M" in page
+    result = job["results"][0]
+    shown = re.search(r"<data value=\"([^\"]+)\">([^<]+)</data>", page)
+    assert shown and float(shown.group(1)) == result["probability_malignant"]
+    assert html.unescape(shown.group(2)) == _probability(result["probability_malignant"])
+    assert page.count("Decision support only") == 2  # once on the page, once on the answer
+
+
+def test_the_pdf_report_holds_the_case_and_reads_back_as_text(client, people, app):
+    job = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(31, "clinic-31")]}).get_json()
+    response = people["lab"].client(app).get(f"/jobs/{job['id']}/report.pdf")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+    text = re.sub(r"\s+", " ", text)
+    result = job["results"][0]
+    for expected in ("clinic-31", "Radius (mean)", "Texture (mean)", job["model"]["name"], job["model"]["version"],
+                     job["model"]["sha256"], people["lab"].email, _probability(result["probability_malignant"]),
+                     "Why the model said it"):  # fmt: skip
+        assert expected in text.replace(" ", "") or expected in text, expected
+    assert text.count("Decision support only") == 1
+    assert ("malignant" if result["diagnosis"] == "M" else "benign") in text
+    other = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(1, "a"), _case(2, "b")]}).get_json()
+    assert people["lab"].client(app).get(f"/jobs/{other['id']}/report.pdf").status_code == 404  # not a single case
+    assert people["clinician"].client(app).get(f"/jobs/{job['id']}/report.pdf").status_code == 404  # not theirs
+
+
+def test_the_jobs_list_names_a_single_case_by_its_case_id(client, people, app):
+    client.post("/api/v1/jobs?wait=30", json={"cases": [_case(32, "listed-32")]})
+    listing = people["lab"].client(app).get("/jobs").get_data(as_text=True)
+    assert re.search(r'data-label="Input">case <span class="case-id">listed-32</span>', listing)
+    assert "form or API" not in listing
+
+
+def test_the_model_card_says_how_sure_the_model_is(client, people, app):
+    for name in MODELS:
+        card = people["clinician"].client(app).get(f"/models/{name}").get_data(as_text=True)
+        brier = json.loads((ROOT / "models" / f"{name}.json").read_text())["calibration"]["brier"]
+        assert f"Brier score on the 143 held-out cases: <strong>{brier:.3f}</strong>" in card
+        assert "Calibrated: <strong>no</strong>" in card and '<svg class="reliability"' in card
+
+
+def test_probabilities_are_never_shown_as_certain_and_plurals_are_right():
+    assert [_probability(p) for p in (0.0, 0.004, 0.01, 0.5, 0.99, 0.996, 1.0)] == [
+        "< 0.01", "< 0.01", "0.010", "0.500", "0.990", "> 0.99", "> 0.99"]  # fmt: skip
+    assert [_plural(n, "row") for n in (0, 1, 2, 1000)] == ["0 rows", "1 row", "2 rows", "1,000 rows"]
+
+
+def test_a_clinicians_home_page_offers_no_upload(people, app):
+    home = people["clinician"].client(app).get("/").get_data(as_text=True)
+    assert "upload" not in home.lower() and 'id="case-form"' in home
+    assert home.count("Decision support only") == 1
+
+
+@pytest.fixture(scope="module")
+def single_cases(app, worker, people):
+    """A single case of the clinician's and one of the lab's, both answered."""
+    owned = {}
+    for who in ("clinician", "lab"):
+        job = people[who].client(app).post("/api/v1/jobs?wait=30", json={"cases": [_case(40, who)]}).get_json()
+        assert job["status"] == "succeeded"
+        owned[who] = job["id"]
+    return owned
+
+
+@pytest.mark.parametrize("door", ["/jobs/{id}/case", "/jobs/{id}/report.pdf"])
+@pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
+@pytest.mark.parametrize("owner", ["clinician", "lab"])
+def test_access_matrix_for_the_answer_card_and_the_report(app, people, single_cases, door, who, owner):
+    client = people[who].client(app) if who else app.test_client()
+    response = client.get(door.format(id=single_cases[owner]))
+    expected = 302 if who is None else 200 if who in (owner, "admin") else 404  # someone else's: as if missing
+    assert response.status_code == expected
