@@ -31,12 +31,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import api_v1, auth, health, pages
+    from api import account, admin, api_v1, auth, health, pages
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(admin.bp)
 
 
 def register_security(app: Flask, settings: Settings) -> None:

@@ -1,20 +1,38 @@
-"""Who is asking: a login session (Flask-Login) for people, a bearer token for programs."""
+"""Who is asking: a server-side session (Flask-Login, `shared.signins`) for people, a bearer token for programs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
 from api.database import db
-from shared import accounts
+from shared import accounts, signins
+from shared.passwords import MAX_LENGTH
 from shared.schema import Role, User
+from shared.settings import Settings
 
 bp = Blueprint("auth", __name__)
 OPEN_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz", "health.prometheus"})
+#: While a one-time password is unchanged, only these answer; everything else leads to the change.
+BEFORE_THE_CHANGE = frozenset({"static", "account.password", "auth.logout"})
 
 
 @dataclass(frozen=True)
@@ -24,12 +42,13 @@ class Principal(UserMixin):  # type: ignore[misc]
     user_id: int
     email: str
     role: str
-    session_version: int
+    must_change_password: bool = False
+    session_id: int | None = None  # the `user_sessions` row of a browser; None for a token
+    secret: str = ""  # the cookie's secret, which finds that row again
     via_token: bool = False
 
     def get_id(self) -> str:
-        # The session version is part of the id: disabling the account changes it and ends every session.
-        return f"{self.user_id}:{self.session_version}"
+        return self.secret
 
     @property
     def is_admin(self) -> bool:
@@ -39,27 +58,35 @@ class Principal(UserMixin):  # type: ignore[misc]
         return self.role in {r.value for r in roles}
 
     @classmethod
-    def of(cls, user: User, via_token: bool = False) -> Principal:
-        return cls(user.id, user.email, user.role, user.session_version, via_token)
+    def of(cls, user: User, session_id: int | None = None, secret: str = "", via_token: bool = False) -> Principal:
+        return cls(user.id, user.email, user.role, user.must_change_password, session_id, secret, via_token)
 
 
 def init_app(app: Flask) -> None:
     manager = LoginManager(app)
-    manager.session_protection = "basic"
+    manager.session_protection = None  # the server-side row is the session; "basic" would add nothing
     manager.user_loader(_load_from_session)
     manager.request_loader(_load_from_bearer)
     manager.unauthorized_handler(_unauthorized)
     app.before_request(_require_login)
 
 
-def _load_from_session(user_id: str) -> Principal | None:
-    uid, _, version = user_id.partition(":")
-    if not uid.isdigit() or not version.isdigit():
+def _settings() -> Settings:
+    return current_app.config["CYTOSCORE"]  # type: ignore[no-any-return]
+
+
+def _idle() -> timedelta:
+    return timedelta(minutes=_settings().session_idle_minutes)
+
+
+def _load_from_session(secret: str) -> Principal | None:
+    found = signins.find(db(), secret, _idle())
+    if db().dirty:
+        db().commit()  # last seen (at most once a minute), or ended for idleness
+    if found is None:
         return None
-    user = db().get(User, int(uid))
-    if user is None or not user.active or user.session_version != int(version):
-        return None
-    return Principal.of(user)
+    row, user = found
+    return Principal.of(user, row.id, secret)
 
 
 def _load_from_bearer(req: object) -> Principal | None:
@@ -87,6 +114,10 @@ def _require_login() -> ResponseReturnValue | None:
         return None
     if not current_user.is_authenticated:
         return _unauthorized()
+    if current_user.must_change_password and not current_user.via_token and request.endpoint not in BEFORE_THE_CHANGE:
+        if request.path.startswith("/api/"):
+            return jsonify(error="change your one-time password first, at /account/password"), 403
+        return redirect(url_for("account.password"))
     return None
 
 
@@ -96,6 +127,23 @@ def require(*roles: Role) -> None:
         abort(403, description=f"your role ({current_user.role}) may not do this")
 
 
+def require_password_session() -> None:
+    """403 for a bearer token: accounts, sessions and tokens are managed by a person signed in with a password,
+    so a leaked token cannot make itself new tokens or change a password."""
+    if current_user.via_token or current_user.session_id is None:
+        abort(403, description="sign in with your email and password to manage accounts")
+
+
+def address() -> str | None:
+    """The client's address, as ProxyFix gives it through the trusted proxies (TRUSTED_PROXIES)."""
+    return request.remote_addr
+
+
+def record(action: str, *, target: str | None = None, detail: str | None = None) -> None:
+    """Add an audit event for the signed-in person to the request's session (the caller commits)."""
+    accounts.audit(db(), action, actor=current_user.email, address=address(), target=target, detail=detail)
+
+
 def _safe_next(target: str | None) -> str:
     parts = urlsplit(target or "")
     if not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -103,30 +151,70 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _typed_email(email: str) -> str | None:
+    """What the audit trail keeps of a typed email: printable, at most 254 characters."""
+    return signins.throttle_key(email) or None
+
+
+def _login_page(status: int, headers: dict[str, str] | None = None, **context: object) -> ResponseReturnValue:
+    context.setdefault("field_errors", {})
+    context.setdefault("next", request.values.get("next", ""))
+    return render_template("login.html", **context), status, headers or {}
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     if request.method == "GET":
-        return render_template("login.html", next=request.args.get("next", ""))
-    email = request.form.get("email", "")
-    user = accounts.authenticate(db(), email, request.form.get("password", ""))
-    address = request.remote_addr
+        return _login_page(200)
+    email, password = request.form.get("email", ""), request.form.get("password", "")
+    errors: dict[str, str] = {}
+    try:
+        accounts.normalise_email(email)
+    except accounts.AccountError as exc:
+        errors["email"] = "enter your email address" if not email.strip() else str(exc)
+    if not password:
+        errors["password"] = "enter your password"  # noqa: S105 - a message, not a password
+    if errors:
+        return _login_page(422, field_errors=errors, email=email[:254])
+    session_ = db()
+    wait = signins.must_wait(session_, email)
+    if wait is not None:
+        accounts.audit(session_, "login.throttled", actor=_typed_email(email), address=address())
+        session_.commit()
+        seconds = max(1, int(wait.total_seconds() + 0.999))
+        return _login_page(429, {"Retry-After": str(seconds)}, throttled=seconds, email=email[:254])
+    user = accounts.authenticate(session_, email, password) if len(password) <= 4 * MAX_LENGTH else None
     if user is None:
-        accounts.audit(db(), "login.failed", actor=email[:254] or None, address=address)
-        db().commit()
-        return render_template("login.html", next=request.form.get("next", ""), failed=True, email=email), 401
-    accounts.audit(db(), "login", actor=user.email, address=address)
-    db().commit()
-    session.clear()  # a new session at login: nothing from before survives
-    login_user(Principal.of(user))
-    session.permanent = True  # expires after the idle timeout (PERMANENT_SESSION_LIFETIME, renewed per request)
+        signins.failed(session_, email, current_app.extensions["cytoscore.backoff"])
+        accounts.audit(session_, "login.failed", actor=_typed_email(email), address=address())
+        session_.commit()
+        return _login_page(401, failed=True, email=email[:254])
+    signins.succeeded(session_, email)
+    secret = signins.start(session_, user, address(), request.headers.get("User-Agent"))
+    principal = Principal.of(user, None, secret)
+    accounts.audit(session_, "login", actor=user.email, address=address())
+    session_.commit()
+    session.clear()  # a new session at sign-in: nothing from before survives
+    login_user(principal)
+    session.permanent = True  # the cookie expires after the idle timeout (renewed per request); the row decides
+    if user.must_change_password:
+        flash("You signed in with a one-time password. Choose your own password to go on.")
+        return redirect(url_for("account.password"))
     return redirect(_safe_next(request.form.get("next")))
+
+
+def end_browser_session(reason: str) -> None:
+    """End this browser's session on the server and forget its cookie (the caller has committed nothing yet)."""
+    if current_user.session_id is not None:
+        signins.end(db(), current_user.session_id, current_user.user_id, reason)
+    logout_user()
+    session.clear()
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    accounts.audit(db(), "logout", actor=current_user.email, address=request.remote_addr)
+    accounts.audit(db(), "logout", actor=current_user.email, address=address())
+    end_browser_session("sign-out")
     db().commit()
-    logout_user()
-    session.clear()
     flash("You have signed out.")
     return redirect(url_for("auth.login"))

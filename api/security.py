@@ -1,4 +1,4 @@
-"""Locked doors: secret key, cookies, CSRF, security headers and rate limits."""
+"""Locked doors: the client's address, secret key, cookies, CSRF, security headers and rate limits."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.settings import Settings
+from shared.signins import Backoff
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+HSTS = "max-age=31536000"  # a year; sent only over TLS, where browsers heed it
 #: Endpoints that create jobs: rate-limited per person.
 JOB_CREATION = ("api_v1.create_job", "pages.submit_case", "pages.upload")
 
@@ -37,6 +40,12 @@ def secret_key(settings: Settings) -> str:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
+    if settings.trusted_proxies:
+        # X-Forwarded-For and -Proto are believed through exactly this many proxies; with none, nobody can claim
+        # another address (the audit trail, the limits) or TLS (HSTS, Secure cookies).
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    app.extensions["cytoscore.backoff"] = Backoff.parse(settings.login_account_limit)
     secure = settings.secure_cookies if settings.secure_cookies is not None else not settings.embedded
     app.config.update(
         SECRET_KEY=secret_key(settings),
@@ -67,17 +76,19 @@ def _headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "no-referrer"
+    if request.is_secure:
+        response.headers["Strict-Transport-Security"] = HSTS
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"  # pages, polls and downloads carry patient results
     return response
 
 
-def _login_key() -> str:
-    return f"{get_remote_address()}|{request.form.get('email', '').strip().lower()}"
+def _refused_sign_in(response: Response) -> bool:
+    return response.status_code in (401, 422)
 
 
 def _person_key() -> str:
-    return f"user:{current_user.get_id()}" if current_user.is_authenticated else get_remote_address()
+    return f"user:{current_user.user_id}" if current_user.is_authenticated else get_remote_address()
 
 
 def _limit(app: Flask, settings: Settings) -> None:
@@ -94,9 +105,12 @@ def _limit(app: Flask, settings: Settings) -> None:
         key_prefix=f"cytoscore-limits:{settings.queue}",
     )
     view: dict[str, Any] = app.view_functions
-    view["auth.login"] = limiter.limit(settings.login_rate_limit, key_func=_login_key, methods=["POST"])(
-        view["auth.login"]
-    )
+    # Refused sign-ins per address, whatever the email: spraying one password over many accounts stops here. The
+    # per-email back-off, from any address, is the login view's (shared.signins), in PostgreSQL, so it holds when
+    # Redis does not.
+    view["auth.login"] = limiter.limit(
+        settings.login_rate_limit, key_func=get_remote_address, methods=["POST"], deduct_when=_refused_sign_in
+    )(view["auth.login"])
     for endpoint in JOB_CREATION:
         if endpoint in view:
             view[endpoint] = limiter.limit(settings.jobs_rate_limit, key_func=_person_key)(view[endpoint])

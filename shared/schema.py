@@ -1,4 +1,4 @@
-"""The tables: jobs, their inputs, and one result per input row."""
+"""The tables: jobs, their inputs, one result per input row; accounts, their sessions and tokens, the audit trail."""
 
 from __future__ import annotations
 
@@ -181,24 +181,58 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # Part of the login cookie's user id: bumping it (disable, new password) ends every session at once.
-    session_version: Mapped[int] = mapped_column(Integer, default=0)
+    # A one-time password (the first start, an admin's reset): every page but the change of password is closed.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie carries a secret whose sha256 is stored here; every request finds its row,
+    so ending the row (sign-out, a new password, a disabled account) ends the session wherever the cookie went."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (CheckConstraint("(ended_at IS NULL) = (ended_by IS NULL)", name="ended_with_reason"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    ended_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(32))  # sign-out, idle, password, disabled, reset, admin
 
 
 class ApiToken(Base):
     """A bearer token; only its sha256 is stored."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint("expires_at > created_at", name="expires_after_created"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    label: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per email, from any address, whether or not the email has an account (so the answer never
+    tells). Past the free tries each failure makes the next try wait twice as long: a back-off, never a lock."""
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (CheckConstraint("failures >= 1", name="failures"),)
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
 
 
 class AuditEvent(Base):
@@ -208,8 +242,9 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str | None] = mapped_column(String(254))
+    actor: Mapped[str | None] = mapped_column(String(254), index=True)
     action: Mapped[str] = mapped_column(String(32))
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)  # no foreign key: purges keep the trail
     address: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(254), index=True)  # the account an action was about
     detail: Mapped[str | None] = mapped_column(Text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from limits import parse as parse_limit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -65,7 +66,12 @@ class Settings(BaseSettings):
     secret_key: str = Field("", validation_alias="SECRET_KEY", repr=False)
     secure_cookies: bool | None = None  # None: Secure cookies whenever not embedded (TLS in front)
     session_idle_minutes: int = 30
-    login_rate_limit: str = "10 per minute"
+    # Failed sign-ins: per address, whatever the email (Flask-Limiter); per email, from any address, after which each
+    # try waits twice as long as the one before (shared.signins.Backoff).
+    login_rate_limit: str = "30 per minute"
+    login_account_limit: str = "10 per 15 minutes"
+    # Reverse proxies in front whose X-Forwarded-For and X-Forwarded-Proto are believed (Werkzeug's ProxyFix).
+    trusted_proxies: int = Field(0, validation_alias="TRUSTED_PROXIES", ge=0)
     jobs_rate_limit: str = "120 per minute"
     max_jobs_in_flight: int = 20
     retention_days: int = 30
@@ -79,6 +85,8 @@ class Settings(BaseSettings):
             raise ValueError("need 0 < heartbeat_interval < heartbeat_stale_after")
         if self.max_attempts < 1 or self.reconcile_interval <= 0:
             raise ValueError("need max_attempts >= 1 and reconcile_interval > 0")
+        for limit in (self.login_rate_limit, self.login_account_limit, self.jobs_rate_limit):
+            parse_limit(limit)  # a limit that does not parse stops the start, not the first sign-in
         return self
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -45,3 +46,35 @@ def stored_parts(dsn: str, parts: int, part_rows: int) -> uuid.UUID:
             (job, part_rows, part_rows, parts),
         )
     return job
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf(client: Any, path: str = "/account") -> str:
+    """The CSRF token of the form on the page at `path`, as the browser would send it back."""
+    match = CSRF.search(client.get(path).get_data(as_text=True))
+    assert match, f"no form with a CSRF token on {path}"
+    return match.group(1)
+
+
+def sign_in(app: Any, email: str, password: str, address: str = "127.0.0.1") -> Any:
+    """A test client signed in through the login form, as a browser from `address`."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": csrf(client, "/login")})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client
+
+
+def session_cookie(client: Any) -> str:
+    cookie = client.get_cookie("session")
+    assert cookie is not None, "not signed in"
+    return cookie.value  # type: ignore[no-any-return]
+
+
+def with_cookie(app: Any, value: str) -> Any:
+    """Another browser, holding a copy of someone's session cookie."""
+    client = app.test_client()
+    client.set_cookie("session", value)
+    return client

@@ -3,11 +3,14 @@ both under a var folder), stopped with everything it started."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import re
 import signal
+import stat
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from testkit.support import ServiceProcess, free_port, multipart, run_cli, wdbc_csv
@@ -43,7 +46,11 @@ def test_cytoscore_run_scores_an_upload_with_no_servers(tmp_path):
             assert time.monotonic() < deadline, proc.output()[-4000:]
             time.sleep(0.5)
         proc.wait_for_log("ready.", timeout=60)  # the worker, not only the web server
-        assert re.search(r"sign in as admin@localhost with password \S+", proc.output()), "no first admin printed"
+        password = _the_box_comes_last(proc, base)
+        told = tmp_path / "var" / "first-admin.txt"
+        assert stat.S_IMODE(told.stat().st_mode) == 0o600
+        assert told.read_text() == f"address: {base}/\nemail: admin@localhost\none-time password: {password}\n"
+        _first_sign_in_forces_a_new_password(base, password)
         token = run_cli(["tokens", "add", "admin@localhost"], env).stdout.strip()
         assert _get(f"{base}/api/v1/models")[0] == 401  # the doors are locked here too
 
@@ -65,3 +72,43 @@ def test_cytoscore_run_scores_an_upload_with_no_servers(tmp_path):
         code = proc.stop(signal.SIGINT, timeout=120)  # Ctrl-C: the web and the worker stop first, the database last
     assert code == 0, proc.output()[-4000:]
     assert not (tmp_path / "var" / "pg" / "postmaster.pid").exists()  # and it stopped with `cytoscore run`
+
+
+def _the_box_comes_last(proc: ServiceProcess, base: str) -> str:
+    """The box (address, email, one-time password) is printed after every start-up banner, as the last lines."""
+    proc.wait_for_log("one-time password:", timeout=60)
+    time.sleep(3)  # anything a child printed late would now be after the box
+    lines = [line for line in proc.output().splitlines() if line.strip()]
+    rule = lines[-1]
+    assert re.fullmatch(r"\+-+\+", rule), lines[-12:]
+    top = len(lines) - 1 - lines[::-1].index(rule, 1)
+    box = lines[top:]
+    assert all(line.startswith("|") and line.endswith("|") for line in box[1:-1]), box
+    text = "\n".join(box)
+    assert f"cytoscore is running at {base}/" in text and "admin@localhost" in text
+    banners = "\n".join(lines[:top])
+    assert "ready." in banners and "Booting worker" in banners  # the worker's and gunicorn's, both before the box
+    match = re.search(r"one-time password:\s+(\S+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def _first_sign_in_forces_a_new_password(base: str, password: str) -> None:
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def form(path: str, fields: dict[str, str]) -> tuple[str, str]:
+        page = browser.open(f"{base}{path}", timeout=10).read().decode()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        body = urllib.parse.urlencode({**fields, "csrf_token": token}).encode()
+        with browser.open(f"{base}{path}", data=body, timeout=30) as response:
+            return response.url, response.read().decode()
+
+    landed, page = form("/login", {"email": "admin@localhost", "password": password})
+    assert landed == f"{base}/account/password" and "one-time password" in page
+    with browser.open(f"{base}/jobs", timeout=10) as response:  # every other page leads back to the change
+        assert response.url == f"{base}/account/password"
+    landed, _ = form("/account/password", {"current": password, "password": "violet kettle orbits 7 quietly",
+                                           "confirm": "violet kettle orbits 7 quietly"})  # fmt: skip
+    assert landed == f"{base}/account"
+    with browser.open(f"{base}/jobs", timeout=10) as response:
+        assert response.url == f"{base}/jobs"

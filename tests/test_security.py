@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from shared.features import FEATURES
 from testkit.support import ServiceProcess, make_person, run_cli, wdbc, wdbc_csv
-from tests.support import post_upload
+from tests.support import csrf, post_upload, session_cookie, sign_in, with_cookie
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 
@@ -146,13 +147,12 @@ def test_logout_ends_the_session(app, people):
     assert client.get("/jobs").status_code == 302
 
 
-def test_login_brute_force_answers_429(app, people):
+def test_login_brute_force_answers_429(app, service_env):
+    target = make_person(service_env, "admin")  # its own account: the back-off would hold up others' sign-ins
     client = app.test_client()
     token = _csrf(client, "/login")
     codes = [
-        client.post(
-            "/login", data={"email": people["admin"].email, "password": "wrong", "csrf_token": token}
-        ).status_code
+        client.post("/login", data={"email": target.email, "password": "wrong", "csrf_token": token}).status_code
         for _ in range(12)
     ]
     assert codes[0] == 401 and codes[-1] == 429
@@ -294,3 +294,218 @@ def test_a_tampered_model_file_never_runs_and_stops_worker_and_web(tmp_path, ser
     with pytest.raises(ModelIntegrityError):
         create_app(settings.model_copy(update={"models_dir": models}))
     assert not marker.exists()
+
+
+# --- the account and admin pages ------------------------------------------------------------------------------
+
+ACCOUNT_DOORS = ["/account", "/account/password"]
+ADMIN_DOORS = ["/admin/users", "/admin/users/{admin_id}", "/admin/audit", "/admin/audit.csv"]
+
+
+@pytest.fixture(scope="module")
+def browsers(app, people):
+    """A browser signed in with a password for each role."""
+    return {who: sign_in(app, p.email, p.password) for who, p in people.items()}
+
+
+@pytest.fixture(scope="module")
+def admin_id(pg_url, people) -> int:
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT id FROM users WHERE email = :e"), {"e": people["admin"].email}).scalar_one()
+    engine.dispose()
+    return int(found)
+
+
+@pytest.mark.parametrize("door", ACCOUNT_DOORS + ADMIN_DOORS)
+@pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
+def test_access_matrix_for_account_and_admin_pages(app, browsers, admin_id, door, who):
+    client = browsers[who] if who else app.test_client()
+    response = client.get(door.format(admin_id=admin_id))
+    if who is None:
+        assert response.status_code == 302 and "/login" in response.headers["Location"]
+    elif door in ACCOUNT_DOORS or who == "admin":
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    else:
+        assert response.status_code == 403
+
+
+@pytest.mark.parametrize("door", ACCOUNT_DOORS + ADMIN_DOORS)
+@pytest.mark.parametrize("who", ["clinician", "lab", "admin"])
+def test_a_token_never_opens_the_account_or_admin_pages(app, people, admin_id, door, who):
+    # A leaked token must not be able to make itself new tokens, change a password or manage accounts.
+    assert people[who].client(app).get(door.format(admin_id=admin_id)).status_code == 403
+
+
+@pytest.mark.parametrize("role", ["clinician", "lab", "admin"])
+def test_another_person_of_the_same_role_can_neither_see_nor_end_your_sessions_and_tokens(app, service_env, role):
+    me, other = make_person(service_env, role), make_person(service_env, role)
+    mine, theirs = sign_in(app, me.email, me.password), sign_in(app, other.email, other.password)
+    made = mine.post("/account/tokens", data={"name": "mine", "days": "30", "csrf_token": csrf(mine)})
+    assert made.status_code == 201
+    page = mine.get("/account").get_data(as_text=True)
+    token_id = re.search(r"/account/tokens/(\d+)/revoke", page).group(1)
+    session_id = re.search(r"/account/sessions/(\d+)/end", page).group(1)
+
+    their_page = theirs.get("/account").get_data(as_text=True)
+    assert "mine" not in their_page and f"/account/sessions/{session_id}/end" not in their_page
+    token = csrf(theirs)
+    assert theirs.post(f"/account/tokens/{token_id}/revoke", data={"csrf_token": token}).status_code == 404
+    assert theirs.post(f"/account/sessions/{session_id}/end", data={"csrf_token": token}).status_code == 404
+    assert theirs.get("/admin/users").status_code == (200 if role == "admin" else 403)
+    # Still there, still live: mine goes on working.
+    assert mine.get("/jobs").status_code == 200
+    assert "revoked" not in mine.get("/account").get_data(as_text=True)
+
+
+# --- sessions end on the server ----------------------------------------------------------------------------------
+
+
+def _new_job_with(client, token: str):
+    form = {"model": "wdbc-rf4", "csrf_token": token, **{f: str(v) for f, v in _case().items() if f != "case_id"}}
+    return client.post("/cases", data=form)
+
+
+@pytest.mark.parametrize("how", ["sign-out", "password change", "disabled", "password reset", "admin revokes"])
+def test_a_copied_cookie_stops_working_when_the_session_ends(app, worker, service_env, people, how):
+    person = make_person(service_env, "lab")
+    victim = sign_in(app, person.email, person.password)
+    token = csrf(victim, "/")
+    thief = with_cookie(app, session_cookie(victim))  # copied before the session ends
+    assert thief.get("/jobs").status_code == 200 and _new_job_with(thief, token).status_code == 303
+
+    if how == "sign-out":
+        assert victim.post("/logout", data={"csrf_token": token}).status_code == 302
+    elif how == "password change":
+        new = f"plum tractor whistle {uuid.uuid4().hex[:6]}"
+        changed = victim.post("/account/password", data={"current": person.password, "password": new,
+                                                        "confirm": new, "csrf_token": token})  # fmt: skip
+        assert changed.status_code == 302 and victim.get("/jobs").status_code == 200  # this browser goes on
+    elif how == "disabled":
+        run_cli(["users", "disable", person.email], service_env)
+    elif how == "password reset":
+        run_cli(["users", "reset-password", person.email], service_env)
+    else:
+        admin = sign_in(app, people["admin"].email, people["admin"].password)
+        page = admin.get("/admin/users").get_data(as_text=True)
+        user_id = re.search(r'/admin/users/(\d+)">' + re.escape(person.email), page).group(1)
+        assert admin.post(f"/admin/users/{user_id}/revoke", data={"csrf_token": csrf(admin)}).status_code == 302
+
+    page = thief.get("/jobs")
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    assert thief.get("/api/v1/models").status_code == 401
+    refused = _new_job_with(thief, token)
+    assert refused.status_code == 302 and "/login" in refused.headers["Location"]  # no job made
+    assert thief.post("/api/v1/jobs", json={"cases": [_case()]}, headers={"X-CSRFToken": token}).status_code == 401
+
+
+def test_sign_out_everywhere_ends_every_session_of_the_account(app, service_env):
+    person = make_person(service_env, "clinician")
+    laptop, phone = sign_in(app, person.email, person.password), sign_in(app, person.email, person.password, "10.0.0.9")
+    listed = laptop.get("/account").get_data(as_text=True)
+    assert listed.count('/end"') == 2 and "10.0.0.9" in listed
+    assert laptop.post("/account/sessions/end-all", data={"csrf_token": csrf(laptop)}).status_code == 302
+    assert laptop.get("/jobs").status_code == 302 and phone.get("/jobs").status_code == 302
+
+
+def test_an_idle_session_ends_on_the_server(app, service_env, pg_url):
+    person = make_person(service_env, "clinician")
+    client = sign_in(app, person.email, person.password)
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE user_sessions SET last_seen_at = now() - interval '31 minutes' "
+                          "FROM users WHERE users.id = user_id AND email = :e"), {"e": person.email})  # fmt: skip
+    assert client.get("/jobs").status_code == 302
+    with engine.connect() as conn:
+        ended = conn.execute(text("SELECT ended_by FROM user_sessions JOIN users ON users.id = user_id "
+                                  "WHERE email = :e"), {"e": person.email}).scalars().all()  # fmt: skip
+    engine.dispose()
+    assert ended == ["idle"]
+
+
+# --- sign-in throttling ------------------------------------------------------------------------------------------
+
+
+def _try(client, email: str, password: str = "not the password"):
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": csrf(client, "/login")})
+
+
+def test_password_spraying_from_one_address_answers_429(app):
+    sprayer = app.test_client()
+    sprayer.environ_base["REMOTE_ADDR"] = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    codes = [
+        _try(sprayer, f"victim{i}-{uuid.uuid4().hex[:4]}@example.org", "Winter2026!").status_code for i in range(40)
+    ]
+    assert codes[:30] == [401] * 30 and set(codes[30:]) == {429}, codes
+    other = app.test_client()  # another address is not held back
+    other.environ_base["REMOTE_ADDR"] = "192.0.2.200"
+    assert _try(other, "someone@example.org").status_code == 401
+
+
+@pytest.fixture
+def quick_backoff(settings):
+    """3 free failures per 30 s, then waits of 1 s, 2 s, 4 s …"""
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"login_account_limit": "3 per 30 seconds",
+                                                 "queue": f"backoff-{uuid.uuid4().hex[:6]}"}))  # fmt: skip
+    yield app
+    app.extensions["cytoscore.engine"].dispose()
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["an account", "no account"])
+def test_failures_on_one_account_from_many_addresses_back_off_exponentially(quick_backoff, service_env, exists):
+    person = make_person(service_env, "lab")
+    email = person.email if exists else f"nobody-{uuid.uuid4().hex[:6]}@example.org"
+
+    def from_somewhere(password: str = "wrong password here"):
+        client = quick_backoff.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+        return _try(client, email, password)
+
+    assert [from_somewhere().status_code for _ in range(3)] == [401, 401, 401]
+    held = from_somewhere(person.password)  # even the right password waits: the wait says nothing
+    assert held.status_code == 429 and held.headers["Retry-After"] == "1"
+    assert "Wait 1 seconds" in held.get_data(as_text=True)
+    time.sleep(1.1)
+    assert from_somewhere().status_code == 401  # not locked: tried again after the wait
+    assert from_somewhere().headers.get("Retry-After") == "2"  # and the next wait is twice as long
+    time.sleep(2.1)
+    final = from_somewhere(person.password)
+    assert final.status_code == (302 if exists else 401)
+    if exists:
+        assert [from_somewhere().status_code for _ in range(3)] == [401, 401, 401]  # a sign-in starts the count again
+
+
+# --- the client's address, and TLS ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("proxies", "recorded"), [(0, "127.0.0.1"), (1, "203.0.113.77")])
+def test_the_audit_trail_records_the_address_through_the_trusted_proxies_only(settings, service_env, proxies, recorded):
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"trusted_proxies": proxies}))
+    email = f"proxied-{uuid.uuid4().hex[:6]}@example.org"
+    client = app.test_client()
+    # The client forges a first hop; the one proxy appends the address it saw.
+    headers = {"X-Forwarded-For": "10.9.9.9, 203.0.113.77"}
+    client.post("/login", headers=headers,
+                data={"email": email, "password": "x", "csrf_token": csrf(client, "/login")})  # fmt: skip
+    app.extensions["cytoscore.engine"].dispose()
+    trail = run_cli(["audit", "--limit", "500"], service_env).stdout
+    (line,) = [line for line in trail.splitlines() if email in line]
+    assert re.split(r"\s+", line)[3] == recorded
+
+
+def test_hsts_only_over_tls(app, settings):
+    from api import create_app
+
+    assert "Strict-Transport-Security" not in app.test_client().get("/login").headers
+    assert app.test_client().get("/login", base_url="https://localhost").headers["Strict-Transport-Security"]
+    forged = {"X-Forwarded-Proto": "https"}
+    assert "Strict-Transport-Security" not in app.test_client().get("/login", headers=forged).headers
+    proxied = create_app(settings.model_copy(update={"trusted_proxies": 1}))
+    assert (
+        proxied.test_client().get("/login", headers=forged).headers["Strict-Transport-Security"].startswith("max-age=")
+    )
+    proxied.extensions["cytoscore.engine"].dispose()
