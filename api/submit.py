@@ -18,8 +18,10 @@ from api.database import db
 from api.queueing import celery
 from api.registry import model_meta
 from shared import jobs
-from shared.intake import Batch, FileRejected, Layout, Limits, check_whole, validate_cases
+from shared.explain import over_the_limit
+from shared.intake import Batch, FileRejected, Layout, Limits, check_whole, sniff_format, validate_cases
 from shared.intake.plain import Emit, NotPlain, Scanned, scan
+from shared.intake.upload import check_size
 from shared.modelstore import feature_ranges
 from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
@@ -44,10 +46,9 @@ def explain_wanted(asked: str | None, rows: int) -> bool:
     if asked not in (None, "", "0", "1"):
         raise FileRejected(["`explain` must be 0 or 1"])
     wanted = asked == "1" or (not asked and rows == 1)
-    limit = _settings().explain_max_rows
-    if wanted and rows > limit:
-        raise FileRejected([f"explanations are computed for at most {limit:,} rows, and this job has {rows:,}: "
-                            "send it without explain=1"])  # fmt: skip
+    refused = over_the_limit(rows, _settings().explain_max_rows) if wanted else None
+    if refused:
+        raise FileRejected([refused])
     return wanted
 
 
@@ -72,7 +73,10 @@ def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | Non
                                  owner_id=current_user.user_id,
                                  explain=lambda rows: explain_wanted(explain, rows))  # fmt: skip
     except NotPlain:
-        session.rollback()  # nothing of the first pass stays; the full check decides
+        session.rollback()  # nothing of the first pass stays
+        if sniff_format(upload, filename) == "xlsx":  # the container is checked here; the sheet, by the worker
+            job = _store_workbook(session, upload, filename, model, limits, explain == "1")
+            return _queue(session, job)
         summary, content = check_whole(upload, filename, model["features"], limits)
         media, layout = ("text/csv", Layout.CSV) if summary.format == "csv" else (XLSX, Layout.XLSX)
         job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=media,
@@ -83,6 +87,21 @@ def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | Non
         session.rollback()
         raise
     return _queue(session, job)
+
+
+def _store_workbook(
+    session: Session, upload: IO[bytes], filename: str | None, model: dict[str, Any], limits: Limits, explain: bool
+) -> Job:
+    """Store an XLSX file whose container passed its checks, to be read and checked in the worker.
+
+    Reading a sheet takes seconds (calamine: about 3 s for 100,000 rows of 32 cells here), which a web request
+    should not hold a thread for; the worker reads it once, checks it whole and counts its rows before scoring.
+    """
+    check_size(upload, limits)
+    upload.seek(0)
+    return jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=upload.read(), media_type=XLSX,
+                           layout=Layout.XLSX, input_format="xlsx", rows_total=0, filename=filename,
+                           owner_id=current_user.user_id, explain=explain)  # fmt: skip
 
 
 def check_cases(cases: object, model_name: str | None) -> Batch:

@@ -28,12 +28,13 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 PARTS: dict[str, list[str]] = {
     "upload-100k": ["bench.upload_throughput", "--rows", "100000", "--workers", "2"],
+    "xlsx-100k": ["bench.upload_throughput", "--rows", "100000", "--workers", "2", "--xlsx"],
     "upload-1m": ["bench.upload_throughput", "--rows", "1000000", "--workers", "2", "--repeats", "3"],
     "scaling": ["bench.scaling", "--rows", "1000000", "--repeats", "3"],
     "single": ["bench.single_case"],
     "load": ["bench.load"],
 }
-QUICK = ("upload-100k", "single", "load")
+QUICK = ("upload-100k", "xlsx-100k", "single", "load")
 
 
 @dataclass
@@ -104,9 +105,15 @@ def upload_rows(runs: dict[str, dict[str, Any]]) -> list[Row]:
     after = Row("scaling: the same, from the POST's answer to succeeded", scale.get("median_2_workers_after_post_s"),
                 None, None, "s", scale.get("after_post_ratio"), "—", None, scale.get("median_1_worker_after_post_s"),
                 "1 worker")  # fmt: skip
+    workbook = runs.get("xlsx-100k", {})
+    xlsx_s, csv_s = workbook.get("end_to_end_s"), u100.get("end_to_end_s")
+    xlsx = Row("100k-row XLSX upload, end to end, 2 workers ÷ the same rows as CSV", xlsx_s, None, None, "s",
+               _ratio(xlsx_s, csv_s), "≤ 3.00", None if xlsx_s is None or csv_s is None else xlsx_s <= 3 * csv_s,
+               csv_s, "CSV")  # fmt: skip
     return [
         end_to_end(u1m, f"1M-row upload, end to end, 2 workers{_medians(u1m)}", 0.70),
         end_to_end(u100, "100k-row upload, end to end, 2 workers", None),
+        xlsx,
         scaling,
         after,
         flat("worker"),

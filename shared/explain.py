@@ -59,6 +59,13 @@ class Explainer:
         ]
 
 
+def over_the_limit(rows: int, limit: int) -> str | None:
+    """Why a job of `rows` rows may not ask for explanations, or None if it may."""
+    if rows <= limit:
+        return None
+    return f"explanations are computed for at most {limit:,} rows, and this job has {rows:,}: send it without explain=1"
+
+
 def largest_gap(explainer: Explainer, X: npt.NDArray[np.float64], probabilities: npt.NDArray[np.float64]) -> float:
     """How far base + contributions is from the given probabilities, at worst over the rows."""
     totals = explainer.base + explainer.contributions(X).sum(axis=1)

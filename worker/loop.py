@@ -32,7 +32,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from shared import jobs
-from shared.intake import Batch, FileRejected, read_batches
+from shared.explain import over_the_limit
+from shared.intake import Batch, FileRejected, Limits, read_batches
 from shared.intake.source import Content
 from shared.modelstore import LoadedModel, feature_ranges
 from shared.settings import ROOT
@@ -108,6 +109,7 @@ def _score_unit(res: Resources, unit: jobs.Unit, model: LoadedModel, beat: Heart
         batches = read_batches(
             content, attempt.layout, model.features, res.settings.batch_rows, feature_ranges(model.metadata),
             filename=attempt.filename, first_row=unit.first_row, header=attempt.header if unit.part else None,
+            limits=_limits(res), on_count=lambda rows: _count_rows(res, attempt, rows),
         )  # fmt: skip
         for batch, last in _with_last(batches):
             rows = result_rows(attempt.job_id, model, batch, unit.part, explain=attempt.explain)
@@ -132,6 +134,20 @@ def _score_unit(res: Resources, unit: jobs.Unit, model: LoadedModel, beat: Heart
                 return finished
             _stop_if_asked(beat)
     raise AssertionError(f"job {attempt.job_id}: part {unit.part} holds no rows")  # every stored part has one
+
+
+def _limits(res: Resources) -> Limits:
+    settings = res.settings
+    return Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
+
+
+def _count_rows(res: Resources, attempt: jobs.Attempt, rows: int) -> None:
+    """A workbook's rows, counted as it is read: recorded for the progress bar, held to the explanation limit."""
+    refused = over_the_limit(rows, res.settings.explain_max_rows) if attempt.explain else None
+    if refused:
+        raise FileRejected([refused])
+    if not in_transaction(res, attempt.job_id, lambda s, _: jobs.count_rows(s, attempt, rows)):
+        raise jobs.Superseded
 
 
 def _stop_if_asked(beat: Heartbeat) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
 from . import cases, plain, upload
 from .batch import Batch
+from .errors import Limits
 from .source import Content
+from .upload import DEFAULT_LIMITS
 from .validate import Ranges
 
 
@@ -30,14 +32,17 @@ def read_batches(
     filename: str | None = None,
     first_row: int = 1,
     header: bytes | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    on_count: Callable[[int], None] | None = None,
 ) -> Iterator[Batch]:
     """Validate a stored input, or one part of it (`first_row`, and the header line for a plain part after the
-    first), in batches of at most `batch_rows` rows, in order."""
+    first), in batches of at most `batch_rows` rows, in order. A workbook, stored unchecked, is checked as it is read
+    (within `limits`), and `on_count` learns its number of rows before the first batch."""
     if layout == Layout.JSON:
         return cases.read_batches(content, features, batch_rows, ranges)
     if layout == Layout.PLAIN:
         return plain.read_batches(content, features, batch_rows, ranges, first_row=first_row, header=header)
-    return upload.iter_batches(content, filename, features, batch_rows, ranges)  # CSV or XLSX, told by the bytes
+    return upload.iter_batches(content, filename, features, batch_rows, ranges, limits=limits, on_count=on_count)
 
 
 def read_rows(content: Content, layout: str, filename: str | None = None) -> tuple[list[str], Iterator[list[str]]]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import IO
 
 from .batch import Batch, UploadSummary
@@ -80,17 +80,21 @@ def _padded(rows: Iterator[tuple[int, list[object]]], width: int) -> Iterator[tu
 
 
 def inspect_upload(
-    content: bytes, filename: str | None, features: Sequence[str], limits: Limits = DEFAULT_LIMITS
+    content: Content, filename: str | None, features: Sequence[str], limits: Limits = DEFAULT_LIMITS
 ) -> UploadSummary:
     """One full structural pass; FileRejected lists every whole-file problem found."""
     features = check_features(features)
-    if len(content) > limits.max_bytes:
-        raise FileRejected(f"the file is {len(content)} bytes; the limit is {limits.max_bytes} bytes")
+    total = size(content)
+    if total > limits.max_bytes:
+        raise FileRejected(f"the file is {total} bytes; the limit is {limits.max_bytes} bytes")
     if sniff_format(content, filename) == "csv":
-        bad_text = text_problems(content)
+        bad_text = text_problems(whole(content))
         if bad_text:
             raise FileRejected(bad_text)
-    source = _open(content, filename)
+    return _inspect(_open(content, filename), features, limits)
+
+
+def _inspect(source: _Source, features: tuple[str, ...], limits: Limits) -> UploadSummary:
     if len(source.header) > limits.max_columns:
         raise FileRejected(f"the header has {len(source.header)} columns; the limit is {limits.max_columns}")
     cmap, problems = match_header(source.header, features)
@@ -183,12 +187,26 @@ def iter_batches(
     features: Sequence[str],
     batch_rows: int,
     ranges: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    on_count: Callable[[int], None] | None = None,
 ) -> Iterator[Batch]:
-    """Validate a CSV or XLSX file (that passed inspect_upload) in batches of `batch_rows` rows, in order."""
+    """Validate a CSV (that passed inspect_upload) or an XLSX file in batches of `batch_rows` rows, in order.
+
+    A workbook is checked here, not when it arrives: the web stores it as sent, since reading a sheet costs seconds
+    a request should not wait for. It is read once, then checked whole as `inspect_upload` does (FileRejected lists
+    every problem), and `on_count` is told how many rows it has before the first batch.
+    """
     features = check_features(features)
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
     source = _open(content, filename)
+    if source.format == "xlsx":
+        kept = list(source.rows)
+        summary = _inspect(replace(source, rows=iter(kept)), features, limits)
+        if on_count is not None:
+            on_count(summary.rows_total)
+        source = replace(source, rows=iter(kept))
     cmap, problems = match_header(source.header, features)
     if problems:
         raise FileRejected(problems)

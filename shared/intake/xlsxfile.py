@@ -1,12 +1,20 @@
-"""XLSX workbooks: checked as a zip before parsing, then read with openpyxl (read-only, formulas visible)."""
+"""XLSX workbooks: checked as a zip before anything is parsed, then read with calamine (Rust).
+
+calamine gives each cell's value but, for a formula, only the result a spreadsheet cached when it last saved, and
+for an error cell nothing. Neither may be scored as if typed: the sheet's XML is searched for them (`<f>` and
+`t="e"`, rare in lab files, found without parsing the rest), and those cells come back as what they are.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import warnings
+import posixpath
+import re
 import zipfile
 from collections.abc import Iterator
-from typing import Any
+
+import defusedxml.ElementTree as SafeXML
+from python_calamine import CalamineWorkbook
 
 from .cells import Typed
 from .errors import FileRejected
@@ -60,17 +68,13 @@ class Workbook:
         if problems:
             raise FileRejected(problems)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # openpyxl warns about styles/extensions it skips
-                import openpyxl
-
-                self._book: Any = openpyxl.load_workbook(stream(content), read_only=True, data_only=False)
+            self._book = CalamineWorkbook.from_filelike(stream(content))
+            names = [m.name for m in self._book.sheets_metadata]
+            self._archive = zipfile.ZipFile(stream(content))
         except Exception as exc:
             raise FileRejected(f"the workbook could not be read ({type(exc).__name__})") from None
-        names: list[str] = list(self._book.sheetnames)
         chosen = names if len(names) == 1 else [n for n in names if n.strip().lower() == "cases"]
-        if len(chosen) != 1 or not hasattr(self._book[chosen[0]], "iter_rows"):
-            self._book.close()
+        if len(chosen) != 1:
             listed = ", ".join(repr(n) for n in names)
             raise FileRejected(
                 f"the workbook has {len(names)} sheets ({listed}); keep one sheet or name the one to read 'cases'"
@@ -78,41 +82,106 @@ class Workbook:
         self.sheet = chosen[0]
 
     def rows(self) -> Iterator[tuple[int, list[object]]]:
-        """Yield (sheet row number, cells) for each row that is not wholly empty."""
+        """Yield (sheet row number, cells from column A) for each row that is not wholly empty."""
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for number, row in enumerate(self._book[self.sheet].iter_rows(), start=1):
-                    cells = [_value(cell) for cell in row]
-                    while cells and cells[-1] is None:
-                        cells.pop()
-                    if cells:
-                        yield next((c.row for c in row if getattr(c, "row", None)), number), cells
+            marked = _marked_cells(self._archive, _sheet_member(self._archive, self.sheet))
+            sheet = self._book.get_sheet_by_name(self.sheet)
+            top, left = sheet.start or (0, 0)  # the used range's first cell; None for an empty sheet
+            for offset, values in enumerate(sheet.to_python(skip_empty_area=False)):
+                number = top + offset + 1
+                cells: list[object] = [None] * left + [v if type(v) is float else _value(v) for v in values]
+                for column in marked.get(number, {}):
+                    cells += [None] * (column + 1 - len(cells))
+                    cells[column] = marked[number][column]
+                while cells and cells[-1] is None:
+                    cells.pop()
+                if cells:
+                    yield number, cells
         except FileRejected:
             raise
         except Exception as exc:
             raise FileRejected(f"the sheet {self.sheet!r} could not be read ({type(exc).__name__})") from None
         finally:
-            self._book.close()
+            self._archive.close()
 
 
-def _value(cell: Any) -> object:
-    value = cell.value
-    kind = cell.data_type
-    if value is None or (kind == "n" and type(value) in (float, int)) or (kind == "s" and type(value) is str):
-        return value
-    if kind == "f":
-        return Typed("formula", str(value))
-    if kind == "b" or isinstance(value, bool):
+def _value(value: object) -> object:
+    """A cell as calamine gives it: text ('' when empty), a number, a boolean or a date."""
+    if isinstance(value, bool):
         return Typed("boolean", "TRUE" if value else "FALSE")
-    if kind == "e":
-        return Typed("error", str(value))
-    if isinstance(value, dt.datetime | dt.date | dt.time | dt.timedelta):
-        return Typed("date", value.isoformat() if not isinstance(value, dt.timedelta) else str(value))
-    if isinstance(value, float):
-        return value
-    if isinstance(value, int):
+    if isinstance(value, float | int):
         return value
     if isinstance(value, str):
-        return value
+        return value or None
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return Typed("date", value.isoformat())
+    if isinstance(value, dt.timedelta):
+        return Typed("date", str(value))
     return Typed("other", str(value))
+
+
+_RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
+_SHEETS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}sheets"
+_REL_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+
+
+def _sheet_member(archive: zipfile.ZipFile, name: str) -> str | None:
+    """The zip member that holds the named sheet's XML (workbook.xml names it, its relationships locate it)."""
+    try:
+        book = SafeXML.fromstring(archive.read("xl/workbook.xml"))
+        rels = SafeXML.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except KeyError:
+        return None
+    sheets = book.find(_SHEETS)
+    rel_id = next((s.get(_REL_ID) for s in (sheets if sheets is not None else []) if s.get("name") == name), None)
+    target = next((r.get("Target", "") for r in rels.iter(_RELS) if r.get("Id") == rel_id), None)
+    if target is None:
+        return None
+    return target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
+
+
+_CELL_REF = re.compile(rb'<c\b[^>]*?\br="([A-Z]{1,3})([0-9]+)"[^>]*>')
+_FORMULA = re.compile(rb"<f\b[^>]*?(?:/>|>(.*?)</f>)", re.DOTALL)
+_ERROR_VALUE = re.compile(rb"<v>(.*?)</v>", re.DOTALL)
+
+
+def _marked_cells(archive: zipfile.ZipFile, member: str | None) -> dict[int, dict[int, Typed]]:
+    """Formula and error cells by sheet row and 0-based column, found in the sheet's XML."""
+    if member is None or member not in archive.namelist():
+        return {}
+    xml = archive.read(member)  # its unpacked size was checked by zip_problems
+    found: dict[int, dict[int, Typed]] = {}
+    for marker in (b"<f>", b"<f ", b'"e"'):
+        at = xml.find(marker)
+        while at >= 0:
+            start = xml.rfind(b"<c ", 0, at)
+            end = xml.find(b"</c>", at)
+            cell = _CELL_REF.match(xml, start) if start >= 0 else None
+            if cell and (marker != b'"e"' or b' t="e"' in cell.group(0)):
+                kind, text = _typed(xml[cell.end() : end if end >= 0 else len(xml)], marker)
+                column = _column_index(cell.group(1))
+                found.setdefault(int(cell.group(2)), {})[column] = Typed(kind, text)
+            at = xml.find(marker, at + 1)
+    return found
+
+
+def _typed(inner: bytes, marker: bytes) -> tuple[str, str]:
+    if marker == b'"e"':
+        value = _ERROR_VALUE.search(inner)
+        return "error", _unescape(value.group(1) if value else b"#ERROR")
+    formula = _FORMULA.search(inner)
+    return "formula", "=" + _unescape(formula.group(1) or b"" if formula else b"")
+
+
+def _unescape(text: bytes) -> str:
+    decoded = text.decode("utf-8", "replace")
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&")):
+        decoded = decoded.replace(entity, char)
+    return decoded
+
+
+def _column_index(letters: bytes) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + letter - 64
+    return index - 1

@@ -135,6 +135,7 @@ FENCED = update(Job).where(
     Job.id == bindparam("job_id"), Job.attempts == bindparam("attempt"), Job.status == JobStatus.RUNNING.value
 )
 _HEARTBEAT = FENCED.values(heartbeat_at=bindparam("now"))
+_COUNTED = FENCED.values(rows_total=bindparam("rows"))
 _HAND_BACK = FENCED.values(status=JobStatus.QUEUED.value, enqueued_at=None, error=bindparam("reason"))
 _FINISH = FENCED.values(
     status=bindparam("status"),
@@ -160,6 +161,11 @@ def heartbeat(session: Session, attempt: Attempt) -> bool:
 def hand_back(session: Session, attempt: Attempt, *, reason: str) -> bool:
     """Return a running job to the queue (its worker is stopping, or hit a defect); the results written stay."""
     return fenced(session, _HAND_BACK, attempt, reason=reason)
+
+
+def count_rows(session: Session, attempt: Attempt, rows: int) -> bool:
+    """Record the number of rows of an input counted only when it was read (a workbook); False if superseded."""
+    return fenced(session, _COUNTED, attempt, rows=rows)
 
 
 def fail(session: Session, attempt: Attempt, error: str) -> bool:
