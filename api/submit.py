@@ -154,7 +154,7 @@ def _queue(session: Session, job: Job) -> Job:
     """Audit and commit the new job, then put its id on the queue."""
     record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
     session.commit()  # the id goes on the queue only once the row is durable
-    if not jobs.publish(celery(), job.id):
+    if not jobs.publish(celery(), job.id, jobs.queue_for(_settings(), job.rows_total)):
         jobs.mark_unsent(session, job.id)  # never sent: the reconciler sends it on its next round
         session.commit()
     log.info("job %s created: kind=%s rows=%d model=%s", job.id, job.kind, job.rows_total, job.model_name)

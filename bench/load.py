@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.stack import save_json
 from testkit.reliability import LoadResult, RedisServer, Scenario, print_table, private_database, run_load, wait_until
-from testkit.support import free_port
+from testkit.support import WORKER_NODES, free_port
 
 
 def _ready(url: str) -> bool:
@@ -78,7 +78,7 @@ def main() -> None:
                     scenario.start("web", "web", PORT=str(port))
                     workers = [scenario.start("worker", f"worker-{i}") for i in (1, 2)]
                     for w in workers:
-                        w.wait_for_log("ready.", 120)
+                        w.wait_for_log("ready.", 120, count=WORKER_NODES)
                     base = f"http://127.0.0.1:{port}"
                     wait_until(lambda: _ready(f"{base}/healthz"), 60, "the web server")
                     started = time.monotonic()

@@ -29,7 +29,7 @@ import numpy as np
 from bench.stack import save_json, throwaway_stack
 from shared.features import FEATURES
 from shared.settings import ROOT
-from testkit.support import RF4, ServiceProcess, free_port, jittered_csv, make_person, multipart, wdbc
+from testkit.support import RF4, WORKER_NODES, ServiceProcess, free_port, jittered_csv, make_person, multipart, wdbc
 
 # Sequential cases never meet the per-person limits; one warm pool process, as a clinic's quiet hour has.
 SETTINGS = {"CYTOSCORE_MAX_JOBS_IN_FLIGHT": "1000", "CYTOSCORE_JOBS_RATE_LIMIT": "100000/minute",
@@ -132,7 +132,7 @@ def main() -> None:
         tutorial = tutorial_server(tport, env, tmp / "tutorial.log")
         tutorial500 = tutorial_server(t500port, {**env, "CYTOSCORE_BENCH_TUTORIAL_FOREST": "500"}, tmp / "t500.log")
         try:
-            worker.wait_for_log("ready.", 120)
+            worker.wait_for_log("ready.", 120, count=WORKER_NODES)
             base, tbase, t500base = (f"http://127.0.0.1:{p}" for p in (port, tport, t500port))
             wait_http(f"{base}/healthz", web)
             wait_http(tbase, tutorial)

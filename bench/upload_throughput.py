@@ -38,7 +38,7 @@ from bench.stack import PeakRss, cpu_seconds, file_upload, save_json, throwaway_
 from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT, Settings
-from testkit.support import ServiceProcess, free_port, make_person, wdbc
+from testkit.support import WORKER_NODES, ServiceProcess, free_port, make_person, wdbc
 
 CACHE = ROOT / "var" / "bench"
 BLOCK = 100_000  # rows generated and written at a time
@@ -106,7 +106,7 @@ def services(env: dict[str, str], workdir: Path, workers: int) -> Iterator[Servi
     web = ServiceProcess(["web"], {**env, "PORT": str(port)}, workdir / "web.log")
     try:
         for worker in started:
-            worker.wait_for_log("ready.", 120)
+            worker.wait_for_log("ready.", 120, count=WORKER_NODES)
         web.wait_for_log("Booting worker", 60)
         base = f"http://127.0.0.1:{port}"
         for _ in range(300):

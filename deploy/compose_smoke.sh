@@ -245,18 +245,19 @@ healthy=$(compose ps worker --format '{{.Name}} {{.Health}}' | grep -c ' healthy
 ping_out=$(compose exec -T --index 1 worker celery -A worker.celery_app inspect ping --timeout 10 2>&1) \
     || { echo "$ping_out"; fail "celery inspect ping failed"; }
 printf '    %s\n' "${ping_out//$'\n'/$'\n'    }"
-# Each worker container's own node (celery@<its hostname>) must be among those that answered.
+# Each worker container's two nodes (cases-<pid>@<its hostname>, files-<pid>@<its hostname>) must have answered.
 answered=0
 for container in $(compose ps -q worker); do
-    node="celery@$($DOCKER inspect --format '{{.Config.Hostname}}' "$container")"
-    if grep -qE -- "->[[:space:]]+$node: OK" <<<"$ping_out"; then
+    host="$($DOCKER inspect --format '{{.Config.Hostname}}' "$container")"
+    nodes=$(grep -cE -- "->[[:space:]]+(cases|files)-[0-9]+@$host: OK" <<<"$ping_out" || true)
+    if ((nodes == 2)); then
         answered=$((answered + 1))
     else
-        say "no answer from $node"
+        say "$nodes of 2 nodes of $host answered"
     fi
 done
-((answered == 3)) || fail "$answered of the 3 worker containers' nodes answered the ping"
-say "three worker containers healthy, and each one's celery node answered the ping"
+((answered == 3)) || fail "$answered of the 3 worker containers had both nodes answer the ping"
+say "three worker containers healthy, and both of each one's celery nodes answered the ping"
 "$ROOT/.venv/bin/python" deploy/smoke_client.py "http://127.0.0.1:$PORT" --rows "$ROWS" --format csv --timeout 120 \
     || fail "scoring with three workers failed"
 phase_done "scale worker=3, ping, score again"

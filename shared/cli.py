@@ -46,9 +46,28 @@ def _web_argv(settings: Settings, host: str, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _worker_argv(settings: Settings, concurrency: int) -> list[str]:
-    return [_bin("celery"), "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-            "--concurrency", str(concurrency), "--queues", settings.queue]  # fmt: skip
+def _worker_argvs(settings: Settings, concurrency: int) -> list[tuple[list[str], dict[str, str]]]:
+    """The two Celery workers one `cytoscore worker` runs, and what each adds to the environment.
+
+    Single cases and jobs of a few rows have a queue of their own and a pool process of their own, so a
+    clinician's case never waits for a lab's file; files go to the other worker's `concurrency` processes.
+    """
+    common = [_bin("celery"), "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+    return [
+        ([*common, "--concurrency", "1", "--queues", settings.cases_queue, "--hostname", _node("cases")],
+         {"CYTOSCORE_WORKER_ROLE": "cases"}),
+        ([*common, "--concurrency", str(concurrency), "--queues", settings.queue, "--hostname", _node("files")],
+         {"CYTOSCORE_WORKER_ROLE": "files"}),
+    ]  # fmt: skip
+
+
+ROLES = ("cases", "files")
+
+
+def _node(role: str) -> str:
+    """A Celery node name of its own: `<role>-<pid>@<host>` (the default, celery@<host>, is the same for every
+    worker on a host). The pid is that of `cytoscore worker`, so a host's health check finds its pair."""
+    return f"{role}-{os.getpid()}@%h"
 
 
 @main.command()
@@ -84,11 +103,17 @@ def web() -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run a Celery worker that scores jobs."""
+@click.option("--ping", is_flag=True, help="Exit 0 only if both of this host's worker nodes answer a ping.")
+def worker(ping: bool) -> None:
+    """Score jobs: one Celery worker for single cases and small jobs, one for files; both stop together."""
     settings = get_settings()
-    argv = _worker_argv(settings, settings.worker_concurrency)
-    os.execvp(argv[0], argv)
+    if ping:
+        sys.exit(0 if _both_answer() else 1)
+    children = [
+        subprocess.Popen(argv, env={**os.environ, **extra})
+        for argv, extra in _worker_argvs(settings, settings.worker_concurrency)
+    ]
+    _supervise(children, lambda: True, patience=55)  # below compose's stop_grace_period of 60 s
 
 
 @main.command()
@@ -117,7 +142,7 @@ def run() -> None:
     first_admin = _first_admin(env["DATABASE_URL"], settings.var_dir, address)
     relay = Relay()
     web = relay.start(_web_argv(settings, "127.0.0.1", 1), env)
-    worker = relay.start(_worker_argv(settings, 1), env, ready_line=b" ready.")
+    workers = [relay.start(argv, {**env, **extra}, ready_line=b" ready.") for argv, extra in _worker_argvs(settings, 1)]
 
     def announce() -> bool:
         if not relay.ready.is_set() or not _answers(f"{address}healthz"):
@@ -127,7 +152,22 @@ def run() -> None:
         )
         return True
 
-    _supervise([web, worker], announce)
+    _supervise([web, *workers], announce)
+
+
+def _both_answer() -> bool:
+    """Whether a `cases-…` and a `files-…` node of this host answer a ping through the broker (the container's
+    health check)."""
+    import socket
+
+    from shared.queue import make_celery
+
+    host = socket.gethostname()
+    answered = {name for reply in make_celery(get_settings()).control.ping(timeout=10) for name in reply}
+    roles = {name.split("-", 1)[0] for name in answered if name.endswith(f"@{host}")}
+    for name in sorted(answered):
+        click.echo(f"{name}: OK")
+    return roles >= set(ROLES)
 
 
 FIRST_ADMIN_FILE = "first-admin.txt"
@@ -139,10 +179,14 @@ class Relay:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.ready = threading.Event()  # the worker said it is ready
+        self.ready = threading.Event()  # every child started with a ready line has printed it
+        self._waiting = 0
 
     def start(self, argv: list[str], env: dict[str, str], ready_line: bytes = b"") -> subprocess.Popen[bytes]:
         child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if ready_line:
+            with self.lock:
+                self._waiting += 1
         threading.Thread(target=self._copy, args=(child, ready_line), daemon=True).start()
         return child
 
@@ -155,8 +199,10 @@ class Relay:
             with self.lock:
                 out.write(line)
                 out.flush()
-            if ready_line and ready_line in line:
-                self.ready.set()
+                if ready_line and ready_line in line:
+                    ready_line, self._waiting = b"", self._waiting - 1
+                    if not self._waiting:
+                        self.ready.set()
 
     def say(self, lines: list[str]) -> None:
         with self.lock:
@@ -272,9 +318,9 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _supervise(children: list[subprocess.Popen[bytes]], announce: Callable[[], bool]) -> None:
+def _supervise(children: list[subprocess.Popen[bytes]], announce: Callable[[], bool], patience: float = 30) -> None:
     """Wait until a child exits or we are told to stop, announcing once `announce` says it could; then stop them
-    all."""
+    all, giving them `patience` seconds."""
     stopping = False
 
     def _stop(_signum: int, _frame: object) -> None:
@@ -290,7 +336,7 @@ def _supervise(children: list[subprocess.Popen[bytes]], announce: Callable[[], b
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience
     for child in children:
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def cases_queue(self) -> str:
+        """The queue of single cases and jobs of a few rows, which every worker keeps a pool process for."""
+        return f"{self.queue}.cases"
+
+    @property
     def embedded(self) -> bool:
         """The one-machine mode of `make run`: the embedded PostgreSQL or the file broker."""
         return not self.database_url or self.broker_url.startswith("filesystem")

@@ -25,7 +25,18 @@ import psycopg
 
 from shared.features import FEATURES
 from shared.settings import Settings
-from testkit.support import RF4, Person, ServiceProcess, free_port, jittered_csv, make_person, multipart, run_cli, wdbc
+from testkit.support import (
+    RF4,
+    WORKER_NODES,
+    Person,
+    ServiceProcess,
+    free_port,
+    jittered_csv,
+    make_person,
+    multipart,
+    run_cli,
+    wdbc,
+)
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -165,7 +176,7 @@ class Scenario:
 
     def worker(self, name: str = "worker", **env: str) -> ServiceProcess:
         proc = self.start("worker", name, **env)
-        proc.wait_for_log("ready.", timeout=90)
+        proc.wait_for_log("ready.", timeout=90, count=WORKER_NODES)
         return proc
 
     def close(self) -> None:

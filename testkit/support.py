@@ -22,6 +22,8 @@ from sklearn.datasets import load_breast_cancer
 from shared.features import FEATURES
 
 BIN = Path(sys.executable).parent
+#: The Celery nodes one `cytoscore worker` runs: one for single cases and small jobs, one for files.
+WORKER_NODES = 2
 
 
 def cli_env(extra: dict[str, str]) -> dict[str, str]:
@@ -69,10 +71,11 @@ class ServiceProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_for_log(self, text: str, timeout: float) -> None:
+    def wait_for_log(self, text: str, timeout: float, count: int = 1) -> None:
+        """Until the output holds `text` `count` times (a `cytoscore worker` says "ready." once per Celery node)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.output():
+            if self.output().count(text) >= count:
                 return
             if self.proc.poll() is not None:
                 raise AssertionError(f"process exited with {self.proc.returncode}:\n{self.output()[-4000:]}")

@@ -16,7 +16,7 @@ import redis
 from alembic.config import Config
 
 from shared.settings import ROOT, Settings
-from testkit.support import Person, ServiceProcess, free_port, make_person, run_cli
+from testkit.support import WORKER_NODES, Person, ServiceProcess, free_port, make_person, run_cli
 from tests.support import wait_for_job
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -106,7 +106,7 @@ def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     """One real `cytoscore worker` process for the session."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = ServiceProcess(["worker"], service_env, log)
-    proc.wait_for_log("ready.", timeout=60)
+    proc.wait_for_log("ready.", timeout=60, count=WORKER_NODES)
     yield proc
     proc.stop()
 

@@ -78,11 +78,19 @@ def wait_running_midway(db_url: str, job_id: str, timeout: float = 120, attempt:
     return wait_until(midway, timeout, f"job {job_id} running midway: {job(db_url, job_id)}")  # type: ignore[no-any-return]
 
 
-def pool_children(pid: int) -> list[int]:
-    """The pool processes of a Celery worker's main process."""
+def _children(pid: int) -> list[int]:
     with contextlib.suppress(FileNotFoundError):
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(p) for p in text.split()]
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def pool_children(pid: int) -> list[int]:
+    """The pool processes that score files under a `cytoscore worker` process: those of its Celery node for files
+    (its other node, for single cases, keeps a pool process of its own)."""
+    for node in _children(pid):
+        with contextlib.suppress(FileNotFoundError):
+            if b"CYTOSCORE_WORKER_ROLE=files" in Path(f"/proc/{node}/environ").read_bytes().split(b"\0"):
+                return _children(node)
     return []
 
 

@@ -25,7 +25,7 @@ from playwright.sync_api import expect, sync_playwright
 from pypdf import PdfReader
 
 from shared.features import FEATURES
-from testkit.support import Person, ServiceProcess, free_port, jittered_csv, multipart, wdbc
+from testkit.support import WORKER_NODES, Person, ServiceProcess, free_port, jittered_csv, multipart, wdbc
 from tests.browser_support import Watch, audit, fits_the_width, launch, screenshot, wait_for_http
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
@@ -54,7 +54,7 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     web = ServiceProcess(["web"], env, logs / "web.log")
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz")
-        worker.wait_for_log("ready.", timeout=60)
+        worker.wait_for_log("ready.", timeout=60, count=WORKER_NODES)
         yield f"http://127.0.0.1:{port}"
     finally:
         web.stop()

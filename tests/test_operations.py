@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from testkit.support import wdbc, wdbc_csv
+from testkit.support import run_cli, wdbc, wdbc_csv
 from tests.support import post_upload
 
 
@@ -43,3 +43,11 @@ def test_worker_logs_are_json_lines_with_job_ids_and_no_measurements(client, fin
     # Whole numbers only: Celery's "succeeded in 0.11843s" must not count as the measurement 0.1184.
     found = [t for t in distinctive if re.search(rf"(?<![\d.]){re.escape(t)}(?![\d])", worker.output())]
     assert distinctive and not found, found
+
+
+def test_the_worker_health_check_finds_both_of_its_nodes(worker, service_env):
+    """`cytoscore worker --ping` (the container's health check) needs this host's cases and files nodes."""
+    answer = run_cli(["worker", "--ping"], service_env, timeout=60)
+    nodes = answer.stdout.split()
+    assert any(re.fullmatch(r"cases-\d+@\S+:", n) for n in nodes), answer.stdout
+    assert any(re.fullmatch(r"files-\d+@\S+:", n) for n in nodes), answer.stdout

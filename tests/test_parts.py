@@ -19,7 +19,7 @@ from shared.intake.plain import NotPlain, read_batches
 from shared.intake.plain import scan as scan_plain
 from shared.jobs.units import id_hashes, repeated_rows
 from shared.settings import ROOT
-from testkit.support import RF4, ServiceProcess, jittered_csv, wdbc_csv
+from testkit.support import RF4, WORKER_NODES, ServiceProcess, jittered_csv, wdbc_csv
 from tests.support import post_upload, wait_for_job
 from tests.test_intake import merge
 
@@ -168,7 +168,7 @@ def test_every_value_reads_the_same_by_the_plain_reader_as_by_the_csv_reader(row
 @pytest.fixture
 def second_worker(service_env, tmp_path):  # type: ignore[no-untyped-def]
     proc = ServiceProcess(["worker"], service_env, tmp_path / "worker2.log")
-    proc.wait_for_log("ready.", timeout=60)
+    proc.wait_for_log("ready.", timeout=60, count=WORKER_NODES)
     yield proc
     proc.stop()
 

@@ -38,7 +38,7 @@ from testkit.reliability import (
     wait_terminal,
     wait_until,
 )
-from testkit.support import RF4, free_port, jittered_csv, run_cli, wdbc_csv
+from testkit.support import RF4, WORKER_NODES, free_port, jittered_csv, run_cli, wdbc_csv
 from tests.reliability_support import (
     PostgresCluster,
     job,
@@ -279,11 +279,13 @@ def test_with_the_broker_down_requests_answer_quickly_and_jobs_complete_once_it_
             s.worker()
             wait_until(lambda: _ready(f"{base}/healthz"), 60, "the web server to answer")
 
+            token = s.person.token  # made before the clock starts: two CLI runs are not the web's time
+
             private_redis.stop()
             ids, took = [], []
             for i in range(10):
                 started = time.monotonic()
-                status, body = _http(f"{base}/api/v1/jobs", s.person.token, {"cases": [single_case(i)]})
+                status, body = _http(f"{base}/api/v1/jobs", token, {"cases": [single_case(i)]})
                 took.append(time.monotonic() - started)
                 assert (status, body.get("status")) == (202, "queued"), body
                 ids.append(body["id"])
@@ -407,8 +409,8 @@ def test_two_workers_handed_the_same_job_write_it_once_with_identical_results(sc
         app.close()
     a = scenario.start("worker", "worker-a")
     b = scenario.start("worker", "worker-b")
-    a.wait_for_log("ready.", 90)
-    b.wait_for_log("ready.", 90)
+    a.wait_for_log("ready.", 90, count=WORKER_NODES)
+    b.wait_for_log("ready.", 90, count=WORKER_NODES)
     reference = upload(client, content, "reference.csv")
     wait_terminal(db, [job_id, reference], BACK_IN_PLAY + WORK, scenario.env)
     found = assert_exactly_once(db, [job_id, reference])
@@ -454,7 +456,7 @@ def test_a_crowd_of_single_cases_and_uploads_is_scored_once_each_with_no_errors(
     scenario.start("web", "web", PORT=str(port), CYTOSCORE_WEB_WORKERS="2")
     workers = [scenario.start("worker", f"worker-{i}") for i in (1, 2)]
     for w in workers:
-        w.wait_for_log("ready.", 90)
+        w.wait_for_log("ready.", 90, count=WORKER_NODES)
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _ready(f"{base}/healthz"), 60, "the web server to answer")
 

@@ -23,7 +23,7 @@ from shared.jobs.reconciler import _LOCK_KEY as RECONCILE_LOCK
 from shared.modelstore import load_model
 from shared.queue import make_celery
 from shared.schema import Job, utcnow
-from testkit.support import cli_env, wdbc, wdbc_csv
+from testkit.support import cli_env, jittered_csv, wdbc, wdbc_csv
 from tests.support import post_upload, wait_for_job
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
@@ -91,6 +91,22 @@ def test_without_wait_the_answer_is_the_same_202_as_before(client):
     body = response.get_json()
     assert set(body) == {"id", "status", "url"} and response.headers["Location"] == body["url"]
     assert wait_for_job(client, body["id"])["status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_a_clinicians_case_is_answered_while_a_lab_file_is_still_being_scored(client):
+    """Every file process busy with a big upload: the single case still has a process of its own."""
+    file = post_upload(client, jittered_csv(300_000)).get_json()
+    deadline = time.monotonic() + 60
+    while client.get(file["url"]).get_json()["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    case = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(3)]}).get_json()
+
+    assert case["status"] == "succeeded"
+    done = wait_for_job(client, file["id"], timeout=300)
+    assert done["rows_scored"] == 300_000
+    assert case["finished_at"] < done["finished_at"]  # answered while the file was still being scored
 
 
 def test_a_job_not_finished_within_the_wait_answers_202_with_the_job(idle_app, people, sessions):

@@ -39,6 +39,9 @@ def verify_models(**_: Any) -> None:
         os._exit(3)  # Celery logs and swallows exceptions from signal handlers; a bad model must stop it
     for model in loaded:
         log.info("model %s %s verified (sha256 %s)", model.name, model.version, model.sha256[:12])
+    if os.environ.get("CYTOSCORE_WORKER_ROLE") == "files":
+        # Files yield the CPU to single cases: the whole process tree, pool included, runs at a lower priority.
+        os.nice(10)
     # The models and libraries (about 200,000 objects) live as long as the process. Frozen before the pool forks,
     # they are left out of the collector's full passes, each of which would otherwise walk them all and stall a job
     # for over 100 ms on a 2-core machine; and the children keep sharing their pages.

@@ -24,5 +24,5 @@ def score_job(job_id: str) -> str:
     res = resources()
     outcome = run(res, app, parsed)
     if outcome == HANDED_BACK:  # straight back on the queue for another worker; else the reconciler sends it
-        jobs.send(res.sessions, app, parsed)
+        jobs.send(res.sessions, app, res.settings, parsed)
     return outcome

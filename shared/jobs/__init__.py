@@ -29,12 +29,13 @@ from shared.jobs.claims import (
 from shared.jobs.create import create_job, create_upload
 from shared.jobs.reconciler import Report, Stuck, reconcile, stuck_jobs
 from shared.jobs.retention import purge
-from shared.jobs.send import invite_helpers, mark_unsent, publish, send
+from shared.jobs.send import SMALL_JOB_ROWS, invite_helpers, mark_unsent, publish, queue_for, send
 from shared.jobs.stored import spool_input, spool_part
 from shared.jobs.units import PartTaken, Unit, claim_part, id_hashes, only_part, write_batch
 
 __all__ = [
     "GAVE_UP",
+    "SMALL_JOB_ROWS",
     "Attempt",
     "PartTaken",
     "Report",
@@ -57,6 +58,7 @@ __all__ = [
     "only_part",
     "publish",
     "purge",
+    "queue_for",
     "reconcile",
     "send",
     "spool_input",

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.jobs.claims import GAVE_UP, close_exhausted
-from shared.jobs.send import mark_enqueued, publish
+from shared.jobs.send import mark_enqueued, publish, queue_for
 from shared.schema import Job, JobStatus, utcnow
 from shared.settings import Settings
 
@@ -65,7 +65,7 @@ def _gave_up(job: Job, now: datetime) -> None:
     )
 
 
-def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[uuid.UUID]:
+def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[tuple[uuid.UUID, str]]:
     """Requeue or give up stale running jobs, close exhausted queued ones; claim the resends. Under the lock."""
     stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
     for job in session.scalars(stale):
@@ -81,9 +81,10 @@ def _settle(session: Session, settings: Settings, now: datetime, report: Report)
         close_exhausted(job, now)
         report.gave_up.append(job.id)
     session.flush()
-    to_send = list(session.scalars(select(Job.id).where(_unsent_queued(settings, now)).order_by(Job.created_at)))
+    unsent = select(Job.id, Job.rows_total).where(_unsent_queued(settings, now)).order_by(Job.created_at)
+    to_send = [(job_id, queue_for(settings, rows)) for job_id, rows in session.execute(unsent)]
     if to_send:  # stamped now, inside the lock, so a second reconciler's round does not send them again
-        mark_enqueued(session, to_send, now)
+        mark_enqueued(session, [job_id for job_id, _ in to_send], now)
     return to_send
 
 
@@ -95,10 +96,10 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
             report.locked_out = True
             return report
         to_send = _settle(session, settings, utcnow(), report)
-    for i, job_id in enumerate(to_send):
-        if not publish(celery_app, job_id):  # the broker is down: unmark the rest, so the next round tries again
+    for i, (job_id, queue) in enumerate(to_send):
+        if not publish(celery_app, job_id, queue):  # the broker is down: unmark the rest, so the next round tries again
             with sessions.begin() as session:
-                mark_enqueued(session, to_send[i:], None)
+                mark_enqueued(session, [later for later, _ in to_send[i:]], None)
             break
         report.resent.append(job_id)
     if report.requeued or report.gave_up or report.resent:
