@@ -11,14 +11,14 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import downloads, results
+from api import downloads, job_views, results
 from api.access import may_see, record
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from api.waiting import wait_until_finished
 from shared.intake import FileRejected
-from shared.schema import Job, JobInput, JobKind, JobStatus
+from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 from shared.spreadsheets import template_csv, template_xlsx
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -31,6 +31,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
 def job_json(job: Job) -> dict[str, Any]:
     """The job as the API shows it."""
     return {
@@ -40,6 +44,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "rows_total": job.rows_total,
         "rows_scored": job.rows_scored,
         "rows_rejected": job.rows_rejected,
+        "seconds_left": _rounded(job_views.seconds_left(job, utcnow())),
         "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
         "input": {
             "filename": job.input_filename,

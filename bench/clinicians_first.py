@@ -22,7 +22,8 @@ import numpy as np
 
 from bench.single_case import cases
 from bench.stack import file_upload, save_json, throwaway_stack
-from bench.upload_throughput import csv_file, services
+from bench.upload_throughput import services
+from testkit.files import csv_file
 from testkit.support import make_person
 
 # One account is the whole crowd here: its throttles are lifted, nothing else.

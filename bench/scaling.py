@@ -18,8 +18,9 @@ from typing import Any
 import psycopg
 
 from bench.stack import save_json, throwaway_stack
-from bench.upload_throughput import count_results, csv_file, end_to_end
+from bench.upload_throughput import count_results, end_to_end
 from shared.settings import Settings
+from testkit.files import csv_file
 from testkit.support import make_person
 
 

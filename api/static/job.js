@@ -11,12 +11,16 @@
   function timeLeft(job, done) {
     if (job.status === "queued") return "Waiting for a worker.";
     if (job.status !== "running") return "";
-    samples.push([performance.now(), done]);
+    if (!job.rows_total) return "Reading the file…"; // a workbook's rows are counted once it is read
+    if (done >= job.rows_total) return "";
+    samples.push([performance.now(), done]); // from the count on: a workbook's reading is not its rate
     const first = samples[0];
     const last = samples[samples.length - 1];
-    if (done >= job.rows_total) return "";
-    if (last[1] <= first[1]) return "Estimating the time left…"; // no rate yet
-    const seconds = (job.rows_total - done) * (last[0] - first[0]) / (last[1] - first[1]) / 1000;
+    // The rate seen on this page; until there is one, the server's, from the job's start.
+    const seconds = last[1] > first[1]
+      ? (job.rows_total - done) * (last[0] - first[0]) / (last[1] - first[1]) / 1000
+      : job.seconds_left;
+    if (seconds === null || seconds === undefined) return "Estimating the time left…";
     if (seconds < 1) return "Less than a second left.";
     if (seconds < 90) return "About " + Math.round(seconds) + " s left.";
     const minutes = Math.round(seconds / 60);
@@ -46,5 +50,5 @@
   }
 
   // The finished page (counts, chart, table) is drawn by the server: reload once, when the job is done.
-  ns.watchJob(root.dataset.statusUrl, show).then(function () { window.location.reload(); });
+  ns.watchJob(root.dataset.statusUrl, show, 0, 500).then(function () { window.location.reload(); });
 })();

@@ -12,8 +12,9 @@ window.Cytoscore = window.Cytoscore || {};
 
   // Call onUpdate(job) with each answer of GET `statusUrl`; resolve with the job once it has finished.
   // `wait` (seconds) asks the server to hold each answer until the job finishes (long polling): right when only
-  // the end matters; leave it out to see progress as it happens.
-  async function watchJob(statusUrl, onUpdate, wait) {
+  // the end matters; leave it out to see progress as it happens, every `everyMs` (at most one request a second
+  // by default).
+  async function watchJob(statusUrl, onUpdate, wait, everyMs) {
     const url = wait ? statusUrl + "?wait=" + wait : statusUrl;
     for (;;) {
       const started = Date.now();
@@ -24,7 +25,7 @@ window.Cytoscore = window.Cytoscore || {};
           const job = await response.json();
           onUpdate(job);
           if (TERMINAL.has(job.status)) return job;
-          pause = EVERY_MS - (Date.now() - started);
+          pause = (everyMs || EVERY_MS) - (Date.now() - started);
         }
       } catch (err) {
         // the network blinked; try again

@@ -1,6 +1,6 @@
 """Make the peers' inputs with the product's own bench code (product venv only).
 
-- rows-<n>.csv under var/bench-peers/: bench.upload_throughput's generator, the Kaggle layout, seed 11; written
+- rows-<n>.csv under var/bench-peers/: testkit.files.csv_file, the Kaggle layout, seed 11; written
   once and reused.
 - The single cases: bench.single_case's `cases(n)`, sent by the driver over HTTP.
 - The labels the product's verified pipeline gives both, so each peer's answers can be checked.
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import upload_throughput
 from bench.single_case import cases
 from shared.modelstore import LoadedModel
+from testkit.files import csv_file
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Inputs:
 def _big_csv(path: Path, rows: int) -> None:
     if path.is_file():
         return
-    upload_throughput.csv_file(rows, seed=11, folder=path.parent).replace(path)  # streamed a block at a time
+    csv_file(rows, seed=11, folder=path.parent).replace(path)  # streamed a block at a time
 
 
 def _csv_labels(path: Path, model: LoadedModel) -> np.ndarray:
