@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import request
 from flask_login import current_user
-from sqlalchemy import Select, select
 
 from api.database import db
+from api.job_search import Viewer
 from shared import accounts
 from shared.schema import Job
 
@@ -15,11 +15,9 @@ def may_see(job: Job) -> bool:
     return bool(current_user.is_admin or job.owner_id == current_user.user_id)
 
 
-def visible_jobs(limit: int = 100) -> list[Job]:
-    query: Select[Job] = select(Job).order_by(Job.created_at.desc()).limit(limit)
-    if not current_user.is_admin:
-        query = query.where(Job.owner_id == current_user.user_id)
-    return list(db().scalars(query))
+def viewer() -> Viewer:
+    """The signed-in person, as the jobs list sees them (api.job_search keeps the same rule as may_see)."""
+    return Viewer(current_user.user_id, bool(current_user.is_admin))
 
 
 def record(action: str, job: Job | None = None, detail: str | None = None) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import downloads, job_views, results
-from api.access import may_see, record
+from api import downloads, job_search, job_views, results
+from api.access import may_see, record, viewer
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
@@ -152,6 +152,32 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
         return _rejected(['"model" must be a model name'])
     check_cases(body["cases"], model)
     return _accepted(submit_cases(body["cases"], model, JobKind.FORM, request.args.get("explain")))
+
+
+@bp.get("/jobs")
+def list_jobs() -> ResponseReturnValue:
+    """The jobs the caller may see, newest first, a page at a time: `jobs` and `next` (the next page's URL, or
+    null on the last page). Arguments as the jobs page takes them: `q` (a file name contains it, or a row has
+    exactly this case id), `status`, `model`, `from` and `to` (UTC days, both included), `owner` (an email;
+    admins only), `limit` (1 to 200, default 50) and `after` (the position `next` carries)."""
+    who = viewer()
+    try:
+        wanted = job_search.JobFilter.from_args(request.args, who)
+    except job_search.BadFilter as exc:
+        return jsonify(error="the list's arguments were refused", problems=exc.problems), 400
+    session = db()
+    found = job_search.listing(session, wanted, who)
+    cases = job_views.single_case_ids(session, [job for job, _ in found.jobs])
+    listed = []
+    for job, owner in found.jobs:
+        shown = job_json(job)
+        if job.id in cases:
+            shown["case_id"] = cases[job.id]
+        if who.is_admin:
+            shown["owner"] = owner
+        listed.append(shown)
+    after = found.next_after
+    return jsonify(jobs=listed, next=url_for("api_v1.list_jobs", **wanted.args(after=after)) if after else None)
 
 
 @bp.get("/jobs/<job_id>")

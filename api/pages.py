@@ -12,15 +12,16 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from sqlalchemy import select
 
-from api import cases, charts, feature_labels, job_views, reports, results
-from api.access import record, visible_jobs
+from api import cases, charts, feature_labels, job_search, job_views, reports, results
+from api.access import record, viewer
 from api.api_v1 import find_job
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from shared.intake import FileRejected
-from shared.schema import Job, JobKind, JobStatus, Role
+from shared.schema import Job, JobKind, JobStatus, Role, User
 
 bp = Blueprint("pages", __name__)
 
@@ -123,10 +124,30 @@ def upload() -> ResponseReturnValue:
 
 @bp.get("/jobs")
 def job_list() -> ResponseReturnValue:
-    listed = visible_jobs()
-    session = db()
-    counts = job_views.diagnosis_counts(session, [j.id for j in listed])
-    return render_template("jobs.html", jobs=listed, counts=counts, cases=job_views.single_case_ids(session, listed))
+    """The jobs the person may see, newest first, searched and filtered, a page at a time (api.job_search)."""
+    who, session = viewer(), db()
+    context: dict[str, Any] = {
+        "models": [m["name"] for m in all_models()],
+        "statuses": job_search.STATUSES,
+        "owners": list(session.scalars(select(User.email).order_by(User.email))) if who.is_admin else [],
+    }
+    try:
+        wanted = job_search.JobFilter.from_args(request.args, who)
+    except job_search.BadFilter as exc:
+        refused = job_search.JobFilter()
+        return render_template("jobs.html", wanted=refused, problems=exc.problems, jobs=[], **context), 400
+    found = job_search.listing(session, wanted, who)
+    listed = [job for job, _ in found.jobs]
+    return render_template(
+        "jobs.html",
+        wanted=wanted,
+        jobs=listed,
+        owner_of={job.id: email for job, email in found.jobs},
+        next_after=found.next_after,
+        counts=job_views.diagnosis_counts(session, [j.id for j in listed]),
+        cases=job_views.single_case_ids(session, listed),
+        **context,
+    )
 
 
 @bp.get("/jobs/<job_id>")

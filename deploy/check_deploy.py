@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_PYTHON = ROOT / ".venv" / "bin" / "python"
 DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker")
 #: What an image needs, from the deployment contract.
-IMAGE_FILES = ("api", "worker", "shared", "models", "migrations", "alembic.ini")
+IMAGE_FILES = ("api", "worker", "shared", "client", "models", "migrations", "alembic.ini")
 #: Fixed by the contract, whatever the code says.
 CONTRACT_TARGETS = ("gunicorn api.wsgi:app", "celery worker.celery_app")
 CONTRACT_REQUIRED_ENV = ("DATABASE_URL", "BROKER_URL", "SECRET_KEY")

@@ -1,4 +1,4 @@
-"""The `cytoscore` command: run | web | worker | migrate | train | jobs."""
+"""The `cytoscore` command: run | web | worker | migrate | train | jobs; the admin's and the client's commands."""
 
 from __future__ import annotations
 
@@ -354,3 +354,14 @@ def _register_admin_commands() -> None:
 
 
 _register_admin_commands()
+
+
+def _register_client_commands() -> None:
+    """`cytoscore submit | status | results`: the client for scripts, which talks to a server over HTTP only."""
+    from client.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_client_commands()

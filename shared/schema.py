@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -64,6 +65,9 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('form', 'upload')", name="kind"),
         CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+        # The jobs list pages newest first after the last row seen, for everyone or for one owner (migration 0014).
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -79,14 +83,14 @@ class Job(Base):
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     rows_scored: Mapped[int] = mapped_column(Integer, default=0)
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     purged_at: Mapped[datetime | None]
     explain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # contributions per row
 

@@ -515,3 +515,24 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sa
     finally:
         context.close()
     watch.assert_clean()
+
+
+def test_the_jobs_list_finds_a_file_by_name_and_a_job_by_a_case_id(page, stack, lab):
+    marker = uuid.uuid4().hex[:8]
+    content = jittered_csv(3).replace(b"\nJ2,", f"\nK-{marker},".encode())
+    ids = []
+    for name in (f"ward-{marker}-a.csv", f"ward-{marker}-b.csv"):
+        body, content_type = multipart({}, content if name.endswith("a.csv") else jittered_csv(3), name)
+        ids.append(finished(stack, lab, api(stack, lab, "/api/v1/jobs", body, content_type)["id"])["id"])
+    page.goto("/jobs")
+    page.get_by_label("File name or case id").fill(f"WARD-{marker}")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator("#jobs td.filename")).to_have_text([f"ward-{marker}-b.csv", f"ward-{marker}-a.csv"])
+    page.get_by_label("File name or case id").fill(f"K-{marker}")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator("#jobs td.filename")).to_have_text([f"ward-{marker}-a.csv"])
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator("#no-jobs")).to_have_text("No jobs match.")
+    page.get_by_role("link", name="Clear the search and filters").click()
+    expect(page.locator("#jobs td.filename").first).to_have_text(f"ward-{marker}-b.csv")
