@@ -16,9 +16,11 @@ from tests.support import post_upload
 # Jobs written straight into PostgreSQL, on days no test creates jobs on: three to a second, so many share a time.
 MANY = (
     "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_filename, input_sha256, "
-    "input_format, rows_total, rows_scored, rows_rejected, attempts, created_at, owner_id) "
+    "input_format, rows_total, rows_scored, rows_rejected, attempts, created_at, owner_id, enqueued_at) "
     "SELECT gen_random_uuid(), 'upload', :status, :model, '1', 'h', 'file-' || g || '.csv', 'h', 'csv', 1, 1, 0, 1, "
-    "CAST(:day AS timestamptz) + (g / 3) * interval '1 second', (SELECT id FROM users WHERE email = :owner) "
+    "CAST(:day AS timestamptz) + (g / 3) * interval '1 second', (SELECT id FROM users WHERE email = :owner), "
+    # sent, as far as the reconciler knows: the session's worker must not take a queued one while the test looks
+    "now() + interval '1 day' "
     "FROM generate_series(1, :n) AS g RETURNING id"
 )
 
