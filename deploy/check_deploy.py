@@ -309,7 +309,8 @@ def run_app_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run code in the app's venv, from the project root, with an environment that holds no secrets."""
     with tempfile.TemporaryDirectory() as var_dir:
         env = {
-            "PATH": f"{APP_PYTHON.parent}:/usr/bin:/bin",
+            # sbin too: the embedded PostgreSQL, started as root on a new machine, adds its user with useradd.
+            "PATH": f"{APP_PYTHON.parent}:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": os.environ.get("HOME", "/root"),
             "CYTOSCORE_VAR_DIR": var_dir,
             "PYTHONDONTWRITEBYTECODE": "1",
