@@ -39,6 +39,8 @@ class Tally:
 
 def verdict(rows: int, tally: Tally) -> str | None:
     """Why the job must be held for review, in one sentence for its page and API; None if it need not be."""
+    if rows < 2:
+        return None  # a single case is judged on its own: its flags and its reasons are beside its answer
     suspect = tally.out_of_range + tally.implausible
     share = suspect / rows if rows else 0.0
     crowded = rows >= REVIEW_MIN_ROWS and share > REVIEW_SHARE
