@@ -113,3 +113,20 @@ def test_a_job_that_waits_is_woken_when_it_is_held(client):
     assert answer.status_code == 201
     body = answer.get_json()
     assert body["status"] == "needs_review" and "results" not in body
+
+
+def test_an_implausible_value_in_an_upload_is_rejected_with_its_reason_never_scored(client, finished):
+    header, *rows = wdbc_csv(slice(0, 30)).decode().splitlines()
+    names = header.split(",")
+    cells = rows[4].split(",")
+    cells[names.index("smoothness_mean")] = "1.5"
+    rows[4] = ",".join(cells)
+    content = ("\n".join([header, *rows]) + "\n").encode()
+    job = finished(post_upload(client, content, model="wdbc-rf30").get_json()["id"])
+    assert (job["status"], job["rows_scored"], job["rows_rejected"]) == ("succeeded", 29, 1)
+    results = client.get(f"/api/v1/jobs/{job['id']}/results?format=json").get_json()["results"]
+    assert results[4]["diagnosis"] is None and results[4]["probability_malignant"] is None
+    assert results[4]["error"].startswith("smoothness_mean '1.5': is above the plausible limit 1")
+    report = client.get(f"/api/v1/jobs/{job['id']}/errors?format=json").get_json()["problems"]
+    assert [(p["row"], p["column"], p["value"]) for p in report] == [(5, "smoothness_mean", "1.5")]
+    assert report[0]["reason"].startswith("is above the plausible limit 1 (smoothness is")

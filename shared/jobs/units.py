@@ -65,7 +65,8 @@ WITH candidate AS (
     SELECT :job, part, :attempt, :token, :worker, now(), 1, 0, 0 FROM candidate
     ON CONFLICT (job_id, part) DO UPDATE
         SET attempt = EXCLUDED.attempt, token = EXCLUDED.token, worker = EXCLUDED.worker,
-            claimed_at = EXCLUDED.claimed_at, claims = part_claims.claims + 1, rows_scored = 0, rows_rejected = 0
+            claimed_at = EXCLUDED.claimed_at, claims = part_claims.claims + 1, rows_scored = 0, rows_rejected = 0,
+            rows_out_of_range = 0, rows_implausible = 0, rows_geometry = 0, rows_far = 0
         WHERE part_claims.done_at IS NULL AND (part_claims.attempt < EXCLUDED.attempt
               OR part_claims.claimed_at < now() - make_interval(secs => :stale))
     RETURNING part, claims
@@ -140,9 +141,9 @@ def write_batch(
     """Write one batch of a unit, fenced; True if this write finished the job.
 
     `scored`, `rejected` and `tally` (what makes the input suspect) are the unit's counts so far, this batch
-    included; `done` says it is the unit's last
-    batch, and then `id_hashes` holds a hash of each of the unit's case ids (`id_hashes()`). `first_try` is False
-    when the same write is tried again after the database went away, so its rows may already be stored.
+    included; `done` says it is the unit's last batch, and then `id_hashes` holds a hash of each of the unit's case
+    ids (`id_hashes()`). `first_try` is False when the same write is tried again after the database went away, so
+    its rows may already be stored.
     Superseded if the attempt no longer owns the job; PartTaken if another worker took the part.
     """
     fresh = unit.fresh and first_try
