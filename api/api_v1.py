@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import downloads, job_search, job_views, results
+from api import downloads, job_search, job_views, results, review
 from api.access import may_see, record, viewer
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
@@ -22,7 +22,7 @@ from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 from shared.spreadsheets import template_csv, template_xlsx
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+TERMINAL = tuple(status.value for status in JobStatus if status.terminal)
 # A job this small that has succeeded answers `?wait=` with its results too, so a single case is one request.
 INLINE_RESULTS = 100
 
@@ -45,6 +45,11 @@ def job_json(job: Job) -> dict[str, Any]:
         "rows_scored": job.rows_scored,
         "rows_rejected": job.rows_rejected,
         "seconds_left": _rounded(job_views.seconds_left(job, utcnow())),
+        "rows_out_of_range": job.rows_out_of_range,
+        # Set when the input looked misread: why the job was held (status needs_review) and, once released, by whom.
+        "review": job.review,
+        "reviewed_at": _iso(job.reviewed_at),
+        "reviewed_by": job.reviewed_by,
         "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
         "input": {
             "filename": job.input_filename,
@@ -192,6 +197,14 @@ def get_job(job_id: str) -> ResponseReturnValue:
     return jsonify(job_json(job))
 
 
+@bp.post("/jobs/<job_id>/confirm")
+def confirm_job(job_id: str) -> ResponseReturnValue:
+    """Release the results of a job held for review (`needs_review`): it becomes `succeeded`; audited."""
+    job = find_job(job_id)
+    review.confirm(job)
+    return jsonify(job_json(job))
+
+
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -211,6 +224,8 @@ def _finished_job(job_id: str) -> Job:
     job = find_job(job_id)
     if job.status != JobStatus.SUCCEEDED.value:
         message = f"the job is {job.status}; results are served once it has succeeded"
+        if job.status == JobStatus.NEEDS_REVIEW.value:
+            message = f"the job is held for review: {job.review} Confirm it with POST /api/v1/jobs/{job.id}/confirm"
         abort(Response(json.dumps({"error": message, "status": job.status, "job_error": job.error}), 409,
                        mimetype="application/json"))  # fmt: skip
     return job

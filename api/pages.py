@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
-from api import cases, charts, feature_labels, job_search, job_views, reports, results
+from api import cases, charts, feature_labels, job_search, job_views, reports, results, review
 from api.access import record, viewer
 from api.api_v1 import find_job
 from api.database import db
@@ -179,8 +179,16 @@ def job_page(job_id: str) -> ResponseReturnValue:
         page_size=job_views.PAGE_SIZE,
         time_left=job_views.time_left_sentence(left),
         notice=results.NOTICE,
+        may_confirm=current_user.may(Role.LAB, Role.ADMIN),
         **context,
     )
+
+
+@bp.post("/jobs/<job_id>/confirm")
+def confirm_job(job_id: str) -> ResponseReturnValue:
+    """The job page's button: release a held job's results, then show them."""
+    review.confirm(find_job(job_id))
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 
 def _single_case(job_id: str) -> cases.Case:

@@ -54,17 +54,18 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    NEEDS_REVIEW = "needs_review"  # every row read, but the input looks misread: results held until confirmed
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.NEEDS_REVIEW)
 
 
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint("kind IN ('form', 'upload')", name="kind"),
-        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'needs_review')", name="status"),
         # The jobs list pages newest first after the last row seen, for everyone or for one owner (migration 0014).
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
@@ -83,6 +84,10 @@ class Job(Base):
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     rows_scored: Mapped[int] = mapped_column(Integer, default=0)
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rows_out_of_range: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # scored, but flagged
+    review: Mapped[str | None] = mapped_column(Text)  # why the job was held for review (docs/plausibility.md)
+    reviewed_at: Mapped[datetime | None]  # when a lab user confirmed the held results
+    reviewed_by: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -136,6 +141,11 @@ class PartClaim(Base):
     done_at: Mapped[datetime | None]
     rows_scored: Mapped[int] = mapped_column(Integer, default=0)  # by the current claim, so far
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # What makes the input suspect, so far (`shared.intake.review.Tally`): added up when the job's last part is written.
+    rows_out_of_range: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rows_implausible: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rows_geometry: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rows_far: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A 64-bit hash of each row's case id, until the job is done: duplicates are found across parts from these.
     id_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)
 

@@ -57,7 +57,7 @@ FAST = {
 }
 _SETTINGS_FROM_FAST = {"secret_key": "SECRET_KEY", "jobs_rate_limit": "CYTOSCORE_JOBS_RATE_LIMIT",
                        "max_jobs_in_flight": "CYTOSCORE_MAX_JOBS_IN_FLIGHT"}  # fmt: skip
-TERMINAL = ("succeeded", "failed")
+TERMINAL = ("succeeded", "failed", "needs_review")
 
 
 def sqlalchemy_url(libpq_url: str) -> str:

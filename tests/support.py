@@ -16,7 +16,7 @@ def wait_for_job(client: Any, job_id: str, timeout: float = 120) -> dict[str, An
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/api/v1/jobs/{job_id}").get_json()
-        if body["status"] in ("succeeded", "failed"):
+        if body["status"] in ("succeeded", "failed", "needs_review"):
             return body  # type: ignore[no-any-return]
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} still {body['status']} after {timeout} s: {body}")

@@ -420,10 +420,11 @@ def test_problem_text_names_row_column_value_and_reason() -> None:
 
 def test_odd_but_valid_numbers_are_read_exactly() -> None:
     values = ["  017.5 ", "+.5", "5.", "1E2", "2.5e-1"]
-    rows = [[str(i), v, v, v, v] for i, v in enumerate(values)]
+    rows = [[str(i), v, "20.1", "0.1", v] for i, v in enumerate(values)]  # radius and compactness: no upper limit
     batch = score(to_csv([HEADER, *rows]))
     assert batch.ok.all()
     np.testing.assert_array_equal(batch.X[:, 0], [17.5, 0.5, 5.0, 100.0, 0.25])
+    np.testing.assert_array_equal(batch.X[:, 3], [17.5, 0.5, 5.0, 100.0, 0.25])
 
 
 def test_zero_is_allowed_where_a_measurement_can_be_zero() -> None:

@@ -15,7 +15,7 @@ from tests.test_intake import merge, raw_xlsx, to_csv
 
 # The grammar as the product's issue states it, written out independently of the code under test.
 SPEC = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
-FEATURE = "smoothness_mean"  # may be zero, so only the grammar, finiteness and the sign decide
+FEATURE = "concavity_mean"  # may be zero and has no upper limit, so only the grammar, finiteness and the sign decide
 HEADER = ["id", FEATURE]
 
 odd_chars = st.sampled_from([*"0123456789", *".eE+- _,", "\t", "１", "٣", "i", "n", "f", "a", "N", "x"])

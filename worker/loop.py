@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from shared import jobs
 from shared.explain import over_the_limit
 from shared.intake import Batch, FileRejected, Limits, read_batches
+from shared.intake.review import Tally
 from shared.intake.source import Content
 from shared.modelstore import LoadedModel, feature_ranges
 from shared.settings import ROOT
@@ -104,6 +105,7 @@ def _score_unit(res: Resources, unit: jobs.Unit, model: LoadedModel, beat: Heart
     """Read, score and write one unit, batch by batch; True if its last write finished the job."""
     attempt = unit.attempt
     scored = rejected = 0
+    tally = Tally()
     hashes: list[npt.NDArray[np.uint64]] = []
     with _content(res, unit) as content:
         batches = read_batches(
@@ -114,14 +116,14 @@ def _score_unit(res: Resources, unit: jobs.Unit, model: LoadedModel, beat: Heart
         for batch, last in _with_last(batches):
             rows = result_rows(attempt.job_id, model, batch, unit.part, explain=attempt.explain)
             ok = int(batch.ok.sum())
-            scored, rejected = scored + ok, rejected + len(rows) - ok
+            scored, rejected, tally = scored + ok, rejected + len(rows) - ok, tally + batch.tally
             hashes.append(jobs.id_hashes(batch.case_ids))
             done_hashes = np.concatenate(hashes) if last else None
             try:
                 finished = in_transaction(
                     res, attempt.job_id, lambda s, first_try: jobs.write_batch(
                         s, unit, rows, scored=scored, rejected=rejected, done=last, id_hashes=done_hashes,  # noqa: B023
-                        first_try=first_try),
+                        first_try=first_try, tally=tally),  # noqa: B023
                 )  # fmt: skip
             except jobs.PartTaken:
                 log.info("job %s: attempt %d part %d was taken by another worker", attempt.job_id, attempt.number,

@@ -31,7 +31,8 @@
   function show(job) {
     const done = job.rows_scored + job.rows_rejected;
     const badge = byId("status").querySelector(".badge"); // a finished job reloads with its outcome in words
-    badge.lastChild.textContent = job.status;
+    const word = badge.querySelector(".status-word");
+    if (word) word.textContent = job.status;
     badge.className = "badge status-" + job.status;
     const progress = byId("progress");
     progress.max = Math.max(job.rows_total, 1);

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from .review import Tally
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Batch:
     supplied_diagnosis: list[str | None]
     out_of_range: list[str | None]
     warnings: list[str | None]
+    tally: Tally = field(default_factory=Tally)  # what makes the input as a whole suspect (`review`)
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,7 @@ def _by_columns(block: bytes, delimiter: str, cmap: ColumnMap, builder: BatchBui
     except (ValueError, pd.errors.ParserError):
         return None
     X = frame[list(cmap.feature_index)].to_numpy(dtype=np.float64, copy=True)
-    if not np.isfinite(X).all() or builder.implausible(X):
+    if not np.isfinite(X).all() or builder.implausible(X)[0]:
         return None
     ids = frame[cmap.id_index].tolist()
     given = None if cmap.diagnosis_index is None else frame[cmap.diagnosis_index].tolist()

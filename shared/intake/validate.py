@@ -13,6 +13,8 @@ from shared.features import CASE_ID, NONZERO
 from .batch import Batch, Problem
 from .ids import parse_diagnosis, parse_ids
 from .numbers import DecimalMarks, parse_matrix, value_text
+from .plausible import broken_geometry, out_of_limits
+from .review import FAR, Tally
 
 Ranges = Mapping[str, tuple[float, float]]
 _PLAIN_DIAGNOSIS = {"M": "M", "B": "B"}
@@ -48,19 +50,23 @@ class BatchBuilder:
         first, *more = self.feature_index
         cells = list(map(itemgetter(first, *more), rows)) if more else [(r[first],) for r in rows]
         X, bad = parse_matrix(cells, self.features, all_text=self.all_text, marks=self.marks, row0=row0)
-        bad.update(self.implausible(X))
+        implausible, geometry = self.implausible(X)
         id_values: Sequence[object] = [None] * len(rows) if self.id_index is None else [r[self.id_index] for r in rows]
         given = None if self.diagnosis_index is None else [r[self.diagnosis_index] for r in rows]
-        return self._batch(row0, X, bad, lambda i, j: cells[i][j], id_values, given)
+        return self._batch(row0, X, bad, lambda i, j: cells[i][j], id_values, given, implausible, geometry)
 
     def build_parsed(
         self, row0: int, X: npt.NDArray[np.float64], ids: Sequence[object], given: Sequence[object] | None
     ) -> Batch:
         """A batch whose measurements were already read, every one of them valid (see `implausible`)."""
-        return self._batch(row0, X, {}, lambda i, j: X[i, j], ids, given)
+        return self._batch(row0, X, {}, lambda i, j: X[i, j], ids, given, {}, set())
 
-    def implausible(self, X: npt.NDArray[np.float64]) -> dict[tuple[int, int], str]:
-        """Numbers that are read fine but cannot be measurements: negative ones, and zero sizes."""
+    def implausible(self, X: npt.NDArray[np.float64]) -> tuple[dict[tuple[int, int], str], set[int]]:
+        """Numbers that are read fine but cannot be measurements, and the rows among them that break the geometry.
+
+        Negative ones, zero sizes, values beyond a plausibility limit, and areas, perimeters or worst values that
+        do not fit the rest of the row (`plausible`).
+        """
         bad: dict[tuple[int, int], str] = {}
         with np.errstate(invalid="ignore"):
             for j, name in enumerate(self.features):
@@ -69,7 +75,8 @@ class BatchBuilder:
                 if name in NONZERO:
                     for at in np.flatnonzero(X[:, j] == 0):
                         bad[(int(at), j)] = "must be greater than zero"
-        return bad
+        out_of_limits(X, self.features, bad)
+        return bad, broken_geometry(X, self.features, bad)
 
     def _batch(
         self,
@@ -79,9 +86,13 @@ class BatchBuilder:
         value_at: Callable[[int, int], object],
         id_values: Sequence[object],
         given: Sequence[object] | None,
+        implausible: dict[tuple[int, int], str],
+        geometry: set[int],
     ) -> Batch:
         n = len(X)
         numbers = np.arange(row0, row0 + n, dtype=np.int64)
+        far = self._far(X)
+        bad = implausible | bad  # a value that could not be read keeps that reason
         found = [
             (i, j, Problem(row0 + i, self.features[j], value_text(value_at(i, j)), why)) for (i, j), why in bad.items()
         ]
@@ -97,6 +108,13 @@ class BatchBuilder:
         X[~ok] = np.nan
         notes: dict[int, list[str]] = {}
         diagnoses = self._diagnoses(n, given, notes)
+        out_of_range = self._out_of_range(X, ok)
+        tally = Tally(
+            out_of_range=sum(note is not None for note in out_of_range),
+            implausible=len({i for i, _ in implausible}),
+            geometry=len(geometry),
+            far=far,
+        )
         return Batch(
             rows=numbers,
             case_ids=case_ids,
@@ -105,8 +123,9 @@ class BatchBuilder:
             errors=_per_row(n, {i: list(map(str, found)) for i, found in by_row.items()}),
             problems=[p for _, _, p in found],
             supplied_diagnosis=diagnoses,
-            out_of_range=self._out_of_range(X, ok),
+            out_of_range=out_of_range,
             warnings=_per_row(n, notes),
+            tally=tally,
         )
 
     def _diagnoses(self, n: int, given: Sequence[object] | None, notes: dict[int, list[str]]) -> list[str | None]:
@@ -119,6 +138,15 @@ class BatchBuilder:
                 if warning:
                     notes.setdefault(i, []).append(warning)
         return labels
+
+    def _far(self, X: npt.NDArray[np.float64]) -> int:
+        """Rows with a value at least FAR times its training maximum: the mark of a misread decimal separator."""
+        far = np.zeros(len(X), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            for j, name in enumerate(self.features):
+                if name in self.ranges and self.ranges[name][1] > 0:
+                    far |= X[:, j] >= FAR * self.ranges[name][1]
+        return int(far.sum())
 
     def _out_of_range(self, X: npt.NDArray[np.float64], ok: npt.NDArray[np.bool_]) -> list[str | None]:
         notes: dict[int, list[str]] = {}

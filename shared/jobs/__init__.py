@@ -11,6 +11,7 @@ and never commit: the web request or the worker's unit of work owns the transact
   unit undone finishes the job;
 - `stored`: the stored input, written in parts and read back a block at a time;
 - `reconciler`: the job rows are the truth, the queue a hint: requeue, give up, resend;
+- `review`: a job held for review (its input looked misread) is confirmed by a lab user;
 - `retention`: the inputs and results of old jobs are purged.
 """
 
@@ -29,6 +30,7 @@ from shared.jobs.claims import (
 from shared.jobs.create import create_job, create_upload
 from shared.jobs.reconciler import Report, Stuck, reconcile, stuck_jobs
 from shared.jobs.retention import purge
+from shared.jobs.review import confirm
 from shared.jobs.send import SMALL_JOB_ROWS, invite_helpers, mark_unsent, publish, queue_for, send
 from shared.jobs.stored import spool_input, spool_part
 from shared.jobs.units import PartTaken, Unit, claim_part, id_hashes, only_part, write_batch
@@ -45,6 +47,7 @@ __all__ = [
     "claim_job",
     "claim_part",
     "close_if_exhausted",
+    "confirm",
     "count_rows",
     "create_job",
     "create_upload",

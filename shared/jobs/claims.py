@@ -144,6 +144,8 @@ _FINISH = FENCED.values(
     error=bindparam("error"),
     rows_scored=func.coalesce(bindparam("scored", type_=Integer), Job.rows_scored),
     rows_rejected=func.coalesce(bindparam("rejected", type_=Integer), Job.rows_rejected),
+    rows_out_of_range=func.coalesce(bindparam("out_of_range", type_=Integer), Job.rows_out_of_range),
+    review=bindparam("review"),
 )
 
 
@@ -170,20 +172,28 @@ def count_rows(session: Session, attempt: Attempt, rows: int) -> bool:
 
 def fail(session: Session, attempt: Attempt, error: str) -> bool:
     """End the attempt's job as failed, saying why; False if this attempt no longer owns it."""
-    return fenced(session, _FINISH, attempt, status=JobStatus.FAILED.value, error=error, scored=None, rejected=None)
-
-
-def succeed(session: Session, attempt: Attempt, *, scored: int, rejected: int) -> bool:
-    """End the attempt's job as succeeded with its final counts; False if this attempt no longer owns it."""
     return fenced(
-        session, _FINISH, attempt, status=JobStatus.SUCCEEDED.value, error=None, scored=scored, rejected=rejected
-    )
+        session, _FINISH, attempt, status=JobStatus.FAILED.value, error=error, scored=None, rejected=None,
+        out_of_range=None, review=None,
+    )  # fmt: skip
+
+
+def succeed(session: Session, attempt: Attempt, *, scored: int, rejected: int, out_of_range: int = 0,
+            review: str | None = None) -> bool:  # fmt: skip
+    """End the attempt's job with its final counts: succeeded, or held for review when `review` says why (its
+    results are then held back until a lab user confirms them). False if this attempt no longer owns the job."""
+    status = JobStatus.NEEDS_REVIEW if review else JobStatus.SUCCEEDED
+    return fenced(
+        session, _FINISH, attempt, status=status.value, error=None, scored=scored, rejected=rejected,
+        out_of_range=out_of_range, review=review,
+    )  # fmt: skip
 
 
 def succeeded_by(session: Session, attempt: Attempt) -> bool:
     """Did this attempt finish the job? (After a commit whose answer was lost with the connection.)"""
     found = session.execute(select(Job.attempts, Job.status).where(Job.id == attempt.job_id)).one_or_none()
-    return found is not None and tuple(found) == (attempt.number, JobStatus.SUCCEEDED.value)
+    finished = (JobStatus.SUCCEEDED.value, JobStatus.NEEDS_REVIEW.value)
+    return found is not None and found.attempts == attempt.number and found.status in finished
 
 
 def close_exhausted(job: Job, now: datetime) -> None:

@@ -103,6 +103,7 @@ def _new_job(
         rows_total=rows_total,
         rows_scored=0,
         rows_rejected=0,
+        rows_out_of_range=0,
         attempts=0,
         owner_id=owner_id,
         created_at=now,

@@ -16,7 +16,7 @@ _AT_ONCE = 500
 def purge(session: Session, older_than: timedelta) -> list[uuid.UUID]:
     """Remove the inputs and results of finished jobs created before the cutoff; return the jobs' ids."""
     cutoff = utcnow() - older_than
-    finished = [JobStatus.SUCCEEDED.value, JobStatus.FAILED.value]
+    finished = [status.value for status in JobStatus if status.terminal]
     query = select(Job.id).where(Job.created_at < cutoff, Job.purged_at.is_(None), Job.status.in_(finished))
     ids = list(session.scalars(query))
     for start in range(0, len(ids), _AT_ONCE):

@@ -8,7 +8,8 @@ claim is older than the staleness is taken again by whoever asks next, within th
 Each batch of a unit is written in one transaction, fenced: by the attempt, and for a ledger part by its token.
 The write holds the results, the unit's progress and the job's totals; the write of a unit's last batch marks
 it done, and the write that leaves no unit undone also marks repeated case ids across the whole job and sets
-`succeeded`. The job row's lock makes exactly one write the last.
+`succeeded`, or `needs_review` when the input as a whole looks misread (`shared.intake.review`). The job row's lock
+makes exactly one write the last.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from sqlalchemy import Integer, bindparam, text
 from sqlalchemy.orm import Session
 
+from shared.intake.review import Tally, verdict
 from shared.jobs.claims import FENCED, Attempt, Superseded, fenced, heartbeat, succeed, succeeded_by
 from shared.jobs.results import write_results
 
@@ -63,7 +65,8 @@ WITH candidate AS (
     SELECT :job, part, :attempt, :token, :worker, now(), 1, 0, 0 FROM candidate
     ON CONFLICT (job_id, part) DO UPDATE
         SET attempt = EXCLUDED.attempt, token = EXCLUDED.token, worker = EXCLUDED.worker,
-            claimed_at = EXCLUDED.claimed_at, claims = part_claims.claims + 1, rows_scored = 0, rows_rejected = 0
+            claimed_at = EXCLUDED.claimed_at, claims = part_claims.claims + 1, rows_scored = 0, rows_rejected = 0,
+            rows_out_of_range = 0, rows_implausible = 0, rows_geometry = 0, rows_far = 0
         WHERE part_claims.done_at IS NULL AND (part_claims.attempt < EXCLUDED.attempt
               OR part_claims.claimed_at < now() - make_interval(secs => :stale))
     RETURNING part, claims
@@ -87,23 +90,26 @@ def claim_part(session: Session, attempt: Attempt, *, worker: str, stale_after: 
 
 _PROGRESS = FENCED.values(
     rows_scored=bindparam("scored", type_=Integer), rows_rejected=bindparam("rejected", type_=Integer),
-    heartbeat_at=bindparam("now"),
+    rows_out_of_range=bindparam("out_of_range", type_=Integer), heartbeat_at=bindparam("now"),
 )  # fmt: skip
 _PART_PROGRESS = text("""
 UPDATE part_claims SET rows_scored = :scored, rows_rejected = :rejected, claimed_at = now(),
-    done_at = CASE WHEN :done THEN now() END, id_hashes = :hashes
+    done_at = CASE WHEN :done THEN now() END, id_hashes = :hashes, rows_out_of_range = :out_of_range,
+    rows_implausible = :implausible, rows_geometry = :geometry, rows_far = :far
 WHERE job_id = :job AND part = :part AND token = :token AND done_at IS NULL
 """)
 # Run once the job row is locked (by the fenced heartbeat before it): this statement's snapshot then holds every
 # other part's committed write, so the totals are whole and exactly one write sees no part left undone.
 _JOB_TOTALS = text("""
-UPDATE jobs SET rows_scored = t.scored, rows_rejected = t.rejected
+UPDATE jobs SET rows_scored = t.scored, rows_rejected = t.rejected, rows_out_of_range = t.out_of_range
 FROM (SELECT coalesce(sum(c.rows_scored), 0) AS scored, coalesce(sum(c.rows_rejected), 0) AS rejected,
-             count(*) FILTER (WHERE c.done_at IS NULL) AS undone
+             coalesce(sum(c.rows_out_of_range), 0) AS out_of_range,
+             coalesce(sum(c.rows_implausible), 0) AS implausible, coalesce(sum(c.rows_geometry), 0) AS geometry,
+             coalesce(sum(c.rows_far), 0) AS far, count(*) FILTER (WHERE c.done_at IS NULL) AS undone
       FROM job_input_parts p LEFT JOIN part_claims c ON c.job_id = p.job_id AND c.part = p.part
       WHERE p.job_id = :job) AS t
 WHERE jobs.id = :job
-RETURNING t.scored, t.rejected, t.undone
+RETURNING t.scored, t.rejected, t.out_of_range, t.implausible, t.geometry, t.far, t.undone
 """)
 _HASHES = text("SELECT p.first_row, c.id_hashes FROM part_claims c JOIN job_input_parts p USING (job_id, part) "
                "WHERE c.job_id = :job")  # fmt: skip
@@ -130,17 +136,20 @@ def write_batch(
     done: bool,
     id_hashes: npt.NDArray[np.uint64] | None,
     first_try: bool,
+    tally: Tally | None = None,
 ) -> bool:
     """Write one batch of a unit, fenced; True if this write finished the job.
 
-    `scored` and `rejected` are the unit's counts so far, this batch included; `done` says it is the unit's last
-    batch, and then `id_hashes` holds a hash of each of the unit's case ids (`id_hashes()`). `first_try` is False
-    when the same write is tried again after the database went away, so its rows may already be stored.
+    `scored`, `rejected` and `tally` (what makes the input suspect) are the unit's counts so far, this batch
+    included; `done` says it is the unit's last batch, and then `id_hashes` holds a hash of each of the unit's case
+    ids (`id_hashes()`). `first_try` is False when the same write is tried again after the database went away, so
+    its rows may already be stored.
     Superseded if the attempt no longer owns the job; PartTaken if another worker took the part.
     """
     fresh = unit.fresh and first_try
+    tally = tally or Tally()
     if unit.token is None:
-        return _write_only_part(session, unit, rows, scored, rejected, done, id_hashes, fresh)
+        return _write_only_part(session, unit, rows, scored, rejected, tally, done, id_hashes, fresh)
     hashes = id_hashes.tobytes() if done and id_hashes is not None else None
     marked = session.execute(
         _PART_PROGRESS,
@@ -152,6 +161,10 @@ def write_batch(
             "rejected": rejected,
             "done": done,
             "hashes": hashes,
+            "out_of_range": tally.out_of_range,
+            "implausible": tally.implausible,
+            "geometry": tally.geometry,
+            "far": tally.far,
         },
     )
     if not marked.rowcount:  # type: ignore[attr-defined]
@@ -165,7 +178,10 @@ def write_batch(
     job = {"job": unit.attempt.job_id}
     _mark_duplicates(session, unit.attempt.job_id, [(first, raw) for first, raw in session.execute(_HASHES, job)])
     session.execute(_FORGET_HASHES, job)
-    return succeed(session, unit.attempt, scored=totals.scored, rejected=totals.rejected)
+    whole = Tally(totals.out_of_range, totals.implausible, totals.geometry, totals.far)
+    review = verdict(totals.scored + totals.rejected, whole)
+    return succeed(session, unit.attempt, scored=totals.scored, rejected=totals.rejected,
+                   out_of_range=totals.out_of_range, review=review)  # fmt: skip
 
 
 def _write_only_part(
@@ -174,15 +190,18 @@ def _write_only_part(
     rows: Sequence[tuple[Any, ...]],
     scored: int,
     rejected: int,
+    tally: Tally,
     done: bool,
     id_hashes: npt.NDArray[np.uint64] | None,
     fresh: bool,
 ) -> bool:
     """The job's only part: the job row carries its progress, and its last batch finishes the job."""
     if done:
-        owned = succeed(session, unit.attempt, scored=scored, rejected=rejected)
+        owned = succeed(session, unit.attempt, scored=scored, rejected=rejected, out_of_range=tally.out_of_range,
+                        review=verdict(scored + rejected, tally))  # fmt: skip
     else:
-        owned = fenced(session, _PROGRESS, unit.attempt, scored=scored, rejected=rejected)
+        owned = fenced(session, _PROGRESS, unit.attempt, scored=scored, rejected=rejected,
+                       out_of_range=tally.out_of_range)  # fmt: skip
     if not owned:
         if done and succeeded_by(session, unit.attempt):
             return True  # a retry after our own commit whose answer was lost with the connection
