@@ -123,6 +123,19 @@ def list_models(models_dir: Path) -> list[dict[str, Any]]:
     return [read_metadata(n, models_dir) for n in sorted(names, key=lambda n: n != default)]
 
 
+def fitting(models: list[dict[str, Any]], present: frozenset[str]) -> list[dict[str, Any]]:
+    """The models whose every feature is among `present`, best held-out ROC AUC first (ties: fewer features, name)."""
+    fits = [m for m in models if set(m["features"]) <= present]
+    return sorted(fits, key=lambda m: (-float(m["metrics"]["roc_auc"]), len(m["features"]), m["name"]))
+
+
+def best_fit(models: list[dict[str, Any]], present: frozenset[str]) -> dict[str, Any] | None:
+    """The model a file is scored with when none is named: the best held-out ROC AUC among those it has the
+    features of; None when it fits none (the default model then says which columns are missing)."""
+    fits = fitting(models, present)
+    return fits[0] if fits else None
+
+
 def _check(name: str, what: str, expected: object, actual: object) -> None:
     if expected != actual:
         raise ModelIntegrityError(f"model {name}: {what} differs: expected {expected!r}, actual {actual!r}")
