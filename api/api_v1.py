@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import compare, downloads, rescore, results
+from api import compare, downloads, rescore, results, validation
 from api.access import may_see, record
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
@@ -176,6 +176,18 @@ def rescore_job(job_id: str) -> ResponseReturnValue:
         return _rejected(exc.problems)
     except UnknownModel as exc:
         return _rejected([str(exc.args[0])])
+
+
+@bp.get("/jobs/<job_id>/validation")
+def get_validation(job_id: str) -> ResponseReturnValue:
+    """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
+    PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
+    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis."""
+    job = _finished_job(job_id)
+    session = db()
+    record("job.view", job, detail="validation figures")
+    session.commit()
+    return jsonify(job=str(job.id), model=job.model_name, validation=validation.validation(session, job))
 
 
 @bp.get("/jobs/<job_id>/compare/<other_id>")

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from api import cases, charts, compare, feature_labels, job_views, reports, rescore, results
+from api import cases, charts, compare, feature_labels, job_views, reports, rescore, results, validation
 from api.access import may_see, record, visible_jobs
 from api.api_v1 import find_job
 from api.database import db
@@ -154,6 +154,9 @@ def job_page(job_id: str) -> ResponseReturnValue:
             chart=charts.histogram(job_views.probability_bins(session, job)),
             better=rescore.better_models(session, job),
             model_auc=model_meta(job.model_name)["metrics"]["roc_auc"],
+            model_metrics=model_meta(job.model_name)["metrics"],
+            v=validation.validation(session, job),
+            roc_chart=_roc_chart,
             same_input=compare.same_input_jobs(session, job, may_see),
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
@@ -166,6 +169,11 @@ def job_page(job_id: str) -> ResponseReturnValue:
         notice=results.NOTICE,
         **context,
     )
+
+
+def _roc_chart(figures: dict[str, Any]) -> charts.RocCurve:
+    auc = figures["roc_auc"]
+    return charts.roc(figures["roc_curve"], auc["value"], auc["ci_low"], auc["ci_high"], figures["rows"])
 
 
 @bp.post("/jobs/<job_id>/rescore", endpoint="rescore")
