@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+import uuid
+from collections import OrderedDict
 from typing import Any
 
 from flask_login import current_user
@@ -17,9 +19,24 @@ from shared.intake import FileRejected, features_in, read_rows
 from shared.modelstore import fitting
 from shared.schema import Job, JobInput, JobKind, Role
 
+#: A stored input never changes: its features are read once per web process (a workbook's costs a read of its sheet).
+_FEATURES: OrderedDict[uuid.UUID, frozenset[str]] = OrderedDict()
+_CACHE_SIZE = 256
+
 
 def input_features(session: Session, job: Job) -> frozenset[str] | None:
     """The published features the job's stored input has columns for; None when the input is gone (purged)."""
+    if job.id in _FEATURES:
+        return _FEATURES[job.id]
+    found = _read_features(session, job)
+    if found is not None:
+        _FEATURES[job.id] = found
+        while len(_FEATURES) > _CACHE_SIZE:
+            _FEATURES.popitem(last=False)
+    return found
+
+
+def _read_features(session: Session, job: Job) -> frozenset[str] | None:
     source = session.get(JobInput, job.id)
     if source is None:
         return None
@@ -38,7 +55,7 @@ def input_features(session: Session, job: Job) -> frozenset[str] | None:
 
 def better_models(session: Session, job: Job) -> list[dict[str, Any]]:
     """The models the job's file also fits that have a better held-out ROC AUC than the one it was scored with."""
-    if job.kind != JobKind.UPLOAD.value:
+    if job.kind != JobKind.UPLOAD.value or job.purged_at is not None:
         return []
     present = input_features(session, job)
     if not present:

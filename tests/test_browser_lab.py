@@ -70,7 +70,8 @@ def test_a_better_model_is_offered_and_one_click_rescores_then_compares(page, st
     job = finished(stack, lab, second)
     assert job["model"]["name"] == "wdbc-rf30" and job["input"]["sha256"] == api(stack, lab, f"/api/v1/jobs/{first}")[
         "input"]["sha256"]  # fmt: skip
-    page.reload()
+    # The page reloads itself once the job has finished (static/job.js): no reload of ours to race with it.
+    expect(page.locator("#same-input")).to_be_visible(timeout=60_000)
     expect(page.locator("#better-model")).to_have_count(0)
     page.locator("#same-input").get_by_role("link", name=f"rows whose answers differ from {first[:8]}").click()
     expect(page.locator("#compare-summary")).to_contain_text("The answers differ in")
