@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+import openpyxl
 import pytest
 
 from shared.features import FEATURES
@@ -110,3 +111,22 @@ def test_someone_elses_job_cannot_be_rescored(app, client, finished, people):
     assert other.post(f"/api/v1/jobs/{job['id']}/rescore", json={}).status_code == 202
     clinician = people["clinician"].client(app)
     assert clinician.post(f"/api/v1/jobs/{job['id']}/rescore", json={}).status_code == 404
+
+
+def test_a_workbook_naming_no_model_gets_the_best_fit_and_can_be_rescored(client, finished):
+    X, y = wdbc()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "diagnosis", *FEATURES])
+    for i in range(40):
+        sheet.append([f"W{i}", str(y[i]), *(float(v) for v in X[i])])
+    out = io.BytesIO()
+    book.save(out)
+    job = finished(post_upload(client, out.getvalue(), "cases.xlsx").get_json()["id"])
+    assert job["status"] == "succeeded" and job["model"]["name"] == "wdbc-rf30"
+    again = client.post(f"/api/v1/jobs/{job['id']}/rescore?wait=30", json={"model": "wdbc-rf4"})
+    assert again.status_code == 201, again.get_json()
+    assert again.get_json()["model"]["name"] == "wdbc-rf4" and again.get_json()["rows_scored"] == 40
+    validation = client.get(f"/api/v1/jobs/{job['id']}/validation").get_json()["validation"]
+    assert validation["all"]["rows"] == 40
