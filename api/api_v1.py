@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from api import downloads, job_search, job_views, results, review
+from api import compare, downloads, job_search, job_views, rescore, results, review, validation
 from api.access import may_see, record, viewer
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
@@ -19,7 +19,7 @@ from api.submit import check_cases, submit_cases, submit_upload
 from api.waiting import wait_until_finished
 from shared.intake import FileRejected
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
-from shared.spreadsheets import template_csv, template_xlsx
+from shared.spreadsheets import neutralise, template_csv, template_xlsx
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 TERMINAL = tuple(status.value for status in JobStatus if status.terminal)
@@ -203,6 +203,55 @@ def confirm_job(job_id: str) -> ResponseReturnValue:
     job = find_job(job_id)
     review.confirm(job)
     return jsonify(job_json(job))
+
+
+@bp.post("/jobs/<job_id>/rescore")
+def rescore_job(job_id: str) -> ResponseReturnValue:
+    """A new job on this job's stored input with another model (`{"model": name}`; without one, the best that the
+    input's columns fit), answered as `POST /jobs` answers; 422 listing the columns the input lacks."""
+    job = find_job(job_id)
+    body = request.get_json(silent=True) if request.is_json else {}
+    model = body.get("model") if isinstance(body, dict) else None
+    if model is not None and not isinstance(model, str):
+        return _rejected(['"model" must be a model name'])
+    try:
+        return _accepted(rescore.rescore(job, model))
+    except FileRejected as exc:
+        return _rejected(exc.problems)
+    except UnknownModel as exc:
+        return _rejected([str(exc.args[0])])
+
+
+@bp.get("/jobs/<job_id>/validation")
+def get_validation(job_id: str) -> ResponseReturnValue:
+    """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
+    PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
+    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis."""
+    job = _finished_job(job_id)
+    session = db()
+    record("job.view", job, detail="validation figures")
+    session.commit()
+    return jsonify(job=str(job.id), model=job.model_name, validation=validation.validation(session, job))
+
+
+@bp.get("/jobs/<job_id>/compare/<other_id>")
+def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
+    """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV."""
+    fmt = _format(("json", "csv"))
+    first, second = find_job(job_id), find_job(other_id)
+    session = db()
+    try:
+        found = compare.summary(session, first, second)
+    except compare.NotComparable as exc:
+        return jsonify(error=str(exc)), 409
+    record("job.download", first, detail=f"rows differing from job {second.id}, as {fmt}")
+    session.commit()
+    rows = compare.differing_rows(session, first, second)
+    if fmt == "csv":
+        lines = ([neutralise(v) if isinstance(v, str) else v for v in r.values()] for r in rows)
+        body = stream_with_context(downloads.csv_stream(compare.FIELDS, lines))
+        return _attachment(body, f"cytoscore-{first.id}-vs-{second.id}.csv", "text/csv")
+    return jsonify(compared=found.compared, differing=found.differing, rows=list(rows))
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

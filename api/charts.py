@@ -247,3 +247,26 @@ def reliability(bins: list[dict[str, float]], brier: float) -> Reliability:
         f" The furthest bin from the diagonal: {worst.label}." if worst else ""
     )
     return Reliability(RELIABILITY_SIZE, low, high, points, path, ticks, summary)
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    size: int
+    low: float  # as the reliability diagram: (low, high) is the corner (0, 0)
+    high: float
+    path: str  # the polyline from (0, 0) to (1, 1) through every threshold
+    ticks: list[Tick]
+    summary: str
+
+
+def roc(points: list[tuple[float, float]], auc: float, low_ci: float, high_ci: float, rows: int) -> RocCurve:
+    """The ROC curve: true-positive rate (sensitivity) against false-positive rate (1 - specificity)."""
+    low, high = RELIABILITY_PAD, RELIABILITY_SIZE - 12
+    span = high - low
+    path = " ".join(f"{round(low + span * x, 2)},{round(high - span * y, 2)}" for x, y in points)
+    ticks = [Tick(round(low + span * v, 2), round(high - span * v, 2), f"{v:g}") for v in (0, 0.5, 1)]
+    summary = (
+        f"ROC curve of {rows:,} rows with a supplied diagnosis: area under it {auc:.3f} "
+        f"(95 % interval {low_ci:.3f}–{high_ci:.3f}); the diagonal is a model that guesses."
+    )
+    return RocCurve(RELIABILITY_SIZE, low, high, path, ticks, summary)

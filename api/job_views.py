@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from shared.schema import Job, JobStatus, Result
@@ -19,10 +19,13 @@ SORTS = {
     "diagnosis": Result.diagnosis,
     "probability": Result.probability_malignant,
 }
+# The answer differs from the diagnosis the file supplied (M or B; other supplied text is not compared).
+DIFFERS = and_(Result.supplied_diagnosis.in_(("M", "B")), Result.diagnosis != Result.supplied_diagnosis)
 SHOWS = {
     "all": None,
     "rejected": Result.error.is_not(None),
     "flagged": Result.out_of_range.is_not(None),
+    "differs": DIFFERS,
 }
 PAGE_SIZE = 50
 BINS = 20
@@ -91,14 +94,17 @@ def _record(r: Result) -> dict[str, Any]:
         "out_of_range": r.out_of_range,
         "warning": r.warning,
         "error": r.error,
+        "trained_on": r.trained_on,
     }
 
 
 def flag_counts(session: Session, job: Job) -> dict[str, int]:
-    rejected, flagged = session.execute(
-        select(func.count(Result.error), func.count(Result.out_of_range)).where(Result.job_id == job.id)
+    rejected, flagged, differs = session.execute(
+        select(func.count(Result.error), func.count(Result.out_of_range), func.count().filter(DIFFERS)).where(
+            Result.job_id == job.id
+        )
     ).one()
-    return {"rejected": rejected, "flagged": flagged}
+    return {"rejected": rejected, "flagged": flagged, "differs": differs}
 
 
 def probability_bins(session: Session, job: Job, bins: int = BINS) -> list[int]:

@@ -14,16 +14,30 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
-from api import cases, charts, feature_labels, job_search, job_views, reports, results, review
-from api.access import record, viewer
+from api import (
+    cases,
+    charts,
+    compare,
+    feature_labels,
+    job_search,
+    job_views,
+    reports,
+    rescore,
+    results,
+    review,
+    validation,
+)
+from api.access import may_see, record, viewer
 from api.api_v1 import find_job
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
+from shared.features import ALIASES
 from shared.intake import FileRejected
 from shared.schema import Job, JobKind, JobStatus, Role, User
 
 bp = Blueprint("pages", __name__)
+COMPARE_ROWS = 500
 
 
 def _wants_json() -> bool:
@@ -46,6 +60,7 @@ def _home(status: int = 200, **context: Any) -> ResponseReturnValue:
         groups=feature_labels.grouped(model),
         notice=results.NOTICE,
         may_upload=_may_upload(),
+        aliases=ALIASES,
         **context,
     ), status
 
@@ -170,6 +185,12 @@ def job_page(job_id: str) -> ResponseReturnValue:
             counts=results.counts(session, job),
             flags=job_views.flag_counts(session, job),
             chart=charts.histogram(job_views.probability_bins(session, job)),
+            better=rescore.better_models(session, job),
+            model_auc=model_meta(job.model_name)["metrics"]["roc_auc"],
+            model_metrics=model_meta(job.model_name)["metrics"],
+            v=validation.validation(session, job),
+            roc_chart=_roc_chart,
+            same_input=compare.same_input_jobs(session, job, may_see),
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
     return render_template(
@@ -189,6 +210,38 @@ def confirm_job(job_id: str) -> ResponseReturnValue:
     """The job page's button: release a held job's results, then show them."""
     review.confirm(find_job(job_id))
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+def _roc_chart(figures: dict[str, Any]) -> charts.RocCurve:
+    auc = figures["roc_auc"]
+    return charts.roc(figures["roc_curve"], auc["value"], auc["ci_low"], auc["ci_high"], figures["rows"])
+
+
+@bp.post("/jobs/<job_id>/rescore", endpoint="rescore")
+def rescore_job(job_id: str) -> ResponseReturnValue:
+    """One click on the job page: score the same stored input with another model, then show the new job."""
+    job = find_job(job_id)
+    try:
+        new = rescore.rescore(job, request.form.get("model") or None)
+    except (FileRejected, UnknownModel) as exc:
+        problems = exc.problems if isinstance(exc, FileRejected) else [str(exc.args[0])]
+        abort(422, description="; ".join(problems))
+    return _accepted(new)
+
+
+@bp.get("/jobs/<job_id>/compare/<other_id>")
+def compare_page(job_id: str, other_id: str) -> ResponseReturnValue:
+    """The rows whose answers differ between two jobs on the same input (the first COMPARE_ROWS; all in the CSV)."""
+    first, second = find_job(job_id), find_job(other_id)
+    session = db()
+    try:
+        found = compare.summary(session, first, second)
+    except compare.NotComparable as exc:
+        abort(409, description=str(exc))
+    record("job.view", first, detail=f"compared with job {second.id}")
+    session.commit()
+    rows = list(compare.differing_rows(session, first, second, limit=COMPARE_ROWS))
+    return render_template("compare.html", found=found, rows=rows, shown=COMPARE_ROWS, notice=results.NOTICE)
 
 
 def _single_case(job_id: str) -> cases.Case:

@@ -22,7 +22,7 @@ CSP = (
 )
 HSTS = "max-age=31536000"  # a year; sent only over TLS, where browsers heed it
 #: Endpoints that create jobs: rate-limited per person.
-JOB_CREATION = ("api_v1.create_job", "pages.submit_case", "pages.upload")
+JOB_CREATION = ("api_v1.create_job", "api_v1.rescore_job", "pages.submit_case", "pages.upload", "pages.rescore")
 
 
 def secret_key(settings: Settings) -> str:

@@ -16,13 +16,23 @@ from api.access import record
 from api.auth import require
 from api.database import db
 from api.queueing import celery
-from api.registry import model_meta
+from api.registry import all_models, model_meta
 from shared import jobs
 from shared.explain import over_the_limit
-from shared.intake import Batch, FileRejected, Layout, Limits, check_whole, sniff_format, validate_cases
+from shared.intake import (
+    Batch,
+    FileRejected,
+    Layout,
+    Limits,
+    check_whole,
+    features_in,
+    read_header,
+    sniff_format,
+    validate_cases,
+)
 from shared.intake.plain import Emit, NotPlain, Scanned, scan
 from shared.intake.upload import check_size
-from shared.modelstore import feature_ranges
+from shared.modelstore import best_fit, feature_ranges
 from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
 
@@ -58,7 +68,7 @@ def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | Non
     Raises FileRejected with every whole-file problem; nothing is stored then. `explain`: see `explain_wanted`.
     """
     require(Role.LAB, Role.ADMIN)
-    model = model_meta(model_name)
+    model = model_meta(model_name) if model_name else model_for(read_header(upload, filename))
     settings = _settings()
     limits = Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
     session = db()
@@ -87,6 +97,12 @@ def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | Non
         session.rollback()
         raise
     return _queue(session, job)
+
+
+def model_for(header: Sequence[str]) -> dict[str, Any]:
+    """The model a file named no model for is scored with: the best held-out ROC AUC among the models whose
+    features its header has (the upload panel's script pre-selects by the same rule); the default if none fits."""
+    return best_fit(all_models(), features_in(header)) or model_meta(None)
 
 
 def _store_workbook(
@@ -150,12 +166,16 @@ def _commit_and_queue(**fields: Any) -> Job:
     return _queue(session, jobs.create_job(session, **fields, owner_id=current_user.user_id))
 
 
-def _queue(session: Session, job: Job) -> Job:
+def _queue(session: Session, job: Job, detail: str | None = None) -> Job:
     """Audit and commit the new job, then put its id on the queue."""
-    record("job.create", job, detail=f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
+    record("job.create", job, detail=detail or f"{job.kind}, {job.rows_total} rows, model {job.model_name}")
     session.commit()  # the id goes on the queue only once the row is durable
     if not jobs.publish(celery(), job.id, jobs.queue_for(_settings(), job.rows_total)):
         jobs.mark_unsent(session, job.id)  # never sent: the reconciler sends it on its next round
         session.commit()
     log.info("job %s created: kind=%s rows=%d model=%s", job.id, job.kind, job.rows_total, job.model_name)
     return job
+
+
+#: For the other ways a job is made (a rescore): the same cap, the same audit, commit and send.
+check_in_flight, queue = _check_in_flight, _queue

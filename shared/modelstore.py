@@ -27,8 +27,13 @@ REVIEWED_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 REQUIRED_FIELDS = (
     "name", "version", "created", "features", "label_mapping", "positive_class", "sklearn_version",
     "skops_version", "python_version", "artifact", "sha256", "training_data_fingerprint", "split",
-    "best_params", "metrics", "feature_ranges", "trusted_types", "golden",
+    "best_params", "metrics", "feature_ranges", "trusted_types", "golden", "training_rows",
 )  # fmt: skip
+#: How `training_rows.hashes` are made, as the metadata says it (shared.training writes them, LoadedModel reads them).
+ROW_HASH_METHOD = (
+    "first 16 hex digits of sha256(the row's feature values as little-endian float64, in `features` order),"
+    " one per training row, sorted"
+)
 GOLDEN_TOLERANCE = 1e-12
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")  # a model name is a file stem; no path separators or '..'
 
@@ -81,9 +86,20 @@ class LoadedModel:
         by_column = np.array([mapping[str(c)] for c in self.pipeline.classes_])
         return by_column[np.argmax(proba, axis=1)], proba[:, self._positive_column()]
 
+    def trained_on(self, X: np.ndarray) -> np.ndarray:
+        """For each row of X (columns in `features` order), whether the same feature values were a training row."""
+        trained = frozenset(self.metadata["training_rows"]["hashes"])
+        return np.fromiter((h in trained for h in row_hashes(X)), dtype=bool, count=len(X))
+
     def explain(self, X: np.ndarray) -> list[Explanation] | None:
         """Each row's base value and per-feature contributions to P(malignant); None if the model has no explainer."""
         return None if self.explainer is None else self.explainer.explain(np.asarray(X, dtype=np.float64))
+
+
+def row_hashes(X: np.ndarray) -> list[str]:
+    """Each row's hash as ROW_HASH_METHOD says: equal feature values (as float64) give equal hashes."""
+    rows = np.ascontiguousarray(X, dtype="<f8")
+    return [hashlib.sha256(row).hexdigest()[:16] for row in rows]
 
 
 def feature_ranges(metadata: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -121,6 +137,19 @@ def list_models(models_dir: Path) -> list[dict[str, Any]]:
     default = get_settings().default_model
     names = sorted(p.stem for p in models_dir.glob("*.json"))
     return [read_metadata(n, models_dir) for n in sorted(names, key=lambda n: n != default)]
+
+
+def fitting(models: list[dict[str, Any]], present: frozenset[str]) -> list[dict[str, Any]]:
+    """The models whose every feature is among `present`, best held-out ROC AUC first (ties: fewer features, name)."""
+    fits = [m for m in models if set(m["features"]) <= present]
+    return sorted(fits, key=lambda m: (-float(m["metrics"]["roc_auc"]), len(m["features"]), m["name"]))
+
+
+def best_fit(models: list[dict[str, Any]], present: frozenset[str]) -> dict[str, Any] | None:
+    """The model a file is scored with when none is named: the best held-out ROC AUC among those it has the
+    features of; None when it fits none (the default model then says which columns are missing)."""
+    fits = fitting(models, present)
+    return fits[0] if fits else None
 
 
 def _check(name: str, what: str, expected: object, actual: object) -> None:
@@ -178,6 +207,9 @@ def load_model(name: str, models_dir: Path) -> LoadedModel:
     features = tuple(metadata["features"])
     _check(name, "feature count", len(features), getattr(pipeline, "n_features_in_", None))
     _check(name, "classes", sorted(metadata["label_mapping"]), sorted(str(c) for c in pipeline.classes_))
+    trained = metadata["training_rows"]
+    _check(name, "training row hash method", ROW_HASH_METHOD, trained.get("method"))
+    _check(name, "training row hashes", metadata["split"]["n_train"], len(trained.get("hashes", ())))
     loaded = LoadedModel(name, metadata["version"], metadata["sha256"], features, metadata, pipeline)
     _check_golden(loaded, engine=False)
     return _with_explainer(_with_engine(loaded))

@@ -159,6 +159,7 @@ class Result(Base):
             name="scored_or_rejected",
         ),
         CheckConstraint("explanation IS NULL OR diagnosis IS NOT NULL", name="explained_if_scored"),
+        CheckConstraint("trained_on IS NULL OR diagnosis IS NOT NULL", name="trained_on_if_scored"),
     )
 
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -178,6 +179,9 @@ class Result(Base):
     # statement's rows against job_input_parts and delete a part's results with it (migration 0007 says why not a
     # foreign key).
     part: Mapped[int] = mapped_column(Integer)
+    # Whether the row's feature values were one of the model's training rows (its metadata's hashes); NULL when not
+    # checked: rejected, or without a supplied diagnosis (only the validation view asks).
+    trained_on: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Role(StrEnum):

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shared.features import FEATURES, SKLEARN_NAMES
-from shared.modelstore import REVIEWED_TYPES
+from shared.modelstore import REVIEWED_TYPES, ROW_HASH_METHOD, row_hashes
 
 VERSION = "1.0.0"
 SEED = 42
@@ -114,6 +114,12 @@ def _golden_rows(pipe: Pipeline, X: np.ndarray, y: np.ndarray, idx: np.ndarray) 
     ]
 
 
+def training_rows(X_train: np.ndarray) -> dict[str, Any]:
+    """Hashes of the training rows' feature values: a scored row with the same values was seen in training, and
+    agreement on it overstates accuracy. Hashes, not values, so the metadata does not carry the training data."""
+    return {"method": ROW_HASH_METHOD, "hashes": sorted(row_hashes(X_train))}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -167,6 +173,7 @@ def train_model(name: str, features: tuple[str, ...], split: dict[str, Any], mod
             for f, lo, hi in zip(features, X_train.min(axis=0), X_train.max(axis=0), strict=True)
         },
         "trusted_types": untrusted,
+        "training_rows": training_rows(X_train),
         "golden": _golden_rows(pipe, X_test, y_test, split["idx_test"]),
     }
     (models_dir / f"{name}.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

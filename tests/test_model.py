@@ -212,3 +212,24 @@ def test_feature_count_mismatch_is_refused(tmp_path: Path) -> None:
     install(tmp_path, {**meta, "features": RF4[:3]})
     with pytest.raises(ModelIntegrityError, match="feature count differs: expected 3, actual 4"):
         load_model("wdbc-rf4", tmp_path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_row_hashes_mark_exactly_the_training_rows(name: str, models: dict[str, LoadedModel]) -> None:
+    from shared.training import load_split
+
+    model, split = models[name], load_split()
+    cols = [FEATURES.index(f) for f in model.features]
+    assert model.trained_on(split["X_train"][:, cols]).all()
+    assert not model.trained_on(split["X_test"][:, cols]).any()
+    nudged = split["X_train"][:5, cols].copy()
+    nudged[:, 0] = np.nextafter(nudged[:, 0], np.inf)  # one ulp away is another row
+    assert not model.trained_on(nudged).any()
+
+
+def test_missing_training_row_hashes_are_refused(tmp_path: Path) -> None:
+    _, meta = copy_model(tmp_path)
+    meta["training_rows"]["hashes"] = meta["training_rows"]["hashes"][:-1]
+    install(tmp_path, meta)
+    with pytest.raises(ModelIntegrityError, match="training row hashes differs: expected 426, actual 425"):
+        load_model("wdbc-rf4", tmp_path)

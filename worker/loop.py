@@ -195,12 +195,18 @@ def result_rows(
 ) -> list[tuple[Any, ...]]:
     """Score a batch: one result tuple per row (`shared.jobs.results.COLUMNS` order), read from the input's stored
     `part`; rejected rows carry their reasons and no answer; with `explain`, each scored row its contributions (as
-    JSON text). The job id goes as text too, which COPY dumps as is."""
+    JSON text); a scored row with a supplied diagnosis, whether it was a training row. The job id goes as text
+    too, which COPY dumps as is."""
     n = len(batch.rows)
     labels = np.full(n, None, dtype=object)
     probs = np.full(n, None, dtype=object)
     explanations = np.full(n, None, dtype=object)
+    trained = np.full(n, None, dtype=object)
     if batch.ok.any():
+        # Only the validation view asks, and only of rows with a supplied diagnosis: other files skip the hashing.
+        checked = batch.ok & np.array([d is not None for d in batch.supplied_diagnosis], dtype=bool)
+        if checked.any():
+            trained[checked] = model.trained_on(batch.X[checked]).tolist()
         diag, prob = model.diagnose(batch.X[batch.ok])
         labels[batch.ok] = diag.astype(str)
         probs[batch.ok] = prob.tolist()  # Python floats, exactly as scored
@@ -221,6 +227,7 @@ def result_rows(
             batch.errors,
             repeat(part, n),
             explanations.tolist(),
+            trained.tolist(),
             strict=True,
         )
     )

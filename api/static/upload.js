@@ -37,6 +37,51 @@
     return event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
   }
 
+  // The model: pre-selected from the file's header by the server's rule (best held-out ROC AUC among the models
+  // whose every feature the file has). The server applies the same rule to a file sent without a model.
+  const modelSelect = document.getElementById("upload-model");
+  const fitLine = document.getElementById("model-fit");
+  const aliases = JSON.parse(modelSelect.dataset.aliases);
+  let chosenByScript = false;
+
+  function headerFields(text) {
+    const line = text.replace(/^\ufeff/, "").split(/\r\n|\n|\r/)[0];
+    const delimiter = line.includes(",") ? "," : line.includes(";") ? ";" : line.includes("\t") ? "\t" : ",";
+    return line.split(delimiter).map(function (name) { return name.trim().replace(/^"(.*)"$/, "$1"); });
+  }
+
+  function bestFit(present) {
+    const fits = Array.from(modelSelect.options).filter(function (option) {
+      return option.value && JSON.parse(option.dataset.features).every(function (f) { return present.has(f); });
+    });
+    fits.sort(function (a, b) {
+      const auc = Number(b.dataset.rocAuc) - Number(a.dataset.rocAuc);
+      const width = JSON.parse(a.dataset.features).length - JSON.parse(b.dataset.features).length;
+      return auc || width || (a.value < b.value ? -1 : 1);
+    });
+    return fits[0] || null;
+  }
+
+  async function preselect() {
+    const file = input.files[0];
+    if (!file || (modelSelect.value && !chosenByScript)) return; // a person's choice stands
+    if (/\.xlsx$/i.test(file.name)) {
+      modelSelect.value = "";
+      fitLine.textContent = "A workbook's columns are read when it arrives; the best model that fits it is used.";
+      return;
+    }
+    const fields = headerFields(await file.slice(0, 65536).text());
+    const present = new Set(fields.map(function (name) { return aliases[name.trim().toLowerCase()]; }));
+    const best = bestFit(present);
+    chosenByScript = true;
+    modelSelect.value = best ? best.value : "";
+    fitLine.textContent = best
+      ? "Chosen for " + file.name + ": " + best.value + ", the best held-out ROC AUC among the models whose columns it has."
+      : file.name + " lacks columns that every model needs; it will be refused with the list of missing columns.";
+  }
+
+  modelSelect.addEventListener("change", function () { chosenByScript = false; });
+  input.addEventListener("change", function () { preselect().catch(function () {}); });
   input.addEventListener("change", describe);
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, function (event) {
@@ -53,6 +98,7 @@
     event.preventDefault();
     input.files = event.dataTransfer.files;
     describe();
+    preselect().catch(function () {});
   });
   // A file dropped beside the zone must not make the browser leave the page to show it.
   for (const type of ["dragover", "drop"]) {

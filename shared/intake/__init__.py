@@ -8,9 +8,10 @@ JSON cases (`cases`).
 
 from .batch import Batch, Problem, UploadSummary
 from .cases import validate_cases
+from .columns import features_in
 from .errors import FileRejected, Limits
 from .readers import Layout, read_batches, read_rows
-from .upload import check_whole, inspect_upload, iter_batches, sniff_format
+from .upload import check_whole, inspect_upload, iter_batches, read_header, sniff_format
 
 __all__ = [
     "Batch",
@@ -20,9 +21,11 @@ __all__ = [
     "Problem",
     "UploadSummary",
     "check_whole",
+    "features_in",
     "inspect_upload",
     "iter_batches",
     "read_batches",
+    "read_header",
     "read_rows",
     "sniff_format",
     "validate_cases",

@@ -23,6 +23,11 @@ def resolve_name(name: str) -> str | None:
     return ALIASES.get(key)
 
 
+def features_in(header: Sequence[str]) -> frozenset[str]:
+    """The published features a header has columns for (by name, through ALIASES)."""
+    return frozenset(f for f in (resolve_name(name) for name in header) if f in FEATURES)
+
+
 def check_features(features: Sequence[str]) -> tuple[str, ...]:
     """The model's features must be published names (a programming error otherwise, not bad input)."""
     unknown = [f for f in features if f not in FEATURES]

@@ -12,7 +12,7 @@ from .columns import ColumnMap, check_features, match_header
 from .csvfile import detect_delimiter, line_of, records, text_problems
 from .errors import FileRejected, Limits, listing
 from .numbers import DecimalMarks, parse_matrix
-from .source import Content, head, size, whole
+from .source import Content, head, size, stream, whole
 from .validate import BatchBuilder
 from .xlsxfile import OLE2_MAGIC, Workbook, zip_problems
 
@@ -223,6 +223,13 @@ def iter_batches(
     for rows in _checked_batches(source, cmap, batch_rows):
         yield builder.build(row0, rows)
         row0 += len(rows)
+
+
+def read_header(content: Content, filename: str | None) -> list[str]:
+    """The header as given: a CSV's first record, or a workbook's first row (which reads the sheet whole)."""
+    header = _open(content, filename).header
+    stream(content)  # back to the start, for whoever reads the file next
+    return header
 
 
 def read_source_rows(content: Content, filename: str | None) -> tuple[list[str], Iterator[list[str]]]:

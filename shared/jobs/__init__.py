@@ -3,7 +3,8 @@
 Nothing outside this package writes those tables (`make lint` checks who imports it). Functions take a session
 and never commit: the web request or the worker's unit of work owns the transaction. In the order a job meets them:
 
-- `create`: the web stores a job and its input, whole as one part, or as the parts of a plain CSV while it checks them;
+- `create`: the web stores a job and its input, whole as one part, or as the parts of a plain CSV while it checks them,
+  or copies another job's stored input for a rescore with another model;
 - `send`: once that commits, the job's id goes on the queue;
 - `claims`: a worker claims the job for a new attempt (the fence), or joins the running attempt of a job in parts;
   heartbeats, hand-backs and failures are fenced by the attempt;
@@ -27,7 +28,7 @@ from shared.jobs.claims import (
     heartbeat,
     join_attempt,
 )
-from shared.jobs.create import create_job, create_upload
+from shared.jobs.create import create_job, create_rescore, create_upload
 from shared.jobs.reconciler import Report, Stuck, reconcile, stuck_jobs
 from shared.jobs.retention import purge
 from shared.jobs.review import confirm
@@ -50,6 +51,7 @@ __all__ = [
     "confirm",
     "count_rows",
     "create_job",
+    "create_rescore",
     "create_upload",
     "fail",
     "hand_back",

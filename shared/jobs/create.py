@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared.intake.plain import Emit, Scanned
@@ -74,6 +74,31 @@ def create_upload(
     job.rows_total, job.input_sha256 = scanned.summary.rows_total, scanned.sha256
     job.input_delimiter, source.header = scanned.summary.delimiter, scanned.header
     job.explain = explain(job.rows_total)
+    return job
+
+
+_COPY_INPUT = text(
+    "INSERT INTO job_inputs (job_id, media_type, layout, header) "
+    "SELECT :new, media_type, layout, header FROM job_inputs WHERE job_id = :old"
+)
+_COPY_PARTS = text(
+    "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) "
+    "SELECT :new, part, first_row, row_count, content FROM job_input_parts WHERE job_id = :old"
+)
+
+
+def create_rescore(session: Session, source: Job, *, model: dict[str, Any], owner_id: int | None) -> Job:
+    """Add a queued job that scores `source`'s stored input again with another model: its input and parts are
+    copied inside PostgreSQL, so nothing is sent again. LookupError if the input has been purged."""
+    job = _new_job(JobKind(source.kind), model, source.input_filename, source.input_format, source.input_delimiter,
+                   source.rows_total, source.input_sha256, owner_id, explain=False)  # fmt: skip
+    connection = session.connection()
+    connection.execute(_INSERT_JOB, {column: getattr(job, column) for column in _JOB_COLUMNS})
+    if connection.execute(_COPY_INPUT, {"new": job.id, "old": source.id}).rowcount != 1:
+        raise LookupError(f"job {source.id} has no stored input")
+    connection.execute(_COPY_PARTS, {"new": job.id, "old": source.id})
+    make_transient_to_detached(job)
+    session.add(job)
     return job
 
 

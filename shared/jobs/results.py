@@ -20,6 +20,7 @@ COLUMNS = (
     "error",
     "part",
     "explanation",
+    "trained_on",
 )
 _COLS = ", ".join(COLUMNS)
 _COPY = f"COPY results ({_COLS}) FROM STDIN"

@@ -1,0 +1,126 @@
+"""The lab's pages in a real browser: the upload panel picks the model from the file's header, a job offers a
+better model and rescores with one click, two jobs on the same input are compared, and the validation view sets the
+training rows apart and filters the rows whose answer differs from the supplied diagnosis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from shared.features import FEATURES
+from testkit.support import case_ids, multipart, wdbc, wdbc_csv
+from tests import test_browser as base
+from tests.browser_support import Watch, audit, fits_the_width, screenshot
+from tests.test_browser import DESKTOP, PHONE, RF4, _context, api, finished, job_id_of
+
+# The browser tests' fixtures, so this module gets a web and a worker of its own as test_browser does.
+stack, lab, browser, signed_in, watch, page = base.stack, base.lab, base.browser, base.signed_in, base.watch, base.page
+
+
+def rf4_csv(n: int = 30) -> bytes:
+    X, y = wdbc()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "diagnosis", *RF4])
+    for i, case in enumerate(case_ids(n)):
+        writer.writerow([case, y[i], *(repr(float(X[i, FEATURES.index(f)])) for f in RF4)])
+    return out.getvalue().encode()
+
+
+def test_the_upload_panel_preselects_the_best_model_the_files_header_fits(page, stack, lab):
+    page.goto("/")
+    select = page.locator("#upload-model")
+    expect(select).to_have_value("")  # without a file: the server's rule decides
+    page.set_input_files("#file", files=[{"name": "four.csv", "mimeType": "text/csv", "buffer": rf4_csv()}])
+    expect(select).to_have_value("wdbc-rf4")
+    page.set_input_files("#file", files=[{"name": "kaggle.csv", "mimeType": "text/csv", "buffer": wdbc_csv()}])
+    expect(select).to_have_value("wdbc-rf30")
+    expect(page.locator("#model-fit")).to_contain_text("Chosen for kaggle.csv: wdbc-rf30")
+    screenshot(page, "upload-model-chosen-desktop")
+    page.click("text=Upload and score")
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    assert finished(stack, lab, job_id_of(page.url))["model"]["name"] == "wdbc-rf30"
+
+
+def test_a_person_s_own_model_choice_stands_and_a_missing_column_is_listed(page):
+    page.goto("/")
+    page.select_option("#upload-model", "wdbc-rf30")
+    page.set_input_files("#file", files=[{"name": "four.csv", "mimeType": "text/csv", "buffer": rf4_csv()}])
+    expect(page.locator("#upload-model")).to_have_value("wdbc-rf30")
+    page.click("text=Upload and score")
+    problems = page.locator("#upload-problems")
+    expect(problems).to_contain_text("four.csv was refused; nothing was created.")
+    expect(problems).to_contain_text("missing required columns: perimeter_mean, area_mean")
+
+
+def test_a_better_model_is_offered_and_one_click_rescores_then_compares(page, stack, lab):
+    body, content_type = multipart({"model": "wdbc-rf4"}, wdbc_csv(), "kaggle.csv")
+    first = api(stack, lab, "/api/v1/jobs", body, content_type)["id"]
+    finished(stack, lab, first)
+    page.goto(f"/jobs/{first}")
+    expect(page.locator("#better-model")).to_contain_text("A better model fits this file")
+    page.get_by_role("button", name="Rescore with wdbc-rf30").click()
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    second = job_id_of(page.url)
+    assert second != first
+    job = finished(stack, lab, second)
+    assert job["model"]["name"] == "wdbc-rf30" and job["input"]["sha256"] == api(stack, lab, f"/api/v1/jobs/{first}")[
+        "input"]["sha256"]  # fmt: skip
+    # The page reloads itself once the job has finished (static/job.js): no reload of ours to race with it.
+    expect(page.locator("#same-input")).to_be_visible(timeout=60_000)
+    expect(page.locator("#better-model")).to_have_count(0)
+    page.locator("#same-input").get_by_role("link", name=f"rows whose answers differ from {first[:8]}").click()
+    expect(page.locator("#compare-summary")).to_contain_text("The answers differ in")
+    differing = api(stack, lab, f"/api/v1/jobs/{second}/compare/{first}")["differing"]
+    expect(page.locator("#differences tbody tr")).to_have_count(differing)
+    screenshot(page, "compare-desktop")
+
+
+def _validated_job(stack: str, lab: Any) -> str:
+    body, content_type = multipart({"model": "wdbc-rf4"}, wdbc_csv(), "kaggle.csv")
+    job_id: str = api(stack, lab, "/api/v1/jobs", body, content_type)["id"]
+    finished(stack, lab, job_id)
+    return job_id
+
+
+def test_the_validation_view_sets_training_rows_apart_and_filters_differing_rows(page, stack, lab):
+    job_id = _validated_job(stack, lab)
+    page.goto(f"/jobs/{job_id}")
+    expect(page.locator("#training-overlap")).to_contain_text(
+        "426 of these rows were used to train this model; agreement on them overstates accuracy"
+    )
+    expect(page.locator("#validation-other")).to_contain_text("Rows not used in training")
+    expect(page.locator("#roc-other polyline.curve")).to_have_count(1)
+    figures = api(stack, lab, f"/api/v1/jobs/{job_id}/validation")["validation"]
+    tp = figures["not_in_training"]["confusion"]["tp"]
+    expect(page.locator("#confusion-other [data-cell=tp]")).to_have_text(f"TP {tp}")
+    screenshot(page, "validation-desktop")
+    page.get_by_role("link", name=re.compile(r"^Differs from the supplied diagnosis")).click()
+    rows = page.locator("#results tbody tr")
+    expect(rows.first).to_be_visible()
+    assert rows.count() == page.locator("#results tbody tr.differs").count() > 0
+    expect(rows.first).to_contain_text("differs")
+
+
+def test_the_new_pages_pass_axe_and_fit_a_phone(browser, stack, signed_in, lab):
+    job_id = _validated_job(stack, lab)
+    other = api(stack, lab, f"/api/v1/jobs/{job_id}/rescore", b'{"model": "wdbc-rf30"}', "application/json")["id"]
+    finished(stack, lab, other)
+    for viewport, width in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        context = _context(browser, stack, signed_in, viewport=viewport, bypass_csp=True)  # axe goes in inline
+        watch = Watch()
+        page = watch.attach(context.new_page())
+        try:
+            for name, path in (("job-validation", f"/jobs/{job_id}"), ("compare", f"/jobs/{job_id}/compare/{other}"),
+                               ("job-differs", f"/jobs/{job_id}?show=differs")):  # fmt: skip
+                page.goto(path)
+                audit(page, f"{name}, {width}")
+                assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"
+                screenshot(page, f"{name}-{width}")
+        finally:
+            context.close()
+        watch.assert_clean()
