@@ -15,11 +15,11 @@ from api.database import db
 from api.registry import all_models, model_meta
 from api.submit import check_in_flight, queue
 from shared import jobs
-from shared.intake import FileRejected, features_in, read_rows
+from shared.intake import FileRejected, Layout, features_in, read_header, read_rows
 from shared.modelstore import fitting
 from shared.schema import Job, JobInput, JobKind, Role
 
-#: A stored input never changes: its features are read once per web process (a workbook's costs a read of its sheet).
+#: A stored input never changes: its features are read once per web process.
 _FEATURES: OrderedDict[uuid.UUID, frozenset[str]] = OrderedDict()
 _CACHE_SIZE = 256
 
@@ -47,7 +47,10 @@ def _read_features(session: Session, job: Job) -> frozenset[str] | None:
             return None
         spooled.seek(0)
         try:
-            header, _ = read_rows(spooled, source.layout, job.input_filename)
+            if source.layout == Layout.XLSX:  # the start of the sheet only, not the whole sheet
+                header = read_header(spooled, job.input_filename or "input.xlsx")
+            else:
+                header, _ = read_rows(spooled, source.layout, job.input_filename)
         except FileRejected:
             return frozenset()  # a workbook the worker refused: it fits no model
         return features_in(header)

@@ -22,10 +22,12 @@ from shared.intake import (
     Limits,
     inspect_upload,
     iter_batches,
+    read_header,
     read_rows,
     sniff_format,
     validate_cases,
 )
+from shared.intake.upload import read_source_rows
 
 DATA = load_breast_cancer()
 F4 = ("radius_mean", "texture_mean", "smoothness_mean", "compactness_mean")
@@ -320,6 +322,11 @@ BAD_INPUTS: list[tuple[str, bytes | list[dict[str, object]], Expect]] = [
     ("xlsx negative", xlsx_with("texture_mean", -2.5), rejects(2, "texture_mean", "is negative", "-2.5")),
     ("xlsx value beyond header", raw_xlsx({"S": [HEADER, [*good_rows()[0], None, "x"]]}), refused("sheet row 2 (7)")),
     ("xlsx bool id", xlsx_with("id", False), rejects(2, "id", "is a boolean")),
+    (
+        "xlsx formula, the table not at A1",
+        raw_xlsx({"S": [[None], [None, *HEADER], [None, *good_rows()[0]], [None, good_rows()[1][0], "=B3*2", *good_rows()[1][2:]], [None, *good_rows()[2]]]}),
+        rejects(2, "radius_mean", "is a formula", "=B3*2"),
+    ),
     # JSON / form values
     (
         "json bool",
@@ -667,3 +674,47 @@ def test_a_workbook_never_reads_files_or_expands_entities(content: bytes) -> Non
     except FileRejected as exc:
         seen = " ".join(exc.problems)
     assert "root:" not in seen and "lollol" not in seen  # refused, or read with the entity left unexpanded
+
+
+def _openpyxl_book(rows: Sequence[Sequence[object]], sheets: Sequence[str] = ("Sheet1",)) -> bytes:
+    """A workbook as openpyxl writes it: text in the shared strings, the rows on the last sheet named."""
+    book = openpyxl.Workbook()
+    book.active.title = sheets[0]
+    for name in sheets[1:]:
+        book.create_sheet(name)
+    sheet = book[sheets[-1]]
+    for row in rows:
+        sheet.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+_DATA = [r[0] for r in good_rows()][:3]
+
+
+@pytest.mark.parametrize(
+    "workbook",
+    [
+        pytest.param(lambda: raw_xlsx({"Sheet1": [list(HEADER), *good_rows()]}), id="inline strings"),
+        pytest.param(lambda: _openpyxl_book([list(HEADER), *good_rows()]), id="shared strings"),
+        pytest.param(lambda: _openpyxl_book([[None], [None, *HEADER], [None, *_DATA]]), id="blank row and column A"),
+        pytest.param(lambda: _openpyxl_book([["id", None, "Radius", 7.5, True, "=1+1"], ["a"]]), id="odd cells"),
+        pytest.param(lambda: _openpyxl_book([["x"], *([v] for v in _DATA)] * 50 + [["late"]]), id="repeated strings"),
+        pytest.param(lambda: _openpyxl_book([list(HEADER)], sheets=("notes", "Cases")), id="the sheet named cases"),
+    ],
+)
+def test_a_workbooks_header_is_read_from_the_start_of_its_sheet_as_the_whole_read_gives_it(workbook):
+    """The web reads only a workbook's header (to pick a model), from the first bytes of its sheet's XML; it must
+    be the header the worker's full read of the sheet gives."""
+    content = workbook()
+    header, _ = read_source_rows(content, "book.xlsx")
+    assert read_header(content, "book.xlsx") == header
+
+
+def test_a_workbooks_header_read_refuses_what_the_whole_read_refuses():
+    many = _openpyxl_book([list(HEADER)], sheets=("one", "two"))
+    with pytest.raises(FileRejected, match="keep one sheet or name the one to read 'cases'"):
+        read_header(many, "book.xlsx")
+    with pytest.raises(FileRejected, match="not a valid XLSX"):
+        read_header(b"PK\x03\x04 truncated", "book.xlsx")

@@ -14,7 +14,7 @@ from .errors import FileRejected, Limits, listing
 from .numbers import DecimalMarks, parse_matrix
 from .source import Content, head, size, stream, whole
 from .validate import BatchBuilder
-from .xlsxfile import OLE2_MAGIC, Workbook, zip_problems
+from .xlsxfile import OLE2_MAGIC, Workbook, first_row, zip_problems
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _CHECK_BATCH = 10_000
@@ -226,8 +226,12 @@ def iter_batches(
 
 
 def read_header(content: Content, filename: str | None) -> list[str]:
-    """The header as given: a CSV's first record, or a workbook's first row (which reads the sheet whole)."""
-    header = _open(content, filename).header
+    """The header as given: a CSV's first record, or a workbook's first row (only the start of its sheet is
+    parsed: the web may read a workbook's header in a request, never its rows)."""
+    if sniff_format(content, filename) == "xlsx":
+        header = [cell_text(cell) for cell in first_row(content)]
+    else:
+        header = _open(content, filename).header
     stream(content)  # back to the start, for whoever reads the file next
     return header
 

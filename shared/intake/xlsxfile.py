@@ -73,23 +73,17 @@ class Workbook:
             self._archive = zipfile.ZipFile(stream(content))
         except Exception as exc:
             raise FileRejected(f"the workbook could not be read ({type(exc).__name__})") from None
-        chosen = names if len(names) == 1 else [n for n in names if n.strip().lower() == "cases"]
-        if len(chosen) != 1:
-            listed = ", ".join(repr(n) for n in names)
-            raise FileRejected(
-                f"the workbook has {len(names)} sheets ({listed}); keep one sheet or name the one to read 'cases'"
-            )
-        self.sheet = chosen[0]
+        self.sheet = _chosen_sheet(names)
 
     def rows(self) -> Iterator[tuple[int, list[object]]]:
         """Yield (sheet row number, cells from column A) for each row that is not wholly empty."""
         try:
             marked = _marked_cells(self._archive, _sheet_member(self._archive, self.sheet))
             sheet = self._book.get_sheet_by_name(self.sheet)
-            top, left = sheet.start or (0, 0)  # the used range's first cell; None for an empty sheet
+            # Without skipping the empty area, the rows start at A1: the first is sheet row 1, cells from column A.
             for offset, values in enumerate(sheet.to_python(skip_empty_area=False)):
-                number = top + offset + 1
-                cells: list[object] = [None] * left + [v if type(v) is float else _value(v) for v in values]
+                number = offset + 1
+                cells: list[object] = [v if type(v) is float else _value(v) for v in values]
                 for column in marked.get(number, {}):
                     cells += [None] * (column + 1 - len(cells))
                     cells[column] = marked[number][column]
@@ -103,6 +97,114 @@ class Workbook:
             raise FileRejected(f"the sheet {self.sheet!r} could not be read ({type(exc).__name__})") from None
         finally:
             self._archive.close()
+
+
+def _chosen_sheet(names: list[str]) -> str:
+    """The sheet to read: the only one, or the one named 'cases' (any letter case)."""
+    chosen = names if len(names) == 1 else [n for n in names if n.strip().lower() == "cases"]
+    if len(chosen) != 1:
+        listed = ", ".join(repr(n) for n in names)
+        raise FileRejected(
+            f"the workbook has {len(names)} sheets ({listed}); keep one sheet or name the one to read 'cases'"
+        )
+    return chosen[0]
+
+
+_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def first_row(content: Content) -> list[object]:
+    """The cells, from column A, of the chosen sheet's first row that holds a value, as `Workbook.rows` gives it.
+
+    Only the start of the sheet's XML is parsed (and of the shared strings, up to the last one the row uses), so
+    a header costs milliseconds where reading a sheet of 100k rows costs seconds: what the web may spend on a
+    workbook in a request. The container is checked first, as for `Workbook`.
+    """
+    problems = zip_problems(content)
+    if problems:
+        raise FileRejected(problems)
+    try:
+        with zipfile.ZipFile(stream(content)) as archive:
+            book = SafeXML.fromstring(archive.read("xl/workbook.xml"))
+            sheets = book.find(_SHEETS)
+            names = [s.get("name", "") for s in (sheets if sheets is not None else [])]
+            member = _sheet_member(archive, _chosen_sheet(names))
+            if member is None or member not in archive.namelist():
+                raise FileRejected("the workbook's sheet could not be found")
+            cells = _first_cells(archive, member)
+            wanted = {int(raw) for kind, raw in cells.values() if kind == "s"}
+            strings = _shared_strings(archive, wanted) if wanted else {}
+    except FileRejected:
+        raise
+    except Exception as exc:
+        raise FileRejected(f"the workbook could not be read ({type(exc).__name__})") from None
+    row: list[object] = [None] * (max(cells) + 1 if cells else 0)
+    for column, (kind, raw) in cells.items():
+        row[column] = strings.get(int(raw)) if kind == "s" else _raw_value(kind, raw)
+    while row and row[-1] is None:
+        row.pop()
+    return row
+
+
+def _first_cells(archive: zipfile.ZipFile, member: str) -> dict[int, tuple[str, str]]:
+    """(type, raw text) by 0-based column for the first sheet row with a value; the rest of the XML is not read."""
+    with archive.open(member) as xml:
+        for _, row in SafeXML.iterparse(xml, events=("end",)):
+            if row.tag != f"{_MAIN}row":
+                continue
+            cells: dict[int, tuple[str, str]] = {}
+            for at, cell in enumerate(row.iter(f"{_MAIN}c")):
+                ref = re.match(r"[A-Z]{1,3}", cell.get("r", ""))
+                column = _column_index(ref.group(0).encode()) if ref else at
+                formula, value = cell.find(f"{_MAIN}f"), cell.find(f"{_MAIN}v")
+                kind = cell.get("t", "n")
+                if formula is not None:
+                    cells[column] = ("formula", "=" + (formula.text or ""))
+                elif kind == "inlineStr":
+                    cells[column] = ("str", "".join(t.text or "" for t in cell.iter(f"{_MAIN}t")))
+                elif value is not None and value.text:
+                    cells[column] = (kind, value.text)
+            if any(raw for _, raw in cells.values()):
+                return cells
+            row.clear()
+    return {}
+
+
+def _shared_strings(archive: zipfile.ZipFile, wanted: set[int]) -> dict[int, str]:
+    """The shared strings at the indexes wanted, read in order up to the last of them."""
+    found: dict[int, str] = {}
+    if "xl/sharedStrings.xml" not in archive.namelist():
+        return found
+    with archive.open("xl/sharedStrings.xml") as xml:
+        index = 0
+        for _, item in SafeXML.iterparse(xml, events=("end",)):
+            if item.tag != f"{_MAIN}si":
+                continue
+            if index in wanted:  # plain text, or the runs of rich text (not their phonetic guides)
+                plain = item.find(f"{_MAIN}t")
+                runs = [plain] if plain is not None else [r.find(f"{_MAIN}t") for r in item.findall(f"{_MAIN}r")]
+                found[index] = "".join(t.text or "" for t in runs if t is not None)
+                if len(found) == len(wanted):
+                    break
+            item.clear()
+            index += 1
+    return found
+
+
+def _raw_value(kind: str, raw: str) -> object:
+    """A cell of the first row from its XML type and text, as calamine would give it through `_value`."""
+    if kind == "formula":
+        return Typed("formula", raw)
+    if kind == "b":
+        return Typed("boolean", "TRUE" if raw == "1" else "FALSE")
+    if kind == "e":
+        return Typed("error", raw)
+    if kind in ("str", "inlineStr"):
+        return raw or None
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
 
 
 def _value(value: object) -> object:
