@@ -237,3 +237,16 @@ def test_another_persons_webhooks_and_deliveries_answer_404_and_changes_are_audi
             "SELECT action, actor FROM audit_log WHERE detail LIKE %s ORDER BY id", (f"webhook {hook['id']} %",)
         ).fetchall()
     assert trail == [("webhook.add", people["lab"].email), ("webhook.delete", people["lab"].email)]
+
+
+def test_a_url_refused_since_its_registration_is_checked_again_and_not_called(client, hooks, receiver, pg_url):
+    """As when a name resolves elsewhere after its registration: the check before each send refuses it."""
+    r = receiver(200)
+    hook = hooks(r.url)
+    inside = r.url.replace("127.0.0.1", "127.0.0.2")  # loopback too, but not a host an admin allowed
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("UPDATE webhooks SET url = %s WHERE id = %s", (inside, hook["id"]))
+    _finish_a_job(client, 4)
+    tried = _until(lambda: [d for d in _deliveries(client, hook["id"]) if d["attempts"] >= 1 and d["last_error"]])
+    assert tried[0]["last_error"].startswith("refused: http is accepted only") and tried[0]["last_status_code"] is None
+    assert not r.received
