@@ -195,11 +195,13 @@ def _post(target: Target, body: bytes, headers: dict[str, str], settings: Settin
         headers = {**headers, "Host": target.host_header}
     extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
     try:
-        with httpx.Client(timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False) as client:
-            response = client.post(target.url, content=body, headers=headers, extensions=extensions)
+        with (
+            httpx.Client(timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream("POST", target.url, content=body, headers=headers, extensions=extensions) as response,
+        ):
+            code = response.status_code  # the answer's body is never read: only its status counts
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
-    code = response.status_code
     if 200 <= code < 300:
         return code, None
     if 300 <= code < 400:
@@ -250,9 +252,10 @@ def _record(session: Session, claimed: _Claimed, code: int | None, error: str | 
 
 
 def deliver_due(sessions: sessionmaker[Session], settings: Settings) -> int:
-    """Send the deliveries that are due, one at a time; how many were tried. Runs beside the reconciler."""
-    tried = 0
-    while tried < _PER_ROUND and (claimed := _claim(sessions, settings)) is not None:
+    """Send the deliveries that are due, one at a time; how many were tried. Runs in the reconciler's thread, so a
+    round stops after about one reconcile interval: slow receivers never hold the reconciler back for long."""
+    tried, stop_at = 0, time.monotonic() + settings.reconcile_interval
+    while tried < _PER_ROUND and time.monotonic() < stop_at and (claimed := _claim(sessions, settings)) is not None:
         with sessions() as session:  # read only; no transaction is held open over the POST
             code, error = _send(session, claimed, settings)
             session.rollback()

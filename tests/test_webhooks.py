@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,8 +17,8 @@ import psycopg
 import pytest
 
 from shared.features import FEATURES
-from shared.settings import ROOT
-from shared.webhooks import Target, UrlRefused, check_url, signature
+from shared.settings import ROOT, Settings
+from shared.webhooks import Target, UrlRefused, backoff, check_url, signature
 from testkit.support import RF4, wdbc
 
 
@@ -250,3 +251,32 @@ def test_a_url_refused_since_its_registration_is_checked_again_and_not_called(cl
     tried = _until(lambda: [d for d in _deliveries(client, hook["id"]) if d["attempts"] >= 1 and d["last_error"]])
     assert tried[0]["last_error"].startswith("refused: http is accepted only") and tried[0]["last_status_code"] is None
     assert not r.received
+
+
+def test_a_job_failed_by_any_writer_is_told_too(client, hooks, receiver, people, pg_url):
+    """The trigger, not a code path, makes the deliveries: here an operator's UPDATE fails a running job."""
+    r = receiver(200)
+    hook = hooks(r.url)
+    job_id = uuid.uuid4()
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
+            "rows_total, rows_scored, rows_rejected, attempts, created_at, owner_id) "
+            "VALUES (%s, 'upload', 'running', 'm', 'v', 'h', 'h', 'csv', 3, 1, 0, 1, now(), "
+            "(SELECT id FROM users WHERE email = %s))",
+            (job_id, people["lab"].email),
+        )
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', finished_at = now(), error = 'stopped' WHERE id = %s", (job_id,)
+        )
+        conn.execute("UPDATE jobs SET rows_total = 3 WHERE id = %s", (job_id,))  # no status change: nothing more
+    _until(lambda: r.received, message="no delivery for the failed job")
+    sent = json.loads(r.received[0][1])["job"]
+    assert (sent["id"], sent["status"], sent["rows_scored"]) == (str(job_id), "failed", 1)
+    assert "stopped" not in r.received[0][1].decode()  # the error text stays in cytoscore
+    assert [d["job_id"] for d in _deliveries(client, hook["id"])] == [str(job_id)]
+
+
+def test_a_failed_delivery_waits_three_times_as_long_each_time() -> None:
+    settings = Settings(webhook_backoff=10)
+    assert [backoff(settings, n).total_seconds() for n in (1, 2, 3, 4)] == [10, 30, 90, 270]
