@@ -209,14 +209,22 @@ def _post(target: Target, body: bytes, headers: dict[str, str], settings: Settin
     return code, f"HTTP {code}"
 
 
-def _send(session: Session, claimed: _Claimed, settings: Settings) -> tuple[int | None, str | None]:
+@dataclass(frozen=True)
+class _Request:
+    target: Target
+    body: bytes
+    headers: dict[str, str]
+
+
+def _prepare(session: Session, claimed: _Claimed, settings: Settings) -> _Request | str:
+    """The signed request for a claimed delivery, or why it cannot be sent (the URL is refused now)."""
     hook, job = session.get(Webhook, claimed.webhook_id), session.get(Job, claimed.job_id)
     if hook is None or job is None or not hook.active:
-        return None, "the webhook or the job is gone"
+        return "the webhook or the job is gone"
     try:
         target = check_url(hook.url, settings.webhook_hosts)
     except UrlRefused as exc:
-        return None, f"refused: {exc}"
+        return f"refused: {exc}"
     body = json.dumps(payload(job, claimed.id), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -225,7 +233,7 @@ def _send(session: Session, claimed: _Claimed, settings: Settings) -> tuple[int 
         "Cytoscore-Delivery": str(claimed.id),
         SIGNATURE_HEADER: signature(hook.secret, body, int(time.time())),
     }
-    return _post(target, body, headers, settings)
+    return _Request(target, body, headers)
 
 
 def backoff(settings: Settings, attempt: int) -> timedelta:
@@ -256,9 +264,12 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings) -> int:
     round stops after about one reconcile interval: slow receivers never hold the reconciler back for long."""
     tried, stop_at = 0, time.monotonic() + settings.reconcile_interval
     while tried < _PER_ROUND and time.monotonic() < stop_at and (claimed := _claim(sessions, settings)) is not None:
-        with sessions() as session:  # read only; no transaction is held open over the POST
-            code, error = _send(session, claimed, settings)
-            session.rollback()
+        with sessions() as session:  # read only, and closed before the POST: no transaction waits on a receiver
+            request = _prepare(session, claimed, settings)
+        if isinstance(request, _Request):
+            code, error = _post(request.target, request.body, request.headers, settings)
+        else:
+            code, error = None, request
         with sessions.begin() as session:
             status = _record(session, claimed, code, error, settings)
         log.info(
