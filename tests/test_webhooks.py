@@ -280,3 +280,22 @@ def test_a_job_failed_by_any_writer_is_told_too(client, hooks, receiver, people,
 def test_a_failed_delivery_waits_three_times_as_long_each_time() -> None:
     settings = Settings(webhook_backoff=10)
     assert [backoff(settings, n).total_seconds() for n in (1, 2, 3, 4)] == [10, 30, 90, 270]
+
+
+def test_a_delivery_out_of_attempts_ends_failed_and_is_not_sent_again(client, hooks, receiver, pg_url):
+    r = receiver(500)
+    hook = hooks(r.url)
+    _finish_a_job(client, 6)
+    _until(lambda: [d for d in _deliveries(client, hook["id"]) if d["attempts"] >= 1 and d["last_error"]])
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        # Five attempts used, as CYTOSCORE_WEBHOOK_MAX_ATTEMPTS (6) minus one, without waiting out their backoff.
+        conn.execute(
+            "UPDATE webhook_deliveries SET attempts = 5, next_attempt_at = now() WHERE webhook_id = %s", [hook["id"]]
+        )
+    log = _until(lambda: [d for d in _deliveries(client, hook["id"]) if d["status"] == "failed"])
+    assert [(d["attempts"], d["last_status_code"], d["last_error"], d["next_attempt_at"]) for d in log] == [
+        (6, 500, "HTTP 500", None)
+    ]
+    posts = len(r.received)
+    time.sleep(5)  # two more reconciler rounds
+    assert len(r.received) == posts
