@@ -20,6 +20,7 @@ from shared.features import FEATURES
 from shared.settings import ROOT, Settings
 from shared.webhooks import Target, UrlRefused, backoff, check_url, signature
 from testkit.support import RF4, wdbc
+from tests.support import csrf, sign_in
 
 
 class Receiver:
@@ -299,3 +300,17 @@ def test_a_delivery_out_of_attempts_ends_failed_and_is_not_sent_again(client, ho
     posts = len(r.received)
     time.sleep(5)  # two more reconciler rounds
     assert len(r.received) == posts
+
+
+def test_the_pages_show_only_your_own_hooks_and_need_a_password_session(client, hooks, receiver, people, app):
+    hook = hooks(receiver(200).url)
+    mine = sign_in(app, people["lab"].email, people["lab"].password)
+    assert hook["url"] in mine.get("/account/webhooks").get_data(as_text=True)
+    assert mine.get(f"/account/webhooks/{hook['id']}").status_code == 200
+    other = sign_in(app, people["clinician"].email, people["clinician"].password)
+    assert hook["url"] not in other.get("/account/webhooks").get_data(as_text=True)
+    assert other.get(f"/account/webhooks/{hook['id']}").status_code == 404
+    token = csrf(other, "/account/webhooks")
+    assert other.post(f"/account/webhooks/{hook['id']}/delete", data={"csrf_token": token}).status_code == 404
+    assert client.get("/account/webhooks").status_code == 403  # a bearer token manages hooks through the API only
+    assert [h["id"] for h in client.get("/api/v1/webhooks").get_json()["webhooks"]].count(hook["id"]) == 1
