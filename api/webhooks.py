@@ -69,6 +69,11 @@ def _delete(hook: Webhook) -> None:
     webhooks.delete(db(), hook)
 
 
+def _set_active(hook: Webhook, active: bool) -> None:
+    record("webhook.resume" if active else "webhook.pause", target=current_user.email, detail=f"webhook {hook.id}")
+    webhooks.set_active(db(), hook, active)
+
+
 # The JSON API: a bearer token or a browser session.
 
 
@@ -99,6 +104,18 @@ def api_delete(hook_id: int) -> ResponseReturnValue:
     _delete(_mine(hook_id))
     db().commit()
     return "", 204
+
+
+@bp.patch("/api/v1/webhooks/<int:hook_id>")
+def api_update(hook_id: int) -> ResponseReturnValue:
+    hook = _mine(hook_id)
+    body = request.get_json(silent=True)
+    active = body.get("active") if isinstance(body, dict) else None
+    if not isinstance(active, bool):
+        return jsonify(error='send a JSON object with "active": true or false'), 400
+    _set_active(hook, active)
+    db().commit()
+    return jsonify(hook_json(hook))
 
 
 @bp.get("/api/v1/webhooks/<int:hook_id>/deliveries")
@@ -146,6 +163,16 @@ def page_delete(hook_id: int) -> ResponseReturnValue:
     _delete(hook)
     db().commit()
     flash(f"The webhook {url} is deleted, with its delivery log.")
+    return redirect(url_for("webhooks.page"))
+
+
+@bp.post("/account/webhooks/<int:hook_id>/<any(pause, resume):change>")
+def page_pause(hook_id: int, change: str) -> ResponseReturnValue:
+    require_password_session()
+    hook = _mine(hook_id)
+    _set_active(hook, change == "resume")
+    db().commit()
+    flash(f"The webhook {hook.url} is {'active again' if hook.active else 'paused'}.")
     return redirect(url_for("webhooks.page"))
 
 

@@ -133,6 +133,12 @@ def find_hook(session: Session, hook_id: int, owner_id: int) -> Webhook | None:
     return hook if hook is not None and hook.owner_id == owner_id else None
 
 
+def set_active(session: Session, hook: Webhook, active: bool) -> None:
+    """Pause or resume a hook: a paused one gets no delivery for the jobs that finish meanwhile."""
+    hook.active = active
+    session.flush()
+
+
 def delete(session: Session, hook: Webhook) -> None:
     """Delete a hook and its delivery log."""
     session.delete(hook)
@@ -219,8 +225,10 @@ class _Request:
 def _prepare(session: Session, claimed: _Claimed, settings: Settings) -> _Request | str:
     """The signed request for a claimed delivery, or why it cannot be sent (the URL is refused now)."""
     hook, job = session.get(Webhook, claimed.webhook_id), session.get(Job, claimed.job_id)
-    if hook is None or job is None or not hook.active:
+    if hook is None or job is None:
         return "the webhook or the job is gone"
+    if not hook.active:
+        return "the webhook is paused"
     try:
         target = check_url(hook.url, settings.webhook_hosts)
     except UrlRefused as exc:

@@ -102,6 +102,11 @@ def test_a_webhook_is_registered_its_secret_shown_once_and_its_delivery_listed(b
         _axe_and_screenshots(browser, stack, person, log_page)
 
         page.goto("/account/webhooks")
+        hook_row = page.locator("#hook-list tbody tr", has_text=receiver.url)
+        page.get_by_role("button", name=f"Pause {receiver.url}").click()
+        expect(hook_row).to_contain_text("paused")
+        page.get_by_role("button", name=f"Resume {receiver.url}").click()
+        expect(hook_row).to_contain_text("active")
         page.get_by_role("button", name=f"Delete {receiver.url}").click()
         expect(page.get_by_role("status")).to_contain_text("is deleted")
         expect(page.locator("#hook-list")).to_have_count(0)

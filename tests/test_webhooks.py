@@ -314,3 +314,17 @@ def test_the_pages_show_only_your_own_hooks_and_need_a_password_session(client, 
     assert other.post(f"/account/webhooks/{hook['id']}/delete", data={"csrf_token": token}).status_code == 404
     assert client.get("/account/webhooks").status_code == 403  # a bearer token manages hooks through the API only
     assert [h["id"] for h in client.get("/api/v1/webhooks").get_json()["webhooks"]].count(hook["id"]) == 1
+
+
+def test_a_paused_hook_is_not_told_until_it_is_resumed(client, hooks, receiver):
+    r = receiver(200)
+    hook = hooks(r.url)
+    paused = client.patch(f"/api/v1/webhooks/{hook['id']}", json={"active": False})
+    assert paused.status_code == 200 and paused.get_json()["active"] is False
+    assert client.patch(f"/api/v1/webhooks/{hook['id']}", json={"active": "no"}).status_code == 400
+    _finish_a_job(client, 7)
+    assert _deliveries(client, hook["id"]) == []  # none made while paused
+    assert client.patch(f"/api/v1/webhooks/{hook['id']}", json={"active": True}).get_json()["active"] is True
+    job_id = _finish_a_job(client, 8)
+    log = _until(lambda: [d for d in _deliveries(client, hook["id"]) if d["status"] == "delivered"])
+    assert [d["job_id"] for d in log] == [job_id] and len(r.received) == 1
