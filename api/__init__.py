@@ -31,7 +31,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import account, admin, api_v1, auth, health, pages
+    from api import account, admin, api_v1, auth, health, pages, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
@@ -39,6 +39,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(webhooks.bp)
 
 
 def register_security(app: Flask, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""The tables: jobs, their inputs, one result per input row; accounts, their sessions and tokens, the audit trail."""
+"""The tables: jobs, their inputs, one result per input row; accounts, their sessions and tokens, the audit trail;
+webhooks and their deliveries."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from sqlalchemy import (
     Text,
     Uuid,
     false,
+    func,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -266,3 +270,45 @@ class AuditEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(254), index=True)  # the account an action was about
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Webhook(Base):
+    """An owner's URL, told when each of their jobs finishes. The secret is kept as given: it signs every delivery."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # out of attempts
+
+
+class WebhookDelivery(Base):
+    """One finished job told to one hook. Made by the trigger of migration 0016 when a job finishes; sent by
+    `shared.webhooks.deliver_due` until a 2xx answer or the last attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        CheckConstraint("(status = 'pending') = (next_attempt_at IS NOT NULL)", name="due_if_pending"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    delivered_at: Mapped[datetime | None]

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     retention_days: int = 30
     log_json: bool | None = None  # None: JSON lines whenever not embedded
 
+    # Webhooks. Only https URLs whose host resolves to public addresses, unless the host is listed here (comma-
+    # separated names or addresses, as written in the URL): a listed host may also be http and private.
+    webhook_allowed_hosts: str = ""
+    # A failed delivery is tried again after webhook_backoff seconds, then 3 times as long each time.
+    webhook_backoff: float = 10.0
+    webhook_max_attempts: int = 6
+    webhook_timeout: float = 5.0
+
     @model_validator(mode="after")
     def _bounds_hold(self) -> Settings:
         if not self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -88,6 +96,10 @@ class Settings(BaseSettings):
         for limit in (self.login_rate_limit, self.login_account_limit, self.jobs_rate_limit):
             parse_limit(limit)  # a limit that does not parse stops the start, not the first sign-in
         return self
+
+    @property
+    def webhook_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
     @property
     def cases_queue(self) -> str:

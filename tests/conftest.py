@@ -28,6 +28,8 @@ FAST_RECONCILE = {
     "CYTOSCORE_QUEUED_RESEND_AFTER": "10",
     "CYTOSCORE_HEARTBEAT_STALE_AFTER": "20",
 }
+# Webhooks: the tests' receivers listen on loopback, which an admin allows here; a failed delivery is retried soon.
+WEBHOOKS = {"CYTOSCORE_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "CYTOSCORE_WEBHOOK_BACKOFF": "1"}
 
 
 def alembic_config(url: str) -> Config:
@@ -91,6 +93,7 @@ def service_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
         "SECRET_KEY": uuid.uuid4().hex,
         "CYTOSCORE_SECURE_COOKIES": "false",  # the tests speak plain HTTP to localhost
         **FAST_RECONCILE,
+        **WEBHOOKS,
     }
 
 
@@ -98,7 +101,8 @@ def service_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
 def settings(service_env: dict[str, str]) -> Settings:
     return Settings(database_url=service_env["DATABASE_URL"], broker_url=service_env["BROKER_URL"],
                     var_dir=Path(service_env["CYTOSCORE_VAR_DIR"]), queue=service_env["CYTOSCORE_QUEUE"],
-                    secret_key=service_env["SECRET_KEY"], secure_cookies=False)  # fmt: skip
+                    secret_key=service_env["SECRET_KEY"], secure_cookies=False,
+                    webhook_allowed_hosts=WEBHOOKS["CYTOSCORE_WEBHOOK_ALLOWED_HOSTS"])  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Worker start-up and shutdown: verify the models before taking work, and run the reconciler."""
+"""Worker start-up and shutdown: verify the models before taking work, and run the reconciler (and, beside it, the
+webhook deliveries)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.jobs import reconcile
 from shared.logs import configure_logging
 from shared.modelstore import ModelIntegrityError
 from shared.queue import make_celery
+from shared.webhooks import deliver_due
 from worker import shutdown
 from worker.resources import resources
 
@@ -73,3 +75,7 @@ def _reconcile_forever() -> None:
             reconcile(res.sessions, app, res.settings)
         except Exception as exc:  # the database or broker may be down; try again next round
             log.warning("reconcile round failed: %s", type(exc).__name__)
+        try:
+            deliver_due(res.sessions, res.settings)
+        except Exception as exc:  # the database may be down; the deliveries stay due for the next round
+            log.warning("webhook round failed: %s", type(exc).__name__)
