@@ -189,6 +189,9 @@ GOOD_XLSX = raw_xlsx({"Sheet1": [HEADER, *([r[0], *map(float, r[1:])] for r in g
 BASE = to_csv([HEADER, *good_rows()])
 LONG_ID = "x" * 65
 
+# A table at B2 whose second row has a formula for radius_mean (column C, sheet row 4).
+_FORMULA_ROWS = [good_rows()[0], [good_rows()[1][0], "=B3*2", *good_rows()[1][2:]], good_rows()[2]]
+
 BAD_INPUTS: list[tuple[str, bytes | list[dict[str, object]], Expect]] = [
     # values: the row is rejected, the other rows keep their exact values
     ("empty cell", with_cell("radius_mean", ""), rejects(2, "radius_mean", "is empty")),
@@ -324,7 +327,7 @@ BAD_INPUTS: list[tuple[str, bytes | list[dict[str, object]], Expect]] = [
     ("xlsx bool id", xlsx_with("id", False), rejects(2, "id", "is a boolean")),
     (
         "xlsx formula, the table not at A1",
-        raw_xlsx({"S": [[None], [None, *HEADER], [None, *good_rows()[0]], [None, good_rows()[1][0], "=B3*2", *good_rows()[1][2:]], [None, *good_rows()[2]]]}),
+        raw_xlsx({"S": [[None], [None, *HEADER], *([None, *row] for row in _FORMULA_ROWS)]}),
         rejects(2, "radius_mean", "is a formula", "=B3*2"),
     ),
     # JSON / form values
