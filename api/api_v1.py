@@ -18,6 +18,7 @@ from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from api.waiting import wait_until_finished
 from shared.intake import FileRejected
+from shared.intake.cases import loads, too_deep
 from shared.schema import Job, JobInput, JobKind, JobStatus
 from shared.spreadsheets import template_csv, template_xlsx
 
@@ -127,7 +128,7 @@ def create_job() -> ResponseReturnValue:
     """
     try:
         if request.is_json:
-            return _create_from_json(request.get_json(silent=True))
+            return _create_from_json(_json_body())
         upload = request.files.get("file")
         if upload is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
@@ -137,6 +138,24 @@ def create_job() -> ResponseReturnValue:
         return _rejected(exc.problems)
     except UnknownModel as exc:
         return _rejected([str(exc.args[0])])
+
+
+# A case is an object of numbers and text; any JSON nesting deeper than this is refused by name before parsing.
+_DEPTH_SHOWN = 8
+
+
+def _json_body() -> Any:
+    """The JSON body, read only up to `json_max_bytes` (413 past it); 400 if it is not JSON, 422 naming the case and
+    key where it nests too deep to parse (non-finite numbers are refused by the validator, by case and key)."""
+    request.max_content_length = current_app.config["CYTOSCORE"].json_max_bytes
+    data = request.get_data(cache=True)
+    try:
+        return loads(data)
+    except RecursionError:
+        where = too_deep(data.decode("utf-8", "replace"), _DEPTH_SHOWN)
+        raise FileRejected([f"{where}: the JSON nests too deep; a case is one object of numbers and text"]) from None
+    except ValueError as exc:
+        abort(400, description=f"the body is not valid JSON: {exc}")
 
 
 def _create_from_json(body: Any) -> ResponseReturnValue:

@@ -111,8 +111,13 @@ def check_cases(cases: object, model_name: str | None) -> Batch:
         raise FileRejected(["`cases` must be a list of objects"])
     if not cases:
         raise FileRejected(["`cases` is empty: send at least one case"])
-    if len(cases) > _settings().max_rows:
-        raise FileRejected([f"more than {_settings().max_rows} cases in one request"])
+    settings = _settings()
+    clinician = current_user.may(Role.CLINICIAN)
+    limit = min(settings.clinician_max_cases if clinician else settings.json_max_cases, settings.max_rows)
+    if len(cases) > limit:
+        who = "a clinician may send" if clinician else "one request may carry"
+        raise FileRejected([f"{len(cases)} cases: {who} at most {limit} cases as JSON; "
+                            "send more as a CSV or XLSX file upload (lab staff), which is streamed"])  # fmt: skip
     return validate_cases(cases, model["features"], feature_ranges(model))
 
 
