@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from testkit.support import RF4
+from testkit.support import QUEUES, RF4, ServiceProcess, forget_queues, fresh_queue, make_person
 
 CASE = {"case_id": "a", **dict.fromkeys(RF4, 12.5)}
 CASE["texture_mean"], CASE["smoothness_mean"], CASE["compactness_mean"] = 18.0, 0.1, 0.1
@@ -86,3 +91,85 @@ def test_a_json_body_over_its_byte_cap_answers_413_and_points_to_the_upload(clie
     assert response.status_code == 413
     message = response.get_json()["error"]
     assert "JSON body is larger than the limit of 4 MiB" in message and "file upload" in message
+
+
+@pytest.fixture
+def idle_app(settings):
+    """The web app with a queue no worker reads, so no job finishes while the test counts."""
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"queue": fresh_queue("nobody-reads")}))
+    yield app
+    app.extensions["cytoscore.engine"].dispose()
+
+
+def test_the_in_flight_cap_holds_under_40_concurrent_submissions(idle_app, service_env, settings):
+    person = make_person(service_env, "lab")
+    start = threading.Barrier(40)
+
+    def submit(i: int) -> int:
+        client = person.client(idle_app)
+        start.wait()
+        return client.post("/api/v1/jobs", json={"cases": [{**CASE, "case_id": f"c{i}"}]}).status_code
+
+    with ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(submit, range(40)))
+    assert (codes.count(202), codes.count(429)) == (settings.max_jobs_in_flight, 40 - settings.max_jobs_in_flight)
+
+
+def test_the_queues_a_run_made_leave_no_key_behind_in_redis(settings, redis_url):
+    """The run's queues are deleted from Redis at its end (conftest's `redis_url`); no other run's keys are."""
+    import redis
+
+    from shared import jobs
+    from shared.queue import make_celery
+
+    ours, theirs = fresh_queue("forget-me"), f"another-run-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for name in (ours, theirs):
+            assert jobs.publish(make_celery(settings.model_copy(update={"queue": name})), uuid.uuid4(), name)
+        assert client.keys(f"*{ours}*") and client.keys(f"*{theirs}*")
+        assert ours in QUEUES
+        assert forget_queues(redis_url, {ours}) >= 1
+        assert client.keys(f"*{ours}*") == [] and client.keys(f"*{theirs}*")
+    finally:
+        client.delete(*client.keys(f"*{theirs}*"))
+        client.close()
+
+
+def test_each_worker_node_has_a_name_of_its_own(settings):
+    from shared.cli import _worker_argvs
+
+    names = [argv[argv.index("--hostname") + 1] for argv, _ in _worker_argvs(settings, 2)]
+    assert len(set(names)) == 2 and all(not n.startswith("celery@") for n in names)
+    assert all(f"-{os.getpid()}@" in n for n in names)  # unique per `cytoscore worker` process on a host
+
+
+@pytest.mark.parametrize("edit", ["a feature dropped", "a probability changed"])
+def test_worker_and_web_refuse_a_model_whose_golden_row_was_edited_with_one_message(
+    tmp_path, service_env, settings, edit
+):
+    models = tmp_path / "models"
+    shutil.copytree(settings.models_dir, models)
+    meta = json.loads((models / "wdbc-rf30.json").read_text())
+    if edit == "a feature dropped":
+        meta["golden"][2]["features"] = meta["golden"][2]["features"][:-1]
+    else:
+        meta["golden"][2]["probability_malignant"] = 0.5
+    (models / "wdbc-rf30.json").write_text(json.dumps(meta))
+
+    from api import create_app
+    from shared.modelstore import ModelIntegrityError
+
+    with pytest.raises(ModelIntegrityError) as refused:
+        create_app(settings.model_copy(update={"models_dir": models}))
+    assert str(refused.value).startswith("model wdbc-rf30: ")
+    proc = ServiceProcess(["worker"], {**service_env, "CYTOSCORE_MODELS_DIR": str(models)}, tmp_path / "worker.log")
+    try:
+        code = proc.proc.wait(timeout=90)
+    finally:
+        proc.stop()
+    assert code != 0
+    assert f"refusing to start: {refused.value}" in proc.output()
+    assert " ready." not in proc.output()
