@@ -173,3 +173,13 @@ def test_worker_and_web_refuse_a_model_whose_golden_row_was_edited_with_one_mess
     assert code != 0
     assert f"refusing to start: {refused.value}" in proc.output()
     assert " ready." not in proc.output()
+
+
+@pytest.mark.parametrize("most", [7, 90_000, 100_000, 1_999_999])
+def test_the_histograms_y_labels_fit_left_of_the_axis(most):
+    from api.charts import histogram
+
+    chart = histogram([most] + [1] * 19)
+    for tick in chart.y_ticks:  # right-aligned at x, in 12 px digits about 7 units wide each
+        assert tick.x - 7 * len(tick.text) >= 0, tick.text
+    assert chart.bars[0].x > chart.left and chart.bars[-1].x + chart.bars[-1].width <= chart.right
