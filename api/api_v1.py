@@ -8,12 +8,23 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
-from api import downloads, results
+from api import downloads, results, schemas
 from api.access import may_see, record
 from api.database import db
+from api.openapi import CSV, XLSX, document, errors, responses, spec
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from api.waiting import wait_until_finished
@@ -78,8 +89,8 @@ def _accepted(job: Job) -> ResponseReturnValue:
 
 
 def _wait_asked() -> float | None:
-    """The `?wait=` seconds, if a positive number was given (the waiting caps it at 60)."""
-    wait = request.args.get("wait", type=float)
+    """The `?wait=` seconds, if a positive number was given (the waiting caps it at 60); 400 if not a number."""
+    wait = schemas.WaitQuery.parse(request.args).wait
     return wait if wait is not None and wait > 0 and math.isfinite(wait) else None
 
 
@@ -117,6 +128,15 @@ def _rejected(problems: list[str]) -> ResponseReturnValue:
 
 
 @bp.post("/jobs")
+@spec.validate(
+    query=schemas.CreateQuery,
+    json=schemas.Cases,
+    form=schemas.Upload,
+    resp=responses(
+        HTTP_201=schemas.Waited, HTTP_202=schemas.Accepted, HTTP_422=schemas.Problems, **errors(400, 403, 413)
+    ),
+    tags=["jobs"],
+)
 def create_job() -> ResponseReturnValue:
     """Create a job from a CSV/XLSX upload or from JSON cases: 202 with its id, status and url (also `Location`).
 
@@ -132,7 +152,7 @@ def create_job() -> ResponseReturnValue:
         upload = request.files.get("file")
         if upload is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
-        model, explain = request.form.get("model") or None, request.args.get("explain")
+        model, explain = request.form.get("model") or None, schemas.CreateQuery.parse(request.args).explain
         return _accepted(submit_upload(upload.stream, upload.filename, model, explain))
     except FileRejected as exc:
         return _rejected(exc.problems)
@@ -165,10 +185,12 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
     if model is not None and not isinstance(model, str):
         return _rejected(['"model" must be a model name'])
     check_cases(body["cases"], model)
-    return _accepted(submit_cases(body["cases"], model, JobKind.FORM, request.args.get("explain")))
+    explain = schemas.CreateQuery.parse(request.args).explain
+    return _accepted(submit_cases(body["cases"], model, JobKind.FORM, explain))
 
 
 @bp.get("/jobs/<job_id>")
+@spec.validate(query=schemas.WaitQuery, resp=responses(HTTP_200=schemas.Waited, **errors(400, 404)), tags=["jobs"])
 def get_job(job_id: str) -> ResponseReturnValue:
     """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up,
     then with the results too if it succeeded with at most INLINE_RESULTS rows (as `POST /jobs?wait=` does)."""
@@ -180,14 +202,9 @@ def get_job(job_id: str) -> ResponseReturnValue:
     return jsonify(job_json(job))
 
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _format(allowed: tuple[str, ...]) -> str:
-    fmt = request.args.get("format", allowed[0])
-    if fmt not in allowed:
-        abort(400, description=f"format must be one of: {', '.join(allowed)}")
-    return fmt
+def _format(query: type[schemas.ResultsQuery | schemas.ErrorsQuery | schemas.TemplateQuery]) -> str:
+    """The `?format=` asked for, read with the handler's query model (400 for any other)."""
+    return str(query.parse(request.args).format)
 
 
 def _attachment(body: Any, filename: str, mimetype: str) -> Response:
@@ -205,8 +222,15 @@ def _finished_job(job_id: str) -> Job:
 
 
 @bp.get("/jobs/<job_id>/results")
+@spec.validate(
+    query=schemas.ResultsQuery,
+    resp=responses(HTTP_200=schemas.Results, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
+    files={"200": (CSV, XLSX)},
+    tags=["jobs"],
+)
 def get_results(job_id: str) -> ResponseReturnValue:
-    fmt = _format(("json", "csv", "xlsx"))
+    """The results, one row per input row, in input order (JSON, or a CSV or XLSX file)."""
+    fmt = _format(schemas.ResultsQuery)
     job = _finished_job(job_id)
     session = db()
     source = session.get(JobInput, job.id)
@@ -225,9 +249,15 @@ def get_results(job_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/jobs/<job_id>/errors")
+@spec.validate(
+    query=schemas.ErrorsQuery,
+    resp=responses(HTTP_200=schemas.ErrorReport, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
+    files={"200": (CSV,)},
+    tags=["jobs"],
+)
 def get_errors(job_id: str) -> ResponseReturnValue:
     """The error report: one line per rejected value, with row, case id, column, value and reason."""
-    fmt = _format(("csv", "json"))
+    fmt = _format(schemas.ErrorsQuery)
     job = _finished_job(job_id)
     source = db().get(JobInput, job.id)
     if source is None:
@@ -248,16 +278,21 @@ MODEL_KEYS = (
 
 
 @bp.get("/models")
+@spec.validate(resp=responses(HTTP_200=schemas.Models), tags=["models"])
 def models() -> ResponseReturnValue:
+    """Every model: features, held-out metrics, calibration, sha256, engine, and which is the default."""
     default = current_app.config["CYTOSCORE"].default_model
     listed = [{**{k: m.get(k) for k in MODEL_KEYS}, "default": m["name"] == default} for m in all_models()]
     return jsonify(models=listed, notice=results.NOTICE)
 
 
 @bp.get("/models/<name>/template")
+@spec.validate(
+    query=schemas.TemplateQuery, resp=responses(**errors(400, 404)), files={"200": (CSV, XLSX)}, tags=["models"]
+)
 def template(name: str) -> ResponseReturnValue:
     """A blank spreadsheet with the columns this model needs."""
-    fmt = _format(("csv", "xlsx"))
+    fmt = _format(schemas.TemplateQuery)
     try:
         features = model_meta(name)["features"]
     except UnknownModel as exc:
@@ -265,3 +300,15 @@ def template(name: str) -> ResponseReturnValue:
     if fmt == "xlsx":
         return _attachment(template_xlsx(features), f"cytoscore-{name}-template.xlsx", XLSX)
     return _attachment(template_csv(features), f"cytoscore-{name}-template.csv", "text/csv")
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    """This API's OpenAPI 3.1 document, made from the handlers' own models (no sign-in needed)."""
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> ResponseReturnValue:
+    """The document as a reference page: Swagger UI, vendored under static/vendor/ (no CDN)."""
+    return render_template("api_docs.html")
