@@ -183,3 +183,12 @@ def test_the_histograms_y_labels_fit_left_of_the_axis(most):
     for tick in chart.y_ticks:  # right-aligned at x, in 12 px digits about 7 units wide each
         assert tick.x - 7 * len(tick.text) >= 0, tick.text
     assert chart.bars[0].x > chart.left and chart.bars[-1].x + chart.bars[-1].width <= chart.right
+
+
+def test_a_single_case_with_a_lone_surrogate_in_a_value_shows_its_page(client, finished):
+    text = json.dumps({"cases": [{**CASE, "texture_mean": "@"}]}).replace('"@"', '"1\\udc80"')
+    job_id = _post_json(client, text).get_json()["id"]
+    assert finished(job_id)["rows_rejected"] == 1
+    page = client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200 and "\ufffd" in page.get_data(as_text=True)
+    assert client.get(f"/jobs/{job_id}/report.pdf").status_code == 200
