@@ -142,7 +142,7 @@ def create_job() -> ResponseReturnValue:
 
     With `?wait=<seconds>` (at most 60) the answer waits for the job to finish, woken the moment it does: `201`
     with the job as `GET /api/v1/jobs/<id>` shows it (status, counts, model name, version and sha256) plus `url`,
-    and, for a job of at most INLINE_RESULTS rows that succeeded, its `results` (as `/results` gives them, without
+    and, for a job of at most 100 rows (INLINE_RESULTS) that succeeded, its `results` (as `/results` gives them, without
     the input) and the `notice`: a single case is one request. Still unfinished when the time is up, `202` with
     the job.
     """
@@ -193,7 +193,7 @@ def _create_from_json(body: Any) -> ResponseReturnValue:
 @spec.validate(query=schemas.WaitQuery, resp=responses(HTTP_200=schemas.Waited, **errors(400, 404)), tags=["jobs"])
 def get_job(job_id: str) -> ResponseReturnValue:
     """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up,
-    then with the results too if it succeeded with at most INLINE_RESULTS rows (as `POST /jobs?wait=` does)."""
+    then with the results too if it succeeded with at most 100 rows (as `POST /jobs?wait=` does)."""
     job = find_job(job_id)
     wait = _wait_asked()
     if wait:
