@@ -192,3 +192,18 @@ def test_a_single_case_with_a_lone_surrogate_in_a_value_shows_its_page(client, f
     page = client.get(f"/jobs/{job_id}")
     assert page.status_code == 200 and "\ufffd" in page.get_data(as_text=True)
     assert client.get(f"/jobs/{job_id}/report.pdf").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/v1/models/wdbc-rf4/template?format=pdf", "format"),
+        ("/api/v1/jobs?wait=-1", "wait"),
+        ("/api/v1/jobs?wait=soon", "wait"),
+        ("/api/v1/jobs?explain=2", "explain"),
+    ],
+)
+def test_a_query_parameter_outside_the_document_answers_400_naming_it(client, path, name):
+    response = client.post(path, json={"cases": [CASE]}) if path.startswith("/api/v1/jobs") else client.get(path)
+    assert response.status_code == 400
+    assert response.get_json()["error"].startswith(f"{name}: ")
