@@ -142,17 +142,18 @@ def create_job() -> ResponseReturnValue:
 
     With `?wait=<seconds>` (at most 60) the answer waits for the job to finish, woken the moment it does: `201`
     with the job as `GET /api/v1/jobs/<id>` shows it (status, counts, model name, version and sha256) plus `url`,
-    and, for a job of at most 100 rows (INLINE_RESULTS) that succeeded, its `results` (as `/results` gives them, without
-    the input) and the `notice`: a single case is one request. Still unfinished when the time is up, `202` with
-    the job.
+    and, for a job of at most 100 rows that succeeded, its `results` (as `/results` gives them, without the
+    input) and the `notice`: a single case is one request. Still unfinished when the time is up, `202` with the job.
+    The query string is checked first: a bad one answers 400 and creates nothing.
     """
+    explain = schemas.CreateQuery.parse(request.args).explain
     try:
         if request.is_json:
-            return _create_from_json(_json_body())
+            return _create_from_json(_json_body(), explain)
         upload = request.files.get("file")
         if upload is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
-        model, explain = request.form.get("model") or None, schemas.CreateQuery.parse(request.args).explain
+        model = request.form.get("model") or None
         return _accepted(submit_upload(upload.stream, upload.filename, model, explain))
     except FileRejected as exc:
         return _rejected(exc.problems)
@@ -178,14 +179,13 @@ def _json_body() -> Any:
         abort(400, description=f"the body is not valid JSON: {exc}")
 
 
-def _create_from_json(body: Any) -> ResponseReturnValue:
+def _create_from_json(body: Any, explain: str | None) -> ResponseReturnValue:
     if not isinstance(body, dict) or "cases" not in body:
         return _rejected(['the body must be a JSON object with a "cases" list'])
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         return _rejected(['"model" must be a model name'])
     check_cases(body["cases"], model)
-    explain = schemas.CreateQuery.parse(request.args).explain
     return _accepted(submit_cases(body["cases"], model, JobKind.FORM, explain))
 
 

@@ -203,7 +203,15 @@ def test_a_single_case_with_a_lone_surrogate_in_a_value_shows_its_page(client, f
         ("/api/v1/jobs?explain=2", "explain"),
     ],
 )
-def test_a_query_parameter_outside_the_document_answers_400_naming_it(client, path, name):
+def test_a_query_parameter_outside_the_document_answers_400_naming_it(client, pg_url, path, name):
+    import psycopg
+
+    def jobs() -> int:
+        with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+    before = jobs()
     response = client.post(path, json={"cases": [CASE]}) if path.startswith("/api/v1/jobs") else client.get(path)
     assert response.status_code == 400
     assert response.get_json()["error"].startswith(f"{name}: ")
+    assert jobs() == before  # refused before anything was created
