@@ -85,7 +85,12 @@ class Cases(BaseModel):
         }
     )
 
-    cases: list[dict[str, Value]] = Field(min_length=1, max_length=5000)
+    cases: list[dict[str, Value]] = Field(
+        min_length=1,
+        max_length=5000,
+        description="At most CYTOSCORE_JSON_MAX_CASES (5,000) per request, 10 from a clinician, and at most "
+        "CYTOSCORE_JSON_MAX_BYTES (4 MiB) of JSON; more goes as a file upload.",
+    )
     model: str | None = Field(None, description="A model name from /api/v1/models; the default model if left out.")
 
 

@@ -28,7 +28,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 # Bounded so both roles' runs, stateless and stateful, take well under 3 minutes here.
-EXAMPLES, SCENARIOS, STEPS = 50, 25, 8
+EXAMPLES, SCENARIOS, STEPS = 100, 50, 10
 FUZZ = settings(
     deadline=None,
     database=None,
