@@ -3,7 +3,6 @@ with filters and a CSV export. Every change is audited."""
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +27,7 @@ from api.auth import record, require, require_password_session
 from api.database import db
 from shared import accounts, signins, trail
 from shared.schema import Role, User
-from shared.spreadsheets import neutralise
+from shared.spreadsheets import csv_writer, neutralise
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -171,7 +170,7 @@ def audit_csv() -> ResponseReturnValue:
 
     def lines() -> Iterator[str]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow(trail.COLUMNS)
         for row in trail.rows(db(), filters):
             writer.writerow([neutralise(cell) for cell in row])

@@ -8,16 +8,28 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
-from api import compare, downloads, job_search, job_views, rescore, results, review, validation
+from api import compare, downloads, job_search, job_views, rescore, results, review, schemas, validation
 from api.access import may_see, record, viewer
 from api.database import db
+from api.openapi import CSV, XLSX, document, errors, responses, spec
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
 from api.waiting import wait_until_finished
 from shared.intake import FileRejected
+from shared.intake.cases import loads, too_deep
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 from shared.spreadsheets import neutralise, template_csv, template_xlsx
 
@@ -87,8 +99,8 @@ def _accepted(job: Job) -> ResponseReturnValue:
 
 
 def _wait_asked() -> float | None:
-    """The `?wait=` seconds, if a positive number was given (the waiting caps it at 60)."""
-    wait = request.args.get("wait", type=float)
+    """The `?wait=` seconds, if a positive number was given (the waiting caps it at 60); 400 if not a number."""
+    wait = schemas.WaitQuery.parse(request.args).wait
     return wait if wait is not None and wait > 0 and math.isfinite(wait) else None
 
 
@@ -126,22 +138,32 @@ def _rejected(problems: list[str]) -> ResponseReturnValue:
 
 
 @bp.post("/jobs")
+@spec.validate(
+    query=schemas.CreateQuery,
+    json=schemas.Cases,
+    form=schemas.Upload,
+    resp=responses(
+        HTTP_201=schemas.Waited, HTTP_202=schemas.Accepted, HTTP_422=schemas.Problems, **errors(400, 403, 413)
+    ),
+    tags=["jobs"],
+)
 def create_job() -> ResponseReturnValue:
     """Create a job from a CSV/XLSX upload or from JSON cases: 202 with its id, status and url (also `Location`).
 
     With `?wait=<seconds>` (at most 60) the answer waits for the job to finish, woken the moment it does: `201`
     with the job as `GET /api/v1/jobs/<id>` shows it (status, counts, model name, version and sha256) plus `url`,
-    and, for a job of at most INLINE_RESULTS rows that succeeded, its `results` (as `/results` gives them, without
-    the input) and the `notice`: a single case is one request. Still unfinished when the time is up, `202` with
-    the job.
+    and, for a job of at most 100 rows that succeeded, its `results` (as `/results` gives them, without the
+    input) and the `notice`: a single case is one request. Still unfinished when the time is up, `202` with the job.
+    The query string is checked first: a bad one answers 400 and creates nothing.
     """
+    explain = schemas.CreateQuery.parse(request.args).explain
     try:
         if request.is_json:
-            return _create_from_json(request.get_json(silent=True))
+            return _create_from_json(_json_body(), explain)
         upload = request.files.get("file")
         if upload is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
-        model, explain = request.form.get("model") or None, request.args.get("explain")
+        model = request.form.get("model") or None
         return _accepted(submit_upload(upload.stream, upload.filename, model, explain))
     except FileRejected as exc:
         return _rejected(exc.problems)
@@ -149,14 +171,32 @@ def create_job() -> ResponseReturnValue:
         return _rejected([str(exc.args[0])])
 
 
-def _create_from_json(body: Any) -> ResponseReturnValue:
+# A case is an object of numbers and text; any JSON nesting deeper than this is refused by name before parsing.
+_DEPTH_SHOWN = 8
+
+
+def _json_body() -> Any:
+    """The JSON body, read only up to `json_max_bytes` (413 past it); 400 if it is not JSON, 422 naming the case and
+    key where it nests too deep to parse (non-finite numbers are refused by the validator, by case and key)."""
+    request.max_content_length = current_app.config["CYTOSCORE"].json_max_bytes
+    data = request.get_data(cache=True)
+    try:
+        return loads(data)
+    except RecursionError:
+        where = too_deep(data.decode("utf-8", "replace"), _DEPTH_SHOWN)
+        raise FileRejected([f"{where}: the JSON nests too deep; a case is one object of numbers and text"]) from None
+    except ValueError as exc:
+        abort(400, description=f"the body is not valid JSON: {exc}")
+
+
+def _create_from_json(body: Any, explain: str | None) -> ResponseReturnValue:
     if not isinstance(body, dict) or "cases" not in body:
         return _rejected(['the body must be a JSON object with a "cases" list'])
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         return _rejected(['"model" must be a model name'])
     check_cases(body["cases"], model)
-    return _accepted(submit_cases(body["cases"], model, JobKind.FORM, request.args.get("explain")))
+    return _accepted(submit_cases(body["cases"], model, JobKind.FORM, explain))
 
 
 @bp.get("/jobs")
@@ -186,9 +226,10 @@ def list_jobs() -> ResponseReturnValue:
 
 
 @bp.get("/jobs/<job_id>")
+@spec.validate(query=schemas.WaitQuery, resp=responses(HTTP_200=schemas.Waited, **errors(400, 404)), tags=["jobs"])
 def get_job(job_id: str) -> ResponseReturnValue:
     """The job row; with `?wait=<seconds>` (at most 60), answer as soon as it finishes, or when the time is up,
-    then with the results too if it succeeded with at most INLINE_RESULTS rows (as `POST /jobs?wait=` does)."""
+    then with the results too if it succeeded with at most 100 rows (as `POST /jobs?wait=` does)."""
     job = find_job(job_id)
     wait = _wait_asked()
     if wait:
@@ -237,7 +278,7 @@ def get_validation(job_id: str) -> ResponseReturnValue:
 @bp.get("/jobs/<job_id>/compare/<other_id>")
 def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
     """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV."""
-    fmt = _format(("json", "csv"))
+    fmt = _format(schemas.CompareQuery)
     first, second = find_job(job_id), find_job(other_id)
     session = db()
     try:
@@ -254,14 +295,11 @@ def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
     return jsonify(compared=found.compared, differing=found.differing, rows=list(rows))
 
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _format(allowed: tuple[str, ...]) -> str:
-    fmt = request.args.get("format", allowed[0])
-    if fmt not in allowed:
-        abort(400, description=f"format must be one of: {', '.join(allowed)}")
-    return fmt
+def _format(
+    query: type[schemas.ResultsQuery | schemas.ErrorsQuery | schemas.TemplateQuery | schemas.CompareQuery],
+) -> str:
+    """The `?format=` asked for, read with the handler's query model (400 for any other)."""
+    return str(query.parse(request.args).format)
 
 
 def _attachment(body: Any, filename: str, mimetype: str) -> Response:
@@ -281,8 +319,15 @@ def _finished_job(job_id: str) -> Job:
 
 
 @bp.get("/jobs/<job_id>/results")
+@spec.validate(
+    query=schemas.ResultsQuery,
+    resp=responses(HTTP_200=schemas.Results, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
+    files={"200": (CSV, XLSX)},
+    tags=["jobs"],
+)
 def get_results(job_id: str) -> ResponseReturnValue:
-    fmt = _format(("json", "csv", "xlsx"))
+    """The results, one row per input row, in input order (JSON, or a CSV or XLSX file)."""
+    fmt = _format(schemas.ResultsQuery)
     job = _finished_job(job_id)
     session = db()
     source = session.get(JobInput, job.id)
@@ -301,9 +346,15 @@ def get_results(job_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/jobs/<job_id>/errors")
+@spec.validate(
+    query=schemas.ErrorsQuery,
+    resp=responses(HTTP_200=schemas.ErrorReport, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
+    files={"200": (CSV,)},
+    tags=["jobs"],
+)
 def get_errors(job_id: str) -> ResponseReturnValue:
     """The error report: one line per rejected value, with row, case id, column, value and reason."""
-    fmt = _format(("csv", "json"))
+    fmt = _format(schemas.ErrorsQuery)
     job = _finished_job(job_id)
     source = db().get(JobInput, job.id)
     if source is None:
@@ -324,16 +375,21 @@ MODEL_KEYS = (
 
 
 @bp.get("/models")
+@spec.validate(resp=responses(HTTP_200=schemas.Models), tags=["models"])
 def models() -> ResponseReturnValue:
+    """Every model: features, held-out metrics, calibration, sha256, engine, and which is the default."""
     default = current_app.config["CYTOSCORE"].default_model
     listed = [{**{k: m.get(k) for k in MODEL_KEYS}, "default": m["name"] == default} for m in all_models()]
     return jsonify(models=listed, notice=results.NOTICE)
 
 
 @bp.get("/models/<name>/template")
+@spec.validate(
+    query=schemas.TemplateQuery, resp=responses(**errors(400, 404)), files={"200": (CSV, XLSX)}, tags=["models"]
+)
 def template(name: str) -> ResponseReturnValue:
     """A blank spreadsheet with the columns this model needs."""
-    fmt = _format(("csv", "xlsx"))
+    fmt = _format(schemas.TemplateQuery)
     try:
         features = model_meta(name)["features"]
     except UnknownModel as exc:
@@ -341,3 +397,15 @@ def template(name: str) -> ResponseReturnValue:
     if fmt == "xlsx":
         return _attachment(template_xlsx(features), f"cytoscore-{name}-template.xlsx", XLSX)
     return _attachment(template_csv(features), f"cytoscore-{name}-template.csv", "text/csv")
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    """This API's OpenAPI 3.1 document, made from the handlers' own models (no sign-in needed)."""
+    return jsonify(document())
+
+
+@bp.get("/docs")
+def docs() -> ResponseReturnValue:
+    """The document as a reference page: Swagger UI, vendored under static/vendor/ (no CDN)."""
+    return render_template("api_docs.html")

@@ -30,7 +30,8 @@ from shared.schema import Role, User
 from shared.settings import Settings
 
 bp = Blueprint("auth", __name__)
-OPEN_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz", "health.prometheus"})
+OPEN_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz", "health.prometheus",
+                            "api_v1.openapi", "api_v1.docs"})  # fmt: skip
 #: While a one-time password is unchanged, only these answer; everything else leads to the change.
 BEFORE_THE_CHANGE = frozenset({"static", "account.password", "auth.logout"})
 

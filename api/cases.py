@@ -21,6 +21,7 @@ from shared.intake.cells import cell_text
 from shared.intake.columns import resolve_name
 from shared.intake.validate import RANGE_MARGIN
 from shared.schema import Job, JobInput, User
+from shared.spreadsheets import utf8_safe
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _entered(session: Session, job: Job) -> dict[str, str]:
     for key, value in case.items():
         name = resolve_name(key) if isinstance(key, str) else None
         if name is not None:
-            found[name] = cell_text(value)
+            found[name] = utf8_safe(cell_text(value))  # a lone surrogate cannot go into a UTF-8 page
     return found
 
 

@@ -62,18 +62,24 @@ def _nice_top(peak: int) -> int:
     return peak  # not reached
 
 
+# About the widest a digit or comma of the ticks' font is, in the chart's units; the y axis moves right to make
+# room for its widest label ("100,000" needs 7 of them, more than LEFT leaves).
+TICK_CHAR = 8
+
+
 def histogram(counts: list[int]) -> Histogram:
-    plot_w = WIDTH - LEFT - RIGHT
-    plot_h = HEIGHT - TOP - BOTTOM
     n = len(counts)
     top = _nice_top(max(counts, default=0))
+    left = max(LEFT, 6 + 4 + TICK_CHAR * len(f"{top:,}"))
+    plot_w = WIDTH - left - RIGHT
+    plot_h = HEIGHT - TOP - BOTTOM
     slot = plot_w / n
     bars = []
     for i, count in enumerate(counts):
         h = plot_h * count / top
         bars.append(
             Bar(
-                x=round(LEFT + i * slot + 1, 2),
+                x=round(left + i * slot + 1, 2),
                 y=round(TOP + plot_h - h, 2),
                 width=round(slot - 2, 2),
                 height=round(h, 2),
@@ -84,8 +90,8 @@ def histogram(counts: list[int]) -> Histogram:
             )
         )
     baseline = TOP + plot_h
-    x_ticks = [Tick(round(LEFT + plot_w * v, 2), baseline + 18, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]
-    y_ticks = [Tick(LEFT - 6, round(TOP + plot_h * (1 - v / top), 2), f"{v:,}") for v in (0, top // 2, top)]
+    x_ticks = [Tick(round(left + plot_w * v, 2), baseline + 18, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]
+    y_ticks = [Tick(left - 6, round(TOP + plot_h * (1 - v / top), 2), f"{v:,}") for v in (0, top // 2, top)]
     total = sum(counts)
     above = sum(b.count for b in bars if b.malignant_side)
     summary = (
@@ -99,9 +105,9 @@ def histogram(counts: list[int]) -> Histogram:
         x_ticks=x_ticks,
         y_ticks=sorted(set(y_ticks), key=lambda t: -t.y),
         baseline=baseline,
-        left=LEFT,
+        left=left,
         right=WIDTH - RIGHT,
-        threshold_x=round(LEFT + plot_w * 0.5, 2),
+        threshold_x=round(left + plot_w * 0.5, 2),
         total=total,
         summary=summary,
     )

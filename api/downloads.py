@@ -7,7 +7,6 @@ formula is neutralised; input text that is a number stays a number.
 
 from __future__ import annotations
 
-import csv
 import io
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -19,9 +18,9 @@ from api import results
 from shared import jobs
 from shared.features import ALIASES, canonical
 from shared.intake import Batch, read_batches, read_rows
-from shared.intake.numbers import NUMBER
+from shared.intake.numbers import DECIMAL_COMMA, NUMBER
 from shared.schema import Job, JobInput
-from shared.spreadsheets import neutralise, write_xlsx
+from shared.spreadsheets import csv_writer, neutralise, utf8_safe, write_xlsx
 
 T = TypeVar("T")
 INPUT_PREFIX = "input:"
@@ -56,16 +55,27 @@ def _feature_columns(header: Sequence[str]) -> set[int]:
     return {i for i, name in enumerate(header) if canonical(name) in ALIASES}
 
 
-def _input_cell(text: str, is_feature: bool, typed: bool) -> Any:
-    """A measurement that is a number stays a number (as written, or as a float for XLSX); other text is
-    neutralised — case ids included, so `000123` stays text and `-1` cannot become a formula."""
-    if is_feature and NUMBER.fullmatch(text.strip()):
-        return float(text) if typed else text
-    return neutralise(text)
+def _input_cell(text: str, is_feature: bool, typed: bool, decimal_comma: bool) -> Any:
+    """A measurement that is a number stays a number (as written, or as a float for XLSX, a decimal comma read as
+    the reader read it); other text is neutralised — case ids included, so `000123` stays text and `-1` cannot
+    become a formula."""
+    if is_feature:
+        written = text.strip(" ")
+        if NUMBER.fullmatch(written):
+            return float(written) if typed else text
+        if decimal_comma and DECIMAL_COMMA.fullmatch(written):
+            return float(written.replace(",", ".")) if typed else text
+    return neutralise(utf8_safe(text))
 
 
 def _result_cell(value: Any) -> Any:
-    return neutralise(value) if isinstance(value, str) else value
+    return neutralise(utf8_safe(value)) if isinstance(value, str) else value
+
+
+def _value_cell(text: str) -> str:
+    """A rejected value in the error report: a number (a negative size, say) is shown as written."""
+    written = text.strip(" ")
+    return text if NUMBER.fullmatch(written) or DECIMAL_COMMA.fullmatch(written) else _result_cell(text)
 
 
 def json_records(session: Session, job: Job, source: JobInput) -> Iterator[dict[str, Any]]:
@@ -83,13 +93,14 @@ def table(session: Session, job: Job, source: JobInput, *, typed: bool) -> tuple
     input_header, input_rows = _source(job, source)
     header = [*results.FIELDS, "notice", *(INPUT_PREFIX + name for name in input_header)]
     features = _feature_columns(input_header)
+    decimal_comma = job.input_delimiter == ";"  # only a semicolon file may use a decimal comma
 
     def rows() -> Iterator[list[Any]]:
         for record, cells in zip(results.records(session, job), input_rows, strict=True):
             yield [
                 *(_result_cell(record[f]) for f in results.FIELDS),
                 results.NOTICE,
-                *(_input_cell(cell, i in features, typed) for i, cell in enumerate(cells)),
+                *(_input_cell(cell, i in features, typed, decimal_comma) for i, cell in enumerate(cells)),
             ]
 
     return header, rows()
@@ -97,7 +108,7 @@ def table(session: Session, job: Job, source: JobInput, *, typed: bool) -> tuple
 
 def csv_stream(header: Sequence[str], rows: Iterator[Sequence[Any]], every: int = 5000) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv_writer(buffer)
     writer.writerow([neutralise(name) for name in header])
     for i, row in enumerate(rows, 1):
         writer.writerow(row)
@@ -128,4 +139,4 @@ def _problem_lines(batches: Iterator[Batch]) -> Iterator[list[Any]]:
     for batch in batches:
         ids = dict(zip(batch.rows.tolist(), batch.case_ids, strict=True))
         for p in batch.problems:
-            yield [p.row, _result_cell(ids.get(p.row)), p.column, _result_cell(p.value), _result_cell(p.reason)]
+            yield [p.row, _result_cell(ids.get(p.row)), p.column, _value_cell(p.value), _result_cell(p.reason)]

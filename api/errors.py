@@ -18,13 +18,26 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
+def byte_size(n: int) -> str:
+    """A size limit as people read it: whole MiB or KiB when it is one (1 MiB, 512 KiB), else bytes in full."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}" if n % size else f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(byte_size)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         message = exc.description or exc.name
         if exc.code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
-            message = f"the upload is larger than the limit of {limit // (1024 * 1024)} MiB"
+            limit = request.max_content_length or app.config["MAX_CONTENT_LENGTH"]
+            what = "JSON body" if request.is_json else "upload"
+            message = f"the {what} is larger than the limit of {byte_size(limit)}"
+            if request.is_json:
+                message += "; send more cases as a CSV or XLSX file upload, which is streamed"
         if _wants_json():
             return jsonify(error=message), exc.code or 500
         return render_template("error.html", code=exc.code, message=message), exc.code or 500

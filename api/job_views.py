@@ -31,6 +31,10 @@ PAGE_SIZE = 50
 BINS = 20
 
 
+# Past any job's last page (2,000,000 rows of 50), and far from where OFFSET would overflow PostgreSQL's bigint.
+MAX_PAGE = 1_000_000
+
+
 @dataclass(frozen=True)
 class TableQuery:
     """The results table's state, as it travels in the query string (so it works without JS)."""
@@ -46,7 +50,7 @@ class TableQuery:
         direction = args.get("dir", "asc")
         show = args.get("show", "all")
         try:
-            page = max(int(args.get("page", 1)), 1)
+            page = min(max(int(args.get("page", 1)), 1), MAX_PAGE)
         except ValueError:
             page = 1
         return cls(

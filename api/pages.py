@@ -6,6 +6,7 @@ answer JSON instead of a page or a redirect when the request asks for it (`Accep
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -178,10 +179,14 @@ def job_page(job_id: str) -> ResponseReturnValue:
         context.update(case=case, single_case_id=case.case_id)
     elif job.status == JobStatus.SUCCEEDED.value:
         rows, matching = job_views.table_page(session, job, query)
+        pages = max(1, -(-matching // job_views.PAGE_SIZE))
+        if query.page > pages:  # a page past the end shows the last one
+            query = replace(query, page=pages)
+            rows, matching = job_views.table_page(session, job, query)
         context.update(
             rows=rows,
             matching=matching,
-            pages=max(1, -(-matching // job_views.PAGE_SIZE)),
+            pages=pages,
             counts=results.counts(session, job),
             flags=job_views.flag_counts(session, job),
             chart=charts.histogram(job_views.probability_bins(session, job)),

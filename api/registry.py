@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from shared.modelstore import list_models, load_model
+from shared.modelstore import verify_models
 from shared.settings import Settings
 
 
@@ -15,12 +15,10 @@ class UnknownModel(LookupError):
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Verify every model as the worker does (a tampered artifact stops the web too), keep only metadata."""
-    models = list_models(settings.models_dir)
-    if not models:
-        raise RuntimeError(f"no models in {settings.models_dir}; run `cytoscore train`")
-    verified = {m["name"]: load_model(m["name"], settings.models_dir) for m in models}
-    app.extensions["cytoscore.models"] = {m["name"]: {**m, "engine": verified[m["name"]].engine_note} for m in models}
+    """Verify every model as the worker does, with the same function (a model that fails any check stops the web
+    and the worker alike, with the same message); keep only metadata."""
+    verified = verify_models(settings.models_dir)
+    app.extensions["cytoscore.models"] = {m.name: {**m.metadata, "engine": m.engine_note} for m in verified}
 
 
 def all_models() -> list[dict[str, Any]]:

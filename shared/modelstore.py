@@ -215,6 +215,24 @@ def load_model(name: str, models_dir: Path) -> LoadedModel:
     return _with_explainer(_with_engine(loaded))
 
 
+def verify_models(models_dir: Path) -> list[LoadedModel]:
+    """Load and verify every published model, as the web and the worker both do before serving: any failure, of
+    whatever kind (a golden row of the wrong shape raises ValueError, not only a mismatch), is one
+    ModelIntegrityError with the same message on both sides, and so is a folder without models."""
+    models = list_models(models_dir)
+    if not models:
+        raise ModelIntegrityError(f"no models in {models_dir}; run `cytoscore train`")
+    loaded = []
+    for meta in models:
+        try:
+            loaded.append(load_model(meta["name"], models_dir))
+        except ModelIntegrityError:
+            raise
+        except Exception as exc:  # a check that could not even run is a failed check
+            raise ModelIntegrityError(f"model {meta['name']}: its checks could not run: {exc!r}") from exc
+    return loaded
+
+
 def _with_explainer(loaded: LoadedModel) -> LoadedModel:
     """Attach the explainer, refusing the model if base + contributions misses a golden row's probability."""
     try:

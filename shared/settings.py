@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     max_rows: int = 2_000_000
     max_columns: int = 200
+    # JSON cases are parsed whole in the web's memory, so they are capped well below files (which are streamed):
+    # in bytes, and in cases per request; a clinician enters a few cases at a time.
+    json_max_bytes: int = 4 * 1024 * 1024
+    json_max_cases: int = 5_000
+    clinician_max_cases: int = 10
     batch_rows: int = 20_000  # rows validated and scored together, and written in one transaction
     # A plainly written CSV of at least this size is stored in parts of about part_bytes, which all workers score at
     # once; the worker that claims such a job asks up to worker_fan_out others to join.

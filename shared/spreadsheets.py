@@ -7,21 +7,52 @@ import datetime as dt
 import io
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
 from shared.features import CASE_ID, DIAGNOSIS
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# Characters XML 1.0 cannot carry; an XLSX cell cannot hold them at all.
-_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_FORMULA = frozenset("=+-@")
+_CONTROL_START = ("\t", "\r", "\n")
+# Characters XML 1.0 cannot carry; an XLSX cell cannot hold them at all. Lone UTF-16 surrogates cannot be written
+# as UTF-8 at all (a JSON case id may hold one; it is rejected, but its input cell is still exported).
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
+
+
+def _first_visible(text: str) -> str:
+    """The first character a spreadsheet would act on: whitespace and invisible format characters (zero-width
+    space, joiners, BOM, direction marks) are skipped, and compatibility forms folded (full-width U+FF1D is =)."""
+    for ch in text:
+        if not ch.isspace() and unicodedata.category(ch) != "Cf":
+            return unicodedata.normalize("NFKC", ch)[:1]
+    return ""
 
 
 def neutralise(text: str) -> str:
-    """Prefix "'" to text a spreadsheet would read as a formula (OWASP CSV injection); numbers are not text."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """Prefix "'" to text a spreadsheet could read as a formula (OWASP CSV injection): text starting with a tab,
+    CR or LF, or whose first visible character is = + - @, also after leading spaces, zero-width characters or
+    as a full-width or small form (U+FF1D, U+FE66, U+FF0B, U+FF0D, U+FF20). Numbers are not text and never come
+    here."""
+    if not text or (text[0].isascii() and text[0].isalnum()):
+        return text  # the common case, decided by one character
+    if text.startswith(_CONTROL_START) or _first_visible(text) in _FORMULA:
+        return "'" + text
+    return text
+
+
+def csv_writer(out: IO[str], lineterminator: str = "\r\n") -> Any:
+    """A CSV writer that quotes every text field (OWASP), so a `,` or `;` inside one never splits a cell in any
+    locale; numbers are written bare and stay numbers."""
+    return csv.writer(out, lineterminator=lineterminator, quoting=csv.QUOTE_NONNUMERIC)
+
+
+def utf8_safe(text: str) -> str:
+    """Text as it can be written to a UTF-8 file: a lone surrogate becomes U+FFFD."""
+    return _NOT_UTF8.sub("\ufffd", text) if _NOT_UTF8.search(text) else text
 
 
 def _plain(value: object) -> object:
@@ -35,15 +66,15 @@ def _plain(value: object) -> object:
         return number if math.isfinite(number) else None
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
-    return neutralise(str(value))
+    return neutralise(utf8_safe(str(value)))
 
 
 def write_csv(out: IO[str], header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Write RFC 4180 CSV (CRLF line ends)."""
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv_writer(out)
     writer.writerow([neutralise(name) for name in header])
     for row in rows:
-        writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in map(_plain, row)])
+        writer.writerow(["" if v is None else v for v in map(_plain, row)])
 
 
 def write_xlsx(out: IO[bytes], header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -66,9 +97,10 @@ def _xml_safe(text: str) -> str:
 
 
 def template_csv(features: Sequence[str]) -> str:
-    """A blank CSV template: id, the features, and the optional diagnosis column."""
+    """A blank CSV template: id, the features, and the optional diagnosis column (our own names: unquoted, so the
+    filled-in file reads on the plain path)."""
     buffer = io.StringIO()
-    write_csv(buffer, [CASE_ID, *features, DIAGNOSIS], [])
+    csv.writer(buffer, lineterminator="\r\n").writerow([CASE_ID, *features, DIAGNOSIS])
     return buffer.getvalue()
 
 

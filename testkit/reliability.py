@@ -31,6 +31,7 @@ from testkit.support import (
     Person,
     ServiceProcess,
     free_port,
+    fresh_queue,
     jittered_csv,
     make_person,
     multipart,
@@ -130,7 +131,7 @@ class Scenario:
     broker_url: str
     tmp: Path
     extra: dict[str, str] = field(default_factory=dict)
-    queue: str = field(default_factory=lambda: f"cytoscore-rel-{uuid.uuid4().hex[:8]}")
+    queue: str = field(default_factory=lambda: fresh_queue("cytoscore-rel"))
     processes: list[ServiceProcess] = field(default_factory=list)
     _apps: list[Any] = field(default_factory=list)
     _person: Person | None = None

@@ -26,6 +26,33 @@ BIN = Path(sys.executable).parent
 WORKER_NODES = 2
 
 
+#: Every queue name this test process made (`fresh_queue`): its Redis keys are deleted when the run ends.
+QUEUES: set[str] = set()
+
+
+def fresh_queue(prefix: str = "cytoscore-test") -> str:
+    """A queue name of this run's own (no other run's worker reads it), remembered for `forget_queues`."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    QUEUES.add(name)
+    return name
+
+
+def forget_queues(redis_url: str, names: set[str] | None = None) -> int:
+    """Delete every Redis key that names one of our queues (the lists, kombu's bindings); never FLUSHDB: other
+    runs share the database. Returns how many keys were deleted."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    deleted = 0
+    try:
+        for name in sorted(QUEUES if names is None else names):
+            keys = list(client.scan_iter(match=f"*{name}*", count=1000))
+            deleted += client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+    return deleted
+
+
 def cli_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
     env.update(extra)

@@ -16,7 +16,16 @@ import redis
 from alembic.config import Config
 
 from shared.settings import ROOT, Settings
-from testkit.support import WORKER_NODES, Person, ServiceProcess, free_port, make_person, run_cli
+from testkit.support import (
+    WORKER_NODES,
+    Person,
+    ServiceProcess,
+    forget_queues,
+    free_port,
+    fresh_queue,
+    make_person,
+    run_cli,
+)
 from tests.support import wait_for_job
 
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -72,7 +81,8 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
+    """Redis for the run; at its end every key naming one of the run's queues is deleted (`fresh_queue`)."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
         client.ping()  # no FLUSHDB: each run has its own queue name, and another run may be using this db
@@ -80,7 +90,8 @@ def redis_url() -> str:
         pytest.fail(f"Redis is required at {REDIS_URL}: {exc}")
     finally:
         client.close()
-    return REDIS_URL
+    yield REDIS_URL
+    forget_queues(REDIS_URL)
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +100,7 @@ def service_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
         "DATABASE_URL": pg_url,
         "BROKER_URL": redis_url,
         "CYTOSCORE_VAR_DIR": str(tmp_path_factory.mktemp("var")),
-        "CYTOSCORE_QUEUE": f"cytoscore-test-{uuid.uuid4().hex[:8]}",  # a stray worker of another run never steals
+        "CYTOSCORE_QUEUE": fresh_queue(),  # a stray worker of another run never steals
         "SECRET_KEY": uuid.uuid4().hex,
         "CYTOSCORE_SECURE_COOKIES": "false",  # the tests speak plain HTTP to localhost
         **FAST_RECONCILE,

@@ -25,7 +25,16 @@ from playwright.sync_api import expect, sync_playwright
 from pypdf import PdfReader
 
 from shared.features import FEATURES
-from testkit.support import WORKER_NODES, Person, ServiceProcess, free_port, jittered_csv, multipart, wdbc
+from testkit.support import (
+    WORKER_NODES,
+    Person,
+    ServiceProcess,
+    free_port,
+    fresh_queue,
+    jittered_csv,
+    multipart,
+    wdbc,
+)
 from tests.browser_support import Watch, audit, fits_the_width, launch, screenshot, wait_for_http
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
@@ -46,7 +55,7 @@ def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     env = {
         **service_env,
         "PORT": str(port),
-        "CYTOSCORE_QUEUE": f"cytoscore-browser-{uuid.uuid4().hex[:8]}",
+        "CYTOSCORE_QUEUE": fresh_queue("cytoscore-browser"),
         "CYTOSCORE_BATCH_ROWS": "500",
     }
     logs = tmp_path_factory.mktemp("browser")

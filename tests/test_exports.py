@@ -145,3 +145,34 @@ def test_agreement_with_a_supplied_diagnosis_is_shown(client, finished):
     finished(job_id)
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "agrees with the supplied diagnosis in" in page and "of 100" in page
+
+
+def test_a_decimal_comma_file_exports_numbers_and_a_rejected_value_as_written(client, finished):
+    """A semicolon file with decimal commas: its XLSX export holds numbers, not "17,99"; a rejected -0.5 is shown
+    as -0.5 (not `'-0.5`); a note holding `;=` is one quoted cell."""
+    X, _ = wdbc()
+    good = [f"{float(v):.4f}".replace(".", ",") for v in X[0, [0, 1, 4, 5]]]
+    text = "id;" + ";".join(RF4) + ";notes\n" + f"a1;{';'.join(good)};plain\n"
+    text += f'a2;-0,5;{";".join(good[1:])};"x;=1+1"\n'
+    job_id = post_upload(client, text.encode(), "comma.csv").get_json()["id"]
+    assert finished(job_id)["rows_rejected"] == 1
+    book = client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(book.data), read_only=True).active
+    header, *rows = list(sheet.iter_rows(values_only=True))
+    at = header.index("input:radius_mean")
+    assert rows[0][at] == float(good[0].replace(",", ".")) and rows[1][at] == -0.5
+    report = client.get(f"/api/v1/jobs/{job_id}/errors?format=csv").get_data(as_text=True)
+    assert list(csv.reader(io.StringIO(report)))[1][:4] == ["2", "a2", "radius_mean", "-0,5"]
+    exported = client.get(f"/api/v1/jobs/{job_id}/results?format=csv").get_data(as_text=True)
+    assert '"x;=1+1"' in exported  # quoted: one cell, whichever separator a spreadsheet's locale expects
+
+
+@pytest.mark.parametrize(("limit", "said"), [(1024, "1 KiB"), (512 * 1024, "512 KiB"), (3 * 1024 * 1024, "3 MiB")])
+def test_the_413_message_names_the_limit_in_readable_units(settings, people, limit, said):
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"max_upload_bytes": limit}))
+    response = post_upload(people["lab"].client(app), b"x" * (limit + 10), "big.csv")
+    app.extensions["cytoscore.engine"].dispose()
+    assert response.status_code == 413
+    assert f"limit of {said}" in response.get_json()["error"]

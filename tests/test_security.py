@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from shared.features import FEATURES
-from testkit.support import ServiceProcess, make_person, run_cli, wdbc, wdbc_csv
+from testkit.support import ServiceProcess, fresh_queue, make_person, run_cli, wdbc, wdbc_csv
 from tests.support import csrf, post_upload, session_cookie, sign_in, with_cookie
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
@@ -195,7 +195,7 @@ def test_start_up_fails_without_a_secret_key_outside_the_embedded_mode(settings)
 def test_job_creation_is_rate_limited_and_jobs_in_flight_are_capped(settings, people):
     from api import create_app
 
-    idle = {"queue": f"nobody-{uuid.uuid4().hex[:6]}"}  # no worker reads it: jobs stay queued
+    idle = {"queue": fresh_queue("nobody")}  # no worker reads it: jobs stay queued
     app = create_app(settings.model_copy(update={**idle, "max_jobs_in_flight": 2, "jobs_rate_limit": "100/minute"}))
     person_client = people["clinician"].client(app)
     codes = [person_client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code for _ in range(3)]
@@ -448,7 +448,7 @@ def quick_backoff(settings):
     from api import create_app
 
     app = create_app(settings.model_copy(update={"login_account_limit": "3 per 30 seconds",
-                                                 "queue": f"backoff-{uuid.uuid4().hex[:6]}"}))  # fmt: skip
+                                                 "queue": fresh_queue("backoff")}))  # fmt: skip
     yield app
     app.extensions["cytoscore.engine"].dispose()
 

@@ -23,7 +23,7 @@ from shared.jobs.reconciler import _LOCK_KEY as RECONCILE_LOCK
 from shared.modelstore import load_model
 from shared.queue import make_celery
 from shared.schema import Job, utcnow
-from testkit.support import cli_env, jittered_csv, wdbc, wdbc_csv
+from testkit.support import cli_env, fresh_queue, jittered_csv, wdbc, wdbc_csv
 from tests.support import post_upload, wait_for_job
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
@@ -46,7 +46,7 @@ def idle_app(settings):
     """The web app with a queue no worker reads: jobs it creates wait until a test sends them."""
     from api import create_app
 
-    app = create_app(settings.model_copy(update={"queue": f"nobody-reads-{uuid.uuid4().hex[:6]}"}))
+    app = create_app(settings.model_copy(update={"queue": fresh_queue("nobody-reads")}))
     yield app
     app.extensions["cytoscore.engine"].dispose()
 
@@ -199,7 +199,7 @@ def test_an_input_that_kills_every_attempt_ends_failed_after_the_attempt_limit(
         assert _die_in("worker.loop.result_rows", job_id, {**service_env, **quick}) == -9
         assert _state(sessions, job_id) == ("running", attempt, 0)
     time.sleep(0.6)
-    app = make_celery(settings.model_copy(update={"queue": f"nobody-reads-{uuid.uuid4().hex[:6]}"}))
+    app = make_celery(settings.model_copy(update={"queue": fresh_queue("nobody-reads")}))
     try:
         report = jobs.reconcile(sessions, app, settings.model_copy(update={"heartbeat_stale_after": 0.5}))
     finally:

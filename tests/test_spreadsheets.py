@@ -26,6 +26,19 @@ from shared.spreadsheets import neutralise, template_csv, template_xlsx, write_c
         ("842302", "842302"),
         ("a=b", "a=b"),
         ("", ""),
+        # A spreadsheet skips leading spaces and invisible characters, and folds full-width and small forms.
+        (" =1+1", "' =1+1"),
+        ("\u00a0\u00a0-2+3", "'\u00a0\u00a0-2+3"),
+        ("\u200b=1+1", "'\u200b=1+1"),
+        ("\ufeff\u200d@SUM(A1)", "'\ufeff\u200d@SUM(A1)"),
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("\uff0b1", "'\uff0b1"),
+        ("\uff0d1", "'\uff0d1"),
+        ("\uff20x", "'\uff20x"),
+        ("\ufe66cmd", "'\ufe66cmd"),
+        ("\ncmd", "'\ncmd"),
+        ("x;=1+1", "x;=1+1"),  # not at the start: kept, and quoted in the CSV (below)
+        (" plain", " plain"),
     ],
 )
 def test_neutralise(text: str, safe: str) -> None:
@@ -45,6 +58,15 @@ def test_csv_export_neutralises_text_but_not_numbers() -> None:
     header, row = list(csv.reader(io.StringIO(out.getvalue())))
     assert header == HEADER
     assert row == ["'-1", "-1.0", '\'=HYPERLINK("x")', "0.30000000000000004", "0.25", "3", "", ""]
+
+
+def test_csv_export_quotes_text_so_no_separator_splits_a_cell() -> None:
+    out = io.StringIO()
+    write_csv(out, ["id", "note", "p"], [["x;=1+1", "a,=2", 0.5], ["plain", "\ud800", 1]])
+    lines = out.getvalue().split("\r\n")
+    assert lines[1] == '"x;=1+1","a,=2",0.5'  # a semicolon locale cannot split the field into a formula cell
+    assert lines[2] == '"plain","\ufffd",1'  # a lone surrogate cannot be written as UTF-8
+    assert next(csv.reader(io.StringIO(lines[1]))) == ["x;=1+1", "a,=2", "0.5"]
 
 
 def test_xlsx_export_keeps_numbers_numeric_and_text_inert() -> None:

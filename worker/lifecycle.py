@@ -35,9 +35,10 @@ def verify_models(**_: Any) -> None:
     """Load every model in the parent before the pool forks; refuse to start on any mismatch."""
     try:
         loaded = resources().load_all_models()
-    except (ModelIntegrityError, OSError) as exc:
-        print(f"cytoscore worker: refusing to start: {exc}", file=sys.stderr, flush=True)
-        log.critical("refusing to start: %s", exc)
+    except Exception as exc:  # whatever it is, Celery would swallow it and start taking jobs it cannot score
+        message = str(exc) if isinstance(exc, ModelIntegrityError) else repr(exc)
+        print(f"cytoscore worker: refusing to start: {message}", file=sys.stderr, flush=True)
+        log.critical("refusing to start: %s", message)
         os._exit(3)  # Celery logs and swallows exceptions from signal handlers; a bad model must stop it
     for model in loaded:
         log.info("model %s %s verified (sha256 %s)", model.name, model.version, model.sha256[:12])

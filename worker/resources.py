@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import database_url, make_engine, make_sessionmaker
-from shared.modelstore import LoadedModel, list_models, load_model
+from shared.modelstore import LoadedModel, load_model, verify_models
 from shared.settings import Settings, get_settings
 
 
@@ -27,8 +27,11 @@ class Resources:
         return self.models[name]
 
     def load_all_models(self) -> list[LoadedModel]:
-        """Load and verify every published model; any mismatch raises ModelIntegrityError."""
-        return [self.model(meta["name"]) for meta in list_models(self.settings.models_dir)]
+        """Load and verify every published model, as the web does (`verify_models`); any failure raises
+        ModelIntegrityError."""
+        loaded = verify_models(self.settings.models_dir)
+        self.models.update((m.name, m) for m in loaded)
+        return loaded
 
 
 _current: Resources | None = None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from shared.features import CASE_ID, DIAGNOSIS
 
@@ -14,6 +17,61 @@ from .source import Content, stream
 from .validate import BatchBuilder, Ranges
 
 
+@dataclass(frozen=True)
+class NotFinite:
+    """A JSON number that is no finite float: `NaN`, `Infinity`, `-Infinity` (not JSON, but Python writes them)
+    or a literal too large for a float (`1e400`). Kept as written, so the refusal can name it."""
+
+    text: str
+
+
+def _number(text: str) -> float | NotFinite:
+    value = float(text)
+    return value if math.isfinite(value) else NotFinite(text)
+
+
+def loads(data: bytes | str) -> object:
+    """Parse a JSON body, keeping non-finite numbers as `NotFinite` for `validate_cases` to refuse by case and key.
+
+    Raises ValueError for text that is not JSON, and RecursionError when it nests too deep (see `too_deep`).
+    """
+    return json.loads(data, parse_constant=NotFinite, parse_float=_number)
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
+
+
+def too_deep(text: str, limit: int) -> str:
+    """Where JSON text first nests deeper than `limit`, as a path to its case and key (`cases[0].radius_mean`).
+
+    Read lexeme by lexeme, without recursion: the parser itself gave up on this text.
+    """
+    frames: list[list[object]] = []  # [kind, key or index, expecting a key]
+    for match in _TOKEN.finditer(text):
+        lexeme = match.group()
+        if lexeme in ("[", "{"):
+            if len(frames) >= limit:
+                break
+            frames.append(["{", None, True] if lexeme == "{" else ["[", 0, False])
+        elif lexeme in ("]", "}"):
+            if frames:
+                frames.pop()
+        elif lexeme == "," and frames:
+            top = frames[-1]
+            top[1], top[2] = (top[1] + 1, False) if top[0] == "[" else (top[1], True)  # type: ignore[operator]
+        elif lexeme == ":" and frames:
+            frames[-1][2] = False
+        elif frames and frames[-1][0] == "{" and frames[-1][2]:
+            try:
+                frames[-1][1] = json.loads(lexeme)
+            except ValueError:
+                frames[-1][1] = lexeme
+    path = ""
+    for kind, at, _ in frames[:3]:
+        path += f"[{at}]" if kind == "[" else (f".{at}" if path else str(at))
+    return path or "the body"
+
+
 def validate_cases(
     cases: Sequence[Mapping[str, object]], features: Sequence[str], ranges: Ranges | None = None, first_row: int = 1
 ) -> Batch:
@@ -21,7 +79,8 @@ def validate_cases(
 
     Values are JSON numbers (never booleans) or text read with the one number grammar. Structural problems
     (not a list of objects, unknown keys, a missing feature key, two keys meaning the same name) refuse the
-    whole request, naming cases by their 0-based index (`cases[2]`). Value problems reject only their row;
+    whole request, naming cases by their 0-based index (`cases[2]`), and so do values no case can hold: a list or
+    an object, or a number that is not finite (`NotFinite`, from `loads`). Value problems reject only their row;
     row numbers are 1-based (cases[0] is row `first_row`). Unlike uploads, a missing or blank id is allowed and stays
     None: the single-case form may leave it empty.
     """
@@ -47,7 +106,11 @@ def validate_cases(
                 problems.append(f"cases[{index}]: keys {given[target]!r} and {key!r} both mean {target}")
             else:
                 given[target] = key
-                if target in slots:
+                if isinstance(value, NotFinite):
+                    problems.append(f"cases[{index}] {key!r}: {value.text} is not a finite number")
+                elif isinstance(value, Mapping | list):
+                    problems.append(f"cases[{index}] {key!r}: is {_kind(value)}, not a number or text")
+                elif target in slots:
                     row[slots[target]] = value
         problems += [f"cases[{index}]: missing key {f!r}" for f in features if f not in given]
         rows.append(row)
@@ -58,6 +121,10 @@ def validate_cases(
         features, range(2, 2 + len(features)), 0, 1, ranges=ranges, all_text=False, id_required=False
     )
     return builder.build(first_row, rows)
+
+
+def _kind(value: object) -> str:
+    return "an object" if isinstance(value, Mapping) else "a list"
 
 
 def read_batches(

@@ -11,7 +11,8 @@ from .numbers import value_text
 MAX_ID_LENGTH = 64
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_ANY_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a JSON string may hold one alone (`"\\ud800"`); UTF-8 cannot
+_ANY_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def parse_id(value: object, required: bool) -> tuple[str | None, str | None]:
@@ -36,6 +37,8 @@ def parse_id(value: object, required: bool) -> tuple[str | None, str | None]:
         return None, "contains a control character"
     if _BIDI.search(text):
         return None, "contains a Unicode direction-control character"
+    if _SURROGATE.search(text):
+        return None, "contains a lone UTF-16 surrogate, which is not a character"
     return text, None
 
 

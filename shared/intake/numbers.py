@@ -190,4 +190,5 @@ def _parse_column(
 
 
 def value_text(value: object) -> str:
-    return shorten(cell_text(value))
+    """The value for a message; a lone surrogate (possible in JSON text) is written as its escape, `\\ud800`."""
+    return shorten(cell_text(value).encode("utf-8", "backslashreplace").decode("utf-8"))

@@ -1,0 +1,231 @@
+"""The shapes of /api/v1's requests and answers, as pydantic models: the handlers read their query strings with them,
+and the OpenAPI document (`api.openapi`) is made from them, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import abort
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# --- query strings ----------------------------------------------------------------------------------------------
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def parse(cls, args: Any) -> Any:
+        """The query string read with this model; 400 naming the parameter otherwise."""
+        try:
+            return cls.model_validate(args.to_dict() if hasattr(args, "to_dict") else dict(args))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "query"
+            abort(400, description=f"{where}: {first['msg']}")
+
+
+class WaitQuery(Query):
+    wait: float | None = Field(
+        None, ge=0, le=60, description="Answer as soon as the job finishes, or after at most this many seconds."
+    )
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _at_most_a_minute(cls, value: Any) -> Any:
+        """More than 60 waits 60 (as it always has); what is not a number is refused."""
+        try:
+            return min(float(value), 60.0) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return value
+
+
+class CreateQuery(WaitQuery):
+    explain: Literal["", "0", "1"] | None = Field(
+        None, description="1: each scored row gets its per-feature contributions; 0: none, even for a single case."
+    )
+
+
+class ResultsQuery(Query):
+    format: Literal["json", "csv", "xlsx"] = "json"
+
+
+class ErrorsQuery(Query):
+    format: Literal["csv", "json"] = "csv"
+
+
+class TemplateQuery(Query):
+    format: Literal["csv", "xlsx"] = "csv"
+
+
+class CompareQuery(Query):
+    format: Literal["json", "csv"] = "json"
+
+
+# --- bodies -----------------------------------------------------------------------------------------------------
+
+Value = float | str | None
+
+
+class Cases(BaseModel):
+    """Cases as JSON: each an object of the model's features (any accepted spelling), an optional `case_id` (or
+    `id`) and an optional `diagnosis`; values are numbers or text in the one number grammar."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cases": [
+                        {
+                            "case_id": "c1",
+                            "radius_mean": 17.99,
+                            "texture_mean": 10.38,
+                            "smoothness_mean": 0.1184,
+                            "compactness_mean": 0.2776,
+                        }
+                    ]
+                },
+            ]
+        }
+    )
+
+    cases: list[dict[str, Value]] = Field(
+        min_length=1,
+        max_length=5000,
+        description="At most CYTOSCORE_JSON_MAX_CASES (5,000) per request, 10 from a clinician, and at most "
+        "CYTOSCORE_JSON_MAX_BYTES (4 MiB) of JSON; more goes as a file upload.",
+    )
+    model: str | None = Field(None, description="A model name from /api/v1/models; the default model if left out.")
+
+
+class Upload(BaseModel):
+    """A CSV or XLSX file (lab and admin roles)."""
+
+    file: bytes = Field(json_schema_extra={"format": "binary", "contentMediaType": "application/octet-stream"})
+    model: str | None = None
+
+
+# --- answers ----------------------------------------------------------------------------------------------------
+
+
+class Error(BaseModel):
+    error: str
+
+
+class Problems(BaseModel):
+    error: str
+    problems: list[str]
+
+
+class Conflict(BaseModel):
+    error: str
+    status: str
+    job_error: str | None
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class InputRef(BaseModel):
+    filename: str | None
+    sha256: str
+    format: str
+    delimiter: str | None
+
+
+class Explanation(BaseModel):
+    base: float
+    contributions: dict[str, float]
+
+
+class Result(BaseModel):
+    row: int
+    case_id: str | None
+    diagnosis: Literal["M", "B"] | None
+    probability_malignant: float | None
+    model_name: str
+    model_version: str
+    model_sha256: str
+    supplied_diagnosis: str | None
+    out_of_range: str | None
+    warning: str | None
+    error: str | None
+    explanation: Explanation | None
+
+
+class ResultWithInput(Result):
+    input: dict[str, str]
+
+
+class Job(BaseModel):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    rows_total: int
+    rows_scored: int
+    rows_rejected: int
+    model: ModelRef
+    input: InputRef
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    error: str | None
+
+
+class Waited(Job):
+    """The job; once it has succeeded with at most 100 rows, its results and the notice too."""
+
+    url: str | None = None
+    results: list[Result] | None = None
+    notice: str | None = None
+
+
+class Accepted(BaseModel):
+    """`{id, status, url}`; with `?wait=` and the job still unfinished, the job as GET shows it, plus `url`."""
+
+    id: str
+    status: str
+    url: str
+
+
+class Results(BaseModel):
+    job: Job
+    notice: str
+    results: list[ResultWithInput]
+
+
+class Problem(BaseModel):
+    row: int
+    case_id: str | None
+    column: str
+    value: str
+    reason: str
+
+
+class ErrorReport(BaseModel):
+    problems: list[Problem]
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str
+    sha256: str
+    engine: str
+    features: list[str]
+    metrics: dict[str, Any]
+    calibration: dict[str, Any] | None
+    best_params: dict[str, Any] | None
+    sklearn_version: str
+    feature_ranges: dict[str, list[float]]
+    default: bool
+
+
+class Models(BaseModel):
+    models: list[ModelCard]
+    notice: str
