@@ -200,6 +200,9 @@ def _create_from_json(body: Any, explain: str | None) -> ResponseReturnValue:
 
 
 @bp.get("/jobs")
+@spec.validate(
+    query=schemas.ListQuery, resp=responses(HTTP_200=schemas.JobList, HTTP_400=schemas.Problems), tags=["jobs"]
+)
 def list_jobs() -> ResponseReturnValue:
     """The jobs the caller may see, newest first, a page at a time: `jobs` and `next` (the next page's URL, or
     null on the last page). Arguments as the jobs page takes them: `q` (a file name contains it, or a row has
@@ -239,6 +242,7 @@ def get_job(job_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/jobs/<job_id>/confirm")
+@spec.validate(resp=responses(HTTP_200=schemas.Job, **errors(403, 404, 409)), tags=["jobs"])
 def confirm_job(job_id: str) -> ResponseReturnValue:
     """Release the results of a job held for review (`needs_review`): it becomes `succeeded`; audited."""
     job = find_job(job_id)
@@ -247,6 +251,14 @@ def confirm_job(job_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/jobs/<job_id>/rescore")
+@spec.validate(
+    query=schemas.WaitQuery,
+    json=schemas.Rescore,
+    resp=responses(
+        HTTP_201=schemas.Waited, HTTP_202=schemas.Accepted, HTTP_422=schemas.Problems, **errors(400, 403, 404)
+    ),
+    tags=["jobs"],
+)
 def rescore_job(job_id: str) -> ResponseReturnValue:
     """A new job on this job's stored input with another model (`{"model": name}`; without one, the best that the
     input's columns fit), answered as `POST /jobs` answers; 422 listing the columns the input lacks."""
@@ -264,6 +276,7 @@ def rescore_job(job_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/jobs/<job_id>/validation")
+@spec.validate(resp=responses(HTTP_200=schemas.Validation, HTTP_409=schemas.Conflict, **errors(404)), tags=["jobs"])
 def get_validation(job_id: str) -> ResponseReturnValue:
     """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
     PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
@@ -276,6 +289,12 @@ def get_validation(job_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/jobs/<job_id>/compare/<other_id>")
+@spec.validate(
+    query=schemas.CompareQuery,
+    resp=responses(HTTP_200=schemas.Comparison, **errors(400, 404, 409)),
+    files={"200": (CSV,)},
+    tags=["jobs"],
+)
 def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
     """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV."""
     fmt = _format(schemas.CompareQuery)

@@ -62,6 +62,19 @@ class CompareQuery(Query):
     format: Literal["json", "csv"] = "json"
 
 
+class ListQuery(Query):
+    """The jobs list's arguments (read by `api.job_search`, which answers 400 listing every problem)."""
+
+    q: str | None = Field(None, description="a file name contains it (any letter case), or a row has this case id")
+    status: str | None = Field(None, description="queued, running, succeeded, failed or needs_review")
+    model: str | None = Field(None, description="a model name")
+    since: str | None = Field(None, alias="from", description="the first UTC day, YYYY-MM-DD")
+    to: str | None = Field(None, description="the last UTC day, YYYY-MM-DD (included)")
+    owner: str | None = Field(None, description="an email (admins only)")
+    limit: str | None = Field(None, description="jobs per page, 1 to 200 (default 50)")
+    after: str | None = Field(None, description="the position the previous page's `next` carries")
+
+
 # --- bodies -----------------------------------------------------------------------------------------------------
 
 Value = float | str | None
@@ -163,10 +176,15 @@ class ResultWithInput(Result):
 class Job(BaseModel):
     id: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "needs_review"]
     rows_total: int
     rows_scored: int
     rows_rejected: int
+    rows_out_of_range: int
+    review: str | None = Field(description="why the job was held for review (status needs_review)")
+    reviewed_at: str | None
+    reviewed_by: str | None
+    seconds_left: float | None = Field(description="while it runs: the time left at the rate so far")
     model: ModelRef
     input: InputRef
     created_at: str | None
@@ -229,3 +247,76 @@ class ModelCard(BaseModel):
 class Models(BaseModel):
     models: list[ModelCard]
     notice: str
+
+
+class ListedJob(Job):
+    case_id: str | None = Field(None, description="a single case's id")
+    owner: str | None = Field(None, description="the owner's email (shown to admins)")
+
+
+class JobList(BaseModel):
+    jobs: list[ListedJob]
+    next: str | None = Field(description="the next page's URL; null on the last page")
+
+
+class Rescore(BaseModel):
+    """Another model for the same stored input; without one, the best its columns fit."""
+
+    model: str | None = None
+
+
+class Validation(BaseModel):
+    """Against the supplied diagnoses (M positive); `validation` is null without a diagnosis column."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    job: str
+    model: str
+    validation: dict[str, Any] | None
+
+
+class Comparison(BaseModel):
+    compared: int
+    differing: int
+    rows: list[dict[str, Any]]
+
+
+class WebhookNew(BaseModel):
+    url: str = Field(description="https, or http to a host an admin allowed")
+
+
+class WebhookChange(BaseModel):
+    active: bool
+
+
+class Webhook(BaseModel):
+    id: int
+    url: str
+    active: bool
+    created_at: str | None
+    deliveries: str
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(description="signs each delivery; shown in this answer only")
+
+
+class Webhooks(BaseModel):
+    webhooks: list[Webhook]
+
+
+class Delivery(BaseModel):
+    id: int
+    job_id: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str | None
+    next_attempt_at: str | None
+    delivered_at: str | None
+
+
+class Deliveries(BaseModel):
+    webhook: Webhook
+    deliveries: list[Delivery]

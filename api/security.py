@@ -64,6 +64,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _csrf_for_browsers() -> None:
         # A bearer-token request carries no cookie a forged page could ride on; a browser request must
         # prove it came from our own form.
+        # A URL no route matches changes nothing: it answers 404 or 405, not a CSRF refusal.
+        if request.url_rule is None:
+            return
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and not g.get("via_token"):
             csrf.protect()
 

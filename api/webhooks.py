@@ -10,8 +10,10 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from api import schemas
 from api.auth import record, require_password_session
 from api.database import db
+from api.openapi import errors, responses, spec
 from shared import webhooks
 from shared.schema import Webhook, WebhookDelivery
 
@@ -78,12 +80,18 @@ def _set_active(hook: Webhook, active: bool) -> None:
 
 
 @bp.get("/api/v1/webhooks")
+@spec.validate(resp=responses(HTTP_200=schemas.Webhooks), tags=["webhooks"])
 def api_list() -> ResponseReturnValue:
+    """Your webhooks."""
     return jsonify(webhooks=[hook_json(h) for h in webhooks.hooks_of(db(), current_user.user_id)])
 
 
 @bp.post("/api/v1/webhooks")
+@spec.validate(
+    json=schemas.WebhookNew, resp=responses(HTTP_201=schemas.WebhookCreated, **errors(400, 403, 422)), tags=["webhooks"]
+)
 def api_create() -> ResponseReturnValue:
+    """Register a URL told with a signed POST when each of your jobs finishes; the answer holds its secret, once."""
     body = request.get_json(silent=True)
     url = body.get("url") if isinstance(body, dict) else None
     if not isinstance(url, str) or not url.strip():
@@ -100,14 +108,20 @@ def api_create() -> ResponseReturnValue:
 
 
 @bp.delete("/api/v1/webhooks/<int:hook_id>")
+@spec.validate(resp=responses(HTTP_204=None, **errors(404)), tags=["webhooks"])
 def api_delete(hook_id: int) -> ResponseReturnValue:
+    """Delete one of your webhooks."""
     _delete(_mine(hook_id))
     db().commit()
     return "", 204
 
 
 @bp.patch("/api/v1/webhooks/<int:hook_id>")
+@spec.validate(
+    json=schemas.WebhookChange, resp=responses(HTTP_200=schemas.Webhook, **errors(400, 404)), tags=["webhooks"]
+)
 def api_update(hook_id: int) -> ResponseReturnValue:
+    """Pause or resume one of your webhooks."""
     hook = _mine(hook_id)
     body = request.get_json(silent=True)
     active = body.get("active") if isinstance(body, dict) else None
@@ -119,7 +133,9 @@ def api_update(hook_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/webhooks/<int:hook_id>/deliveries")
+@spec.validate(resp=responses(HTTP_200=schemas.Deliveries, **errors(404)), tags=["webhooks"])
 def api_deliveries(hook_id: int) -> ResponseReturnValue:
+    """One of your webhooks and its delivery log, newest first."""
     hook = _mine(hook_id)
     return jsonify(
         webhook=hook_json(hook), deliveries=[delivery_json(d) for d in webhooks.deliveries_of(db(), hook.id)]

@@ -119,7 +119,7 @@ def test_the_document_is_openapi_3_1_and_describes_every_api_operation(app):
     document = anyone.get("/api/v1/openapi.json").get_json()
     assert document["openapi"] == "3.1.0" and document["security"] == [{"bearer": []}]
     served = {
-        (rule.rule.replace("<", "{").replace(">", "}"), method.lower())
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())  # <int:hook_id> is {hook_id}
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1/") and rule.endpoint not in ("api_v1.openapi", "api_v1.docs")
         for method in rule.methods - {"HEAD", "OPTIONS"}
