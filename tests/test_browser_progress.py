@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from testkit.files import csv_file, xlsx_file
-from testkit.support import WORKER_NODES, Person, ServiceProcess, free_port
+from testkit.support import WORKER_NODES, Person, ServiceProcess, free_port, fresh_queue
 from tests.browser_support import launch, screenshot, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.slow
 def stack(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`cytoscore web` and two workers of their own, with the default batch and part sizes."""
     port = free_port()
-    env = {**service_env, "PORT": str(port), "CYTOSCORE_QUEUE": f"cytoscore-progress-{uuid.uuid4().hex[:8]}"}
+    env = {**service_env, "PORT": str(port), "CYTOSCORE_QUEUE": fresh_queue("cytoscore-progress")}
     logs = tmp_path_factory.mktemp("progress")
     workers = [ServiceProcess(["worker"], env, logs / f"worker{i}.log") for i in range(2)]
     web = ServiceProcess(["web"], env, logs / "web.log")
