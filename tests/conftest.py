@@ -14,7 +14,9 @@ import psycopg
 import pytest
 import redis
 from alembic.config import Config
+from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db import make_engine, make_sessionmaker
 from shared.settings import ROOT, Settings
 from testkit.support import (
     WORKER_NODES,
@@ -114,6 +116,14 @@ def settings(service_env: dict[str, str]) -> Settings:
                     var_dir=Path(service_env["CYTOSCORE_VAR_DIR"]), queue=service_env["CYTOSCORE_QUEUE"],
                     secret_key=service_env["SECRET_KEY"], secure_cookies=False,
                     webhook_allowed_hosts=WEBHOOKS["CYTOSCORE_WEBHOOK_ALLOWED_HOSTS"])  # fmt: skip
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the run's database, for a test that reads or writes rows directly."""
+    engine = make_engine(settings.database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

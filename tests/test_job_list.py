@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import text
 
 from api import job_search
-from shared.db import make_engine, make_sessionmaker
 from testkit.support import jittered_csv
 from tests.support import post_upload
 
@@ -23,13 +22,6 @@ MANY = (
     "now() + interval '1 day' "
     "FROM generate_series(1, :n) AS g RETURNING id"
 )
-
-
-@pytest.fixture
-def sessions(settings):
-    engine = make_engine(settings.database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

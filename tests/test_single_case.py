@@ -17,7 +17,6 @@ from sqlalchemy import text, update
 
 from api.waiting import APPLICATION_NAME, CHANNEL, wait_until_finished
 from shared import jobs
-from shared.db import make_engine, make_sessionmaker
 from shared.features import FEATURES
 from shared.jobs.reconciler import _LOCK_KEY as RECONCILE_LOCK
 from shared.modelstore import load_model
@@ -32,13 +31,6 @@ RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 def _case(i: int, case_id: str | None = None) -> dict:
     X, _ = wdbc()
     return {"case_id": case_id or f"fast-{i}", **{f: float(X[i, FEATURES.index(f)]) for f in RF4}}
-
-
-@pytest.fixture
-def sessions(settings):
-    engine = make_engine(settings.database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture
