@@ -9,6 +9,7 @@ import io
 import re
 from typing import Any
 
+import openpyxl
 from playwright.sync_api import expect
 
 from shared.features import FEATURES
@@ -41,6 +42,47 @@ def test_the_upload_panel_preselects_the_best_model_the_files_header_fits(page, 
     expect(select).to_have_value("wdbc-rf30")
     expect(page.locator("#model-fit")).to_contain_text("Chosen for kaggle.csv: wdbc-rf30")
     screenshot(page, "upload-model-chosen-desktop")
+    page.click("text=Upload and score")
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    assert finished(stack, lab, job_id_of(page.url))["model"]["name"] == "wdbc-rf30"
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _workbook(rows: list[list[Any]], sheets: tuple[str, ...] = ("Sheet1",)) -> bytes:
+    """A workbook as openpyxl writes it (text in the shared strings), the rows on the last sheet named."""
+    book = openpyxl.Workbook()
+    book.active.title = sheets[0]
+    for name in sheets[1:]:
+        book.create_sheet(name)
+    for row in rows:
+        book[sheets[-1]].append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_the_upload_panel_reads_a_workbooks_header_and_preselects_as_the_server_would(page, stack, lab):
+    X, y = wdbc()
+    kaggle = [["id", "diagnosis", *FEATURES], *([f"W{i}", y[i], *map(float, X[i])] for i in range(200))]
+    four = [
+        [None],
+        [None, "id", *RF4],
+        *([None, f"F{i}", *(float(X[i, FEATURES.index(f)]) for f in RF4)] for i in range(5)),
+    ]
+    select = page.locator("#upload-model")
+    page.goto("/")
+    page.set_input_files("#file", files=[{"name": "four.xlsx", "mimeType": XLSX, "buffer": _workbook(four)}])
+    expect(select).to_have_value("wdbc-rf4")  # a table at B2, as the server reads it
+    # A workbook the script cannot choose from (two sheets, neither named cases): the server decides, and refuses.
+    page.set_input_files("#file", files=[{"name": "two.xlsx", "mimeType": XLSX, "buffer": _workbook(four, ("a", "b"))}])
+    expect(page.locator("#model-fit")).to_contain_text("The workbook's columns are read when it arrives")
+    expect(select).to_have_value("")
+    book = _workbook(kaggle, ("notes", "Cases"))
+    page.set_input_files("#file", files=[{"name": "kaggle.xlsx", "mimeType": XLSX, "buffer": book}])
+    expect(select).to_have_value("wdbc-rf30")
+    expect(page.locator("#model-fit")).to_contain_text("Chosen for kaggle.xlsx: wdbc-rf30")
     page.click("text=Upload and score")
     page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
     assert finished(stack, lab, job_id_of(page.url))["model"]["name"] == "wdbc-rf30"

@@ -50,6 +50,115 @@
     return line.split(delimiter).map(function (name) { return name.trim().replace(/^"(.*)"$/, "$1"); });
   }
 
+  // A workbook's header, as the server reads it: the first row with a value of its only sheet (or the one named
+  // "cases"). Only the zip's directory, the small workbook parts and the start of the sheet's XML are read: the
+  // browser inflates the sheet as a stream and stops at that row, so a 19 MB workbook costs milliseconds.
+  const MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+
+  async function zipEntries(file) {
+    const tailSize = Math.min(file.size, 65557); // the end-of-directory record, and a comment of at most 64 KiB
+    const tail = new DataView(await file.slice(file.size - tailSize).arrayBuffer());
+    let end = -1;
+    for (let i = tailSize - 22; i >= 0 && end < 0; i--) if (tail.getUint32(i, true) === 0x06054b50) end = i;
+    if (end < 0) throw new Error("not a zip");
+    const count = tail.getUint16(end + 10, true);
+    const start = tail.getUint32(end + 16, true);
+    const dir = new DataView(await file.slice(start, start + tail.getUint32(end + 12, true)).arrayBuffer());
+    const entries = new Map();
+    const names = new TextDecoder();
+    for (let n = 0, p = 0; n < count; n++) {
+      const nameLength = dir.getUint16(p + 28, true);
+      const name = names.decode(new Uint8Array(dir.buffer, p + 46, nameLength));
+      entries.set(name, { method: dir.getUint16(p + 10, true), size: dir.getUint32(p + 20, true), at: dir.getUint32(p + 42, true) });
+      p += 46 + nameLength + dir.getUint16(p + 30, true) + dir.getUint16(p + 32, true);
+    }
+    return entries;
+  }
+
+  // An entry's text, up to the index `enough(text)` gives (-1: read on), or whole.
+  async function entryText(file, entry, enough) {
+    const local = new DataView(await file.slice(entry.at, entry.at + 30).arrayBuffer());
+    const begin = entry.at + 30 + local.getUint16(26, true) + local.getUint16(28, true);
+    let stream = file.slice(begin, begin + entry.size).stream();
+    if (entry.method === 8) stream = stream.pipeThrough(new DecompressionStream("deflate-raw"));
+    const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return text;
+      text += value;
+      const at = enough ? enough(text) : -1;
+      if (at >= 0) { reader.cancel(); return text.slice(0, at); }
+    }
+  }
+
+  function parsed(xml) { return new DOMParser().parseFromString(xml, "application/xml"); }
+
+  function fragment(xml) { // elements cut from the main namespace's XML, parsed on their own
+    return parsed('<x xmlns="' + MAIN + '">' + xml + "</x>").documentElement;
+  }
+
+  function columnOf(ref, at) {
+    const letters = /^[A-Z]+/.exec(ref || "");
+    if (!letters) return at;
+    return letters[0].split("").reduce(function (n, c) { return n * 26 + c.charCodeAt(0) - 64; }, 0) - 1;
+  }
+
+  async function workbookHeader(file) {
+    const entries = await zipEntries(file);
+    const part = function (name) {
+      if (!entries.has(name)) throw new Error("no " + name);
+      return entryText(file, entries.get(name));
+    };
+    const sheets = Array.from(parsed(await part("xl/workbook.xml")).getElementsByTagNameNS(MAIN, "sheet"));
+    const chosen = sheets.length === 1 ? sheets : sheets.filter(function (s) {
+      return s.getAttribute("name").trim().toLowerCase() === "cases";
+    });
+    if (chosen.length !== 1) return null; // the server will say why
+    const id = Array.from(chosen[0].attributes).find(function (a) { return a.localName === "id"; }).value;
+    const rels = Array.from(parsed(await part("xl/_rels/workbook.xml.rels")).getElementsByTagName("Relationship"));
+    const target = rels.find(function (r) { return r.getAttribute("Id") === id; }).getAttribute("Target");
+    const member = target.startsWith("/") ? target.slice(1) : "xl/" + target.replace(/^\.\//, "");
+    const sheet = await entryText(file, entries.get(member), function (text) {
+      const rows = text.match(/<row\b[\s\S]*?<\/row>/g) || [];
+      const first = rows.find(function (row) { return /<v>|<is>/.test(row); });
+      return first ? text.indexOf(first) + first.length : -1;
+    });
+    const row = /<row\b[\s\S]*?<\/row>/g;
+    let cells = [];
+    for (let found = row.exec(sheet); found; found = row.exec(sheet)) {
+      cells = Array.from(fragment(found[0]).getElementsByTagNameNS(MAIN, "c"));
+      if (cells.some(function (c) { return c.getElementsByTagNameNS(MAIN, "v").length || c.getElementsByTagNameNS(MAIN, "is").length; })) break;
+    }
+    if (!cells.length) return null; // a sheet this script cannot follow (say, prefixed XML): the server reads it
+    const wanted = cells.filter(function (c) { return c.getAttribute("t") === "s"; }).map(function (c) {
+      return Number(c.getElementsByTagNameNS(MAIN, "v")[0].textContent);
+    });
+    let strings = [];
+    if (wanted.length && entries.has("xl/sharedStrings.xml")) {
+      const last = Math.max.apply(null, wanted);
+      const sst = await entryText(file, entries.get("xl/sharedStrings.xml"), function (text) {
+        const items = text.match(/<\/si>/g) || [];
+        return items.length > last ? text.split("</si>", last + 1).join("</si>").length + 5 : -1;
+      });
+      strings = Array.from(fragment(sst.slice(sst.indexOf("<si"))).getElementsByTagNameNS(MAIN, "si")).map(function (si) {
+        const plain = Array.from(si.children).find(function (e) { return e.localName === "t"; });
+        const runs = plain ? [plain] : Array.from(si.children).filter(function (e) { return e.localName === "r"; })
+          .map(function (r) { return Array.from(r.children).find(function (e) { return e.localName === "t"; }); });
+        return runs.map(function (t) { return t ? t.textContent : ""; }).join("");
+      });
+    }
+    const header = [];
+    cells.forEach(function (c, at) {
+      const v = c.getElementsByTagNameNS(MAIN, "v")[0];
+      const type = c.getAttribute("t");
+      header[columnOf(c.getAttribute("r"), at)] = type === "s" ? strings[Number(v.textContent)]
+        : type === "inlineStr" ? Array.from(c.getElementsByTagNameNS(MAIN, "t")).map(function (t) { return t.textContent; }).join("")
+          : v ? v.textContent : "";
+    });
+    return Array.from(header, function (name) { return name || ""; });
+  }
+
   function bestFit(present) {
     const fits = Array.from(modelSelect.options).filter(function (option) {
       return option.value && JSON.parse(option.dataset.features).every(function (f) { return present.has(f); });
@@ -65,12 +174,17 @@
   async function preselect() {
     const file = input.files[0];
     if (!file || (modelSelect.value && !chosenByScript)) return; // a person's choice stands
+    let fields;
     if (/\.xlsx$/i.test(file.name)) {
-      modelSelect.value = "";
-      fitLine.textContent = "A workbook's columns are read when it arrives; the best model that fits it is used.";
-      return;
+      fields = await workbookHeader(file).catch(function () { return null; });
+      if (!fields) { // not a workbook this script can read: the server reads it, and says why if it cannot
+        modelSelect.value = "";
+        fitLine.textContent = "The workbook's columns are read when it arrives; the best model that fits it is used.";
+        return;
+      }
+    } else {
+      fields = headerFields(await file.slice(0, 65536).text());
     }
-    const fields = headerFields(await file.slice(0, 65536).text());
     const present = new Set(fields.map(function (name) { return aliases[name.trim().toLowerCase()]; }));
     const best = bestFit(present);
     chosenByScript = true;
