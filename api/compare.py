@@ -75,11 +75,12 @@ def differing_rows(session: Session, first: Job, second: Job, limit: int | None 
         .limit(limit)
         .execution_options(yield_per=5000)
     )
-    for row in session.execute(query):
-        yield dict(zip(FIELDS, (
-            row[0], row[1], row[2], str(first.id), first.model_name, row[3], row[4], row[5],
-            str(second.id), second.model_name, row[6], row[7], row[8],
-        ), strict=True))  # fmt: skip
+    with session.execute(query) as found:  # closes its server cursor if the reader stops early
+        for row in found:
+            yield dict(zip(FIELDS, (
+                row[0], row[1], row[2], str(first.id), first.model_name, row[3], row[4], row[5],
+                str(second.id), second.model_name, row[6], row[7], row[8],
+            ), strict=True))  # fmt: skip
 
 
 def same_input_jobs(session: Session, job: Job, visible: Any) -> list[Job]:

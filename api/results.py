@@ -47,8 +47,9 @@ _OF_JOB = (
 
 def records(session: Session, job: Job, *, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
     query = _OF_JOB.offset(offset).limit(limit).execution_options(yield_per=5000)
-    for r in session.execute(query, {"job_id": job.id}):
-        yield _record(job, r)
+    with session.execute(query, {"job_id": job.id}) as found:  # closes its server cursor if the reader stops early
+        for r in found:
+            yield _record(job, r)
 
 
 def few_records(session: Session, job: Job) -> list[dict[str, Any]]:

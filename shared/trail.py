@@ -102,6 +102,7 @@ def actions(session: Session) -> list[str]:
 
 def rows(session: Session, filters: Filters) -> Iterator[tuple[str, ...]]:
     """Every matching event as CSV cells, newest first, read a thousand at a time."""
-    for event in session.scalars(filters.query().execution_options(yield_per=1000)):
-        yield (event.at.astimezone(UTC).isoformat(), event.actor or "", event.address or "", event.action,
-               event.target or "", str(event.job_id or ""), event.detail or "")  # fmt: skip
+    with session.scalars(filters.query().execution_options(yield_per=1000)) as found:  # closed if cut short
+        for event in found:
+            yield (event.at.astimezone(UTC).isoformat(), event.actor or "", event.address or "", event.action,
+                   event.target or "", str(event.job_id or ""), event.detail or "")  # fmt: skip

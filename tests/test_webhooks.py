@@ -19,7 +19,7 @@ import pytest
 from shared.features import FEATURES
 from shared.settings import ROOT, Settings
 from shared.webhooks import Target, UrlRefused, backoff, check_url, signature
-from testkit.support import RF4, wdbc
+from testkit.support import RF4, make_person, wdbc
 from tests.support import csrf, sign_in
 
 
@@ -54,6 +54,13 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def people(people, service_env):  # type: ignore[no-untyped-def]
+    """The session's people, with a lab account of this module's own: a job another test left to the session's
+    worker (or its reconciler) can then never finish mid-test and call these hooks."""
+    return {**people, "lab": make_person(service_env, "lab")}
 
 
 @pytest.fixture
