@@ -233,11 +233,11 @@ def test_a_wiped_broker_loses_no_queued_job(tmp_path, private_redis):
             client = s.client()
             small = wdbc_csv(slice(0, 30))
             ids = [upload(client, small, f"f{i}.csv") if i % 5 == 0 else _post_case(client, i) for i in range(25)]
-            assert int(private_redis.cli("LLEN", s.queue)) == 25
+            assert _queued(private_redis, s.queue) == [0, 25]  # at most 100 rows each: all on the queue of cases
             private_redis.cli("FLUSHALL")
             ids += [upload(client, small, f"r{i}.csv") if i % 5 == 0 else _post_case(client, i) for i in range(25)]
             private_redis.restart()  # no persistence: the other 25 are gone too
-            assert int(private_redis.cli("LLEN", s.queue) or 0) == 0
+            assert _queued(private_redis, s.queue) == [0, 0]
             assert query(db, "SELECT count(*) FROM jobs WHERE status = 'queued'")[0][0] == 50
 
             s.worker()
@@ -246,6 +246,11 @@ def test_a_wiped_broker_loses_no_queued_job(tmp_path, private_redis):
             assert {(f["status"], f["attempts"]) for f in found.values()} == {("succeeded", 1)}
         finally:
             s.close()
+
+
+def _queued(redis, queue: str) -> list[int]:
+    """How many messages wait on the files' queue and on the queue of cases."""
+    return [int(redis.cli("LLEN", name) or 0) for name in (queue, f"{queue}.cases")]
 
 
 def _post_case(client, i: int) -> str:

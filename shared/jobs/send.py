@@ -33,11 +33,12 @@ def publish(app: Celery, job_id: uuid.UUID, queue: str | None = None) -> bool:
     One try, no retry of our own: redis-py already reconnects a stale pooled connection once, so a restarted
     broker costs nothing, while a dead one fails in well under a second and a hung one within about
     broker_timeout (each kombu retry on a hung broker would add two more socket timeouts).
-    The default exchange (named "") with the queue's name as the routing key: the id goes straight onto the
-    queue's list, so a broker that lost its binding tables (FLUSHALL, restart without persistence) still delivers it.
+    Named as `queue=`, Celery sends on the default exchange (named "") with the queue's name as the routing key:
+    the id goes straight onto the queue's list, so a broker that lost its binding tables (FLUSHALL, restart without
+    persistence) still delivers it. (A `routing_key=` of our own is overwritten by the default queue's name.)
     """
     try:
-        app.send_task(SCORE_TASK, args=[str(job_id)], exchange="", routing_key=queue or app.conf.task_default_queue,
+        app.send_task(SCORE_TASK, args=[str(job_id)], queue=queue or app.conf.task_default_queue,
                       retry=True, retry_policy={"max_retries": 0})  # fmt: skip
     except Exception as exc:  # a broker outage must never fail the request; the job row is the truth
         log.warning("could not publish job %s: %s", job_id, type(exc).__name__)
