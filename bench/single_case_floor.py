@@ -6,9 +6,9 @@ same model (`LoadedModel.diagnose`), and commits the result and `succeeded` with
 Left out on purpose: accounts, limits, audit, validation, attempts, heartbeats and the ORM. The floor runs with a
 Redis list and a plain worker loop, and with Celery (one prefork pool process, cytoscore's settings); both,
 cytoscore (`POST /api/v1/jobs?wait=30`) and the tutorial's route are measured in turns, case by case. The Celery
-floor is the reference the single-case speed is judged against. Not in `make bench`.
+floor is the reference the single-case speed is judged against (`make bench`'s `floor` part).
 
-Usage: python -m bench.single_case_floor [--cases 200]
+Usage: python -m bench.single_case_floor [--cases 200] [--json PATH]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,12 +164,13 @@ def floor_case(base: str, i: int, case: dict[str, float]) -> float:
 
 def main() -> None:
     from bench import single_case as single
-    from bench.stack import REDIS_URL, throwaway_stack
+    from bench.stack import REDIS_URL, save_json, throwaway_stack
     from shared.settings import ROOT
     from testkit.support import ServiceProcess, free_port, make_person
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     with throwaway_stack(**single.SETTINGS) as (env, dsn, tmp):
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -233,6 +235,10 @@ def main() -> None:
     )
     for name, kept in zip(names, series, strict=True):
         print(f"| {name} | {single.percentile(kept, 50) * 1e3:.2f} | {single.percentile(kept, 99) * 1e3:.2f} |")
+    keys = ("cytoscore", "celery_floor", "redis_floor", "tutorial")
+    figures = {f"{key}_{q}_ms": single.percentile(kept, q) * 1e3 for key, kept in zip(keys, series, strict=True)
+               for q in (50, 99)}  # fmt: skip
+    save_json(args.json, {"cases": args.cases, **figures})
 
 
 if __name__ == "__main__":

@@ -131,6 +131,13 @@ def cpu_seconds(root: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot, all cores together: /proc/stat's first line, less
+    idle and iowait. Every process counts, the benchmark's own client and PostgreSQL's background writers too."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def file_upload(url: str, path: Path, headers: dict[str, str] | None = None) -> urllib.request.Request:
     """A POST of the file as multipart/form-data field `file`, its body streamed from disk a block at a time."""
     boundary = uuid.uuid4().hex

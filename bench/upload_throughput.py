@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from bench.stack import PeakRss, cpu_seconds, file_upload, save_json, throwaway_stack
+from bench.stack import PeakRss, cpu_seconds, file_upload, machine_busy_seconds, save_json, throwaway_stack
 from shared.modelstore import load_model
 from shared.settings import ROOT, Settings
 from testkit.files import csv_file, xlsx_file
@@ -135,8 +135,10 @@ def end_to_end(
         roots = [running.web.proc.pid, *(w.proc.pid for w in running.workers)]
         before, db_before = [cpu_seconds(pid) for pid in roots], backend_cpu(dsn)
         checkpoint(dsn)
+        busy = machine_busy_seconds()
         with watch(running) if watch else contextlib.nullcontext():
             figures = upload(running.base, path, token)
+        busy = machine_busy_seconds() - busy
         cpu = [cpu_seconds(pid) - start for pid, start in zip(roots, before, strict=True)]
         db_after = backend_cpu(dsn)
         rss = peaks.read()
@@ -144,6 +146,7 @@ def end_to_end(
         **figures,
         "web_peak_rss_mb": rss.get("web"),
         "worker_peak_rss_mb": rss.get("worker"),
+        "machine_cpu_s": busy,  # every process on the machine, from the request to `succeeded`
         "web_cpu_s": cpu[0],
         "worker_cpu_s": cpu[1:],  # how the job's work was shared out among the workers
         # PostgreSQL's share of the machine: backends still connected at the end (a local server only).
