@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
+from shared.features import FEATURES
 from shared.intake import FileRejected, Limits, inspect_upload, iter_batches
 from shared.intake.plain import NotPlain, read_batches
 from shared.intake.plain import scan as scan_plain
 from shared.jobs.units import id_hashes, repeated_rows
 from shared.settings import ROOT
+from testkit.files import csv_file
 from testkit.support import RF4, WORKER_NODES, ServiceProcess, jittered_csv, wdbc_csv
 from tests.support import post_upload, wait_for_job
 from tests.test_intake import merge
@@ -116,9 +118,9 @@ def test_anything_else_is_left_to_the_full_check(content):
     raise AssertionError("a file that is not plain was taken as plain")
 
 
-def _reference(content: bytes) -> object:
+def _reference(content: bytes, features: Sequence[str] = RF4) -> object:
     """The same file read record by record by the csv module's reader (the reader of every other CSV)."""
-    [batch] = list(iter_batches(io.BytesIO(content), "x.csv", RF4, 10**6))
+    [batch] = list(iter_batches(io.BytesIO(content), "x.csv", features, 10**6))
     return batch
 
 
@@ -134,6 +136,16 @@ def test_a_plain_file_reads_as_the_csv_reader_reads_it_in_batches_of_any_size():
     content = _kaggle_layout(wdbc_csv())
     for batch_rows in (10**6, 7):
         _same(merge(list(read_batches(content, RF4, batch_rows))), _reference(content))
+
+
+def test_measurements_that_cannot_be_right_are_refused_as_the_csv_reader_refuses_them():
+    """A worst value below its mean (here made by the 2 % jitter) is refused from the numbers pandas read, in the
+    batch that holds it, with the value as written: the rest of the batch is not read again cell by cell."""
+    content = csv_file(3_000).read_bytes()
+    ours = merge(list(read_batches(content, FEATURES, 1_000)))
+    assert 0 < int((~ours.ok).sum()) < 100
+    assert any("never below the mean" in problem.reason for problem in ours.problems)
+    _same(ours, _reference(content, FEATURES))
 
 
 def test_a_part_after_the_first_is_read_with_the_header_and_numbered_from_its_first_row():

@@ -6,8 +6,9 @@ raises `NotPlain` before a transaction could commit, and is checked by `upload.i
 Either way a file is accepted exactly when `inspect_upload` accepts it, with the same summary.
 
 The worker reads a plain part `batch_rows` lines at a time (`read_batches`): pandas' C parser reads the measurements
-of a batch when every one is a plain, finite, plausible number; otherwise the batch's lines are split on the
-delimiter and every cell goes through the validator, which names each bad value. The batches are the same either
+of a batch when every one is a plain, finite number (the few that cannot be measurements are then refused from the
+numbers, and named as written); otherwise the batch's lines are split on the delimiter and every cell goes through
+the validator, which names each bad value. The batches are the same either
 way, and the same as the csv module's reader gives (tests/test_parts.py).
 """
 
@@ -259,7 +260,7 @@ def _line_blocks(lines: IO[bytes], count: int) -> Iterator[bytes]:
 
 
 def _by_columns(block: bytes, delimiter: str, cmap: ColumnMap, builder: BatchBuilder, row0: int) -> Batch | None:
-    """The batch with its measurements read by pandas' C parser, or None unless every one is plain and fine.
+    """The batch with its measurements read by pandas' C parser, or None unless every one is a plain, finite number.
 
     pandas (as pinned) converts every measurement with one converter, which agrees bit for bit with `float()`
     wherever both accept a spelling; what it accepts beyond the number grammar (`inf`, overflowing exponents,
@@ -284,13 +285,21 @@ def _by_columns(block: bytes, delimiter: str, cmap: ColumnMap, builder: BatchBui
     except (ValueError, pd.errors.ParserError):
         return None
     X = frame[list(cmap.feature_index)].to_numpy(dtype=np.float64, copy=True)
-    if not np.isfinite(X).all() or builder.implausible(X)[0]:
+    if not np.isfinite(X).all():
         return None
     ids = frame[cmap.id_index].tolist()
     given = None if cmap.diagnosis_index is None else frame[cmap.diagnosis_index].tolist()
     if not all(type(v) is str for v in ids) or (given is not None and not all(type(v) is str for v in given)):
         return None
-    return builder.build_parsed(row0, X, ids, given)
+    lines: list[str] = []
+
+    def cell_text(i: int, j: int) -> str:
+        """A refused measurement as written (split only if the batch has one: most have none)."""
+        if not lines:
+            lines.extend(_text(block).removesuffix("\n").split("\n"))
+        return lines[i].removesuffix("\r").split(delimiter)[cmap.feature_index[j]]
+
+    return builder.build_parsed(row0, X, ids, given, cell_text)
 
 
 def _by_cells(block: bytes, delimiter: str, builder: BatchBuilder, row0: int) -> Batch:

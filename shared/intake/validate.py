@@ -56,10 +56,17 @@ class BatchBuilder:
         return self._batch(row0, X, bad, lambda i, j: cells[i][j], id_values, given, implausible, geometry)
 
     def build_parsed(
-        self, row0: int, X: npt.NDArray[np.float64], ids: Sequence[object], given: Sequence[object] | None
+        self,
+        row0: int,
+        X: npt.NDArray[np.float64],
+        ids: Sequence[object],
+        given: Sequence[object] | None,
+        cell_text: Callable[[int, int], str],
     ) -> Batch:
-        """A batch whose measurements were already read, every one of them valid (see `implausible`)."""
-        return self._batch(row0, X, {}, lambda i, j: X[i, j], ids, given, {}, set())
+        """A batch whose measurements were all read as numbers already; those that cannot be measurements are
+        refused as in `build` (see `implausible`), each shown by `cell_text(row, feature)` as it was written."""
+        implausible, geometry = self.implausible(X)
+        return self._batch(row0, X, {}, cell_text, ids, given, implausible, geometry)
 
     def implausible(self, X: npt.NDArray[np.float64]) -> tuple[dict[tuple[int, int], str], set[int]]:
         """Numbers that are read fine but cannot be measurements, and the rows among them that break the geometry.
