@@ -236,7 +236,7 @@ def main() -> None:
     for name, kept in zip(names, series, strict=True):
         print(f"| {name} | {single.percentile(kept, 50) * 1e3:.2f} | {single.percentile(kept, 99) * 1e3:.2f} |")
     keys = ("cytoscore", "celery_floor", "redis_floor", "tutorial")
-    figures = {f"{key}_{q}_ms": single.percentile(kept, q) * 1e3 for key, kept in zip(keys, series, strict=True)
+    figures = {f"{key}_p{q}_ms": single.percentile(kept, q) * 1e3 for key, kept in zip(keys, series, strict=True)
                for q in (50, 99)}  # fmt: skip
     save_json(args.json, {"cases": args.cases, **figures})
 

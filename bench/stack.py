@@ -15,8 +15,12 @@ from typing import Any
 
 import psycopg
 
+from shared.schema import JobStatus
 from testkit.support import run_cli
 
+#: A job whose rows are all scored and stored: held for review too (the jittered files have rows out of range).
+SCORED = (JobStatus.SUCCEEDED.value, JobStatus.NEEDS_REVIEW.value)
+FINISHED = tuple(status.value for status in JobStatus if status.terminal)
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CYTOSCORE_TEST_REDIS", "redis://127.0.0.1:6379/14")
 

@@ -34,7 +34,16 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from bench.stack import PeakRss, cpu_seconds, file_upload, machine_busy_seconds, save_json, throwaway_stack
+from bench.stack import (
+    FINISHED,
+    SCORED,
+    PeakRss,
+    cpu_seconds,
+    file_upload,
+    machine_busy_seconds,
+    save_json,
+    throwaway_stack,
+)
 from shared.modelstore import load_model
 from shared.settings import ROOT, Settings
 from testkit.files import csv_file, xlsx_file
@@ -107,10 +116,10 @@ def upload(base: str, path: Path, token: str) -> dict[str, Any]:
     job = post_file(f"{base}/api/v1/jobs", path, token)
     posted = time.perf_counter()
     state = job
-    while state["status"] not in ("succeeded", "failed"):
+    while state["status"] not in FINISHED:
         state = get_json(f"{base}/api/v1/jobs/{job['id']}?wait=60", token)
     elapsed = time.perf_counter() - start
-    if state["status"] != "succeeded":
+    if state["status"] not in SCORED:
         raise RuntimeError(f"job {job['id']} failed: {state.get('error')}")
     return {
         "job_id": job["id"],
