@@ -18,7 +18,8 @@ import psycopg
 from shared.schema import JobStatus
 from testkit.support import run_cli
 
-#: A job whose rows are all scored and stored: held for review too (the jittered files have rows out of range).
+#: A job whose rows are all scored and stored: held for review too (the jittered files have rows refused as
+#: implausible, a worst value below its mean).
 SCORED = (JobStatus.SUCCEEDED.value, JobStatus.NEEDS_REVIEW.value)
 FINISHED = tuple(status.value for status in JobStatus if status.terminal)
 ADMIN_URL = os.environ.get("CYTOSCORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

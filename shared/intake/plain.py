@@ -8,8 +8,8 @@ Either way a file is accepted exactly when `inspect_upload` accepts it, with the
 The worker reads a plain part `batch_rows` lines at a time (`read_batches`): pandas' C parser reads the measurements
 of a batch when every one is a plain, finite number (the few that cannot be measurements are then refused from the
 numbers, and named as written); otherwise the batch's lines are split on the delimiter and every cell goes through
-the validator, which names each bad value. The batches are the same either
-way, and the same as the csv module's reader gives (tests/test_parts.py).
+the validator, which names each bad value. The batches are the same either way, and the same as the csv module's
+reader gives (tests/test_parts.py).
 """
 
 from __future__ import annotations
