@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
@@ -250,12 +251,16 @@ def test_a_lost_listener_connection_is_replaced_and_no_waiter_misses_its_job(app
         assert time.monotonic() - started < 10
 
 
-def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) -> tuple[list[list], str]:
-    """Run the task for `deliveries` deliveries of the job, one after the other in a process of its own, with
+def _raise_in(
+    target: str, make_job: Callable[[], str], env: dict[str, str], deliveries: int
+) -> tuple[str, list[list], str]:
+    """Run the task for `deliveries` deliveries of a job, one after the other in a process of its own, with
     `target` (a module's attribute) raising an exception nobody expected, whose message quotes a measurement.
 
-    Return, after each delivery, [the task's outcome, the job's status, attempts and error]; and the log.
-    One process runs them all at once, so no reconciler sends the job elsewhere in between.
+    The job is made (`make_job`, returning its id) once that process is ready, so it is delivered within moments:
+    queued for longer than `queued_resend_after` (slow start-up on a busy machine), the session worker's reconciler
+    would send it to the session's own worker, which would take it between two of these deliveries.
+    Return the job id; after each delivery, [the task's outcome, the job's status, attempts and error]; and the log.
     """
     code = (
         "import importlib, json, sys, uuid\n"
@@ -268,17 +273,26 @@ def _raise_in(target: str, job_id: str, env: dict[str, str], deliveries: int) ->
         "from worker.resources import resources\n"
         "from worker.tasks import score_job\n"
         "res = resources()\n"
+        "res.load_all_models()\n"
         "configure_logging(res.settings)\n"
-        "for _ in range(int(sys.argv[3])):\n"
-        "    outcome = score_job(sys.argv[2])\n"
+        "print('ready', flush=True)\n"
+        "job_id = sys.stdin.readline().strip()\n"
+        "for _ in range(int(sys.argv[2])):\n"
+        "    outcome = score_job(job_id)\n"
         "    with res.sessions.begin() as session:\n"
-        "        job = session.get(Job, uuid.UUID(sys.argv[2]))\n"
+        "        job = session.get(Job, uuid.UUID(job_id))\n"
         "        print(json.dumps([outcome, job.status, job.attempts, job.error]))\n"
     )
-    argv = [sys.executable, "-c", code, target, job_id, str(deliveries)]
-    done = subprocess.run(argv, env=cli_env(env), timeout=120, capture_output=True, text=True, check=True)
-    states = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
-    return states, done.stdout + done.stderr
+    argv = [sys.executable, "-c", code, target, str(deliveries)]
+    with subprocess.Popen(argv, env=cli_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        if proc.stdout is None or proc.stdout.readline() != "ready\n":
+            raise AssertionError(f"the delivering process did not start:\n{proc.communicate(timeout=60)[1]}")
+        job_id = make_job()
+        out, err = proc.communicate(job_id + "\n", timeout=120)
+    assert proc.returncode == 0, err
+    states = [json.loads(line) for line in out.splitlines() if line.startswith("[")]
+    return job_id, states, out + err
 
 
 @pytest.mark.parametrize(
@@ -292,15 +306,18 @@ def test_a_defect_in_the_worker_is_named_on_the_job_and_fails_it_at_the_attempt_
     source, target, place, idle_app, people, settings, service_env
 ):
     client = people["lab"].client(idle_app)
-    if source == "json":
-        response = client.post("/api/v1/jobs", json={"cases": [_case(11)]})
-    else:
-        response = post_upload(client, wdbc_csv(slice(0, 5)), model="wdbc-rf30")
-    job_id = response.get_json()["id"]
+
+    def make_job() -> str:
+        if source == "json":
+            response = client.post("/api/v1/jobs", json={"cases": [_case(11)]})
+        else:
+            response = post_upload(client, wdbc_csv(slice(0, 5)), model="wdbc-rf30")
+        return response.get_json()["id"]  # type: ignore[no-any-return]
+
     # The task puts a handed-back job straight back on its queue: here the idle one, which nobody reads.
     env = {**service_env, "CYTOSCORE_QUEUE": idle_app.config["CYTOSCORE"].queue}
     limit = settings.max_attempts
-    states, log = _raise_in(target, job_id, env, deliveries=limit)
+    job_id, states, log = _raise_in(target, make_job, env, deliveries=limit)
 
     assert "17.99" not in log  # the exception's message may quote a measurement: the log never does
     for attempt, (outcome, status, attempts, error) in enumerate(states[:-1], start=1):
