@@ -94,7 +94,7 @@ def main() -> None:
     half = args.cases // 2
     with throwaway_stack(**SETTINGS) as (env, dsn, tmp):
         token = make_person(env, "lab").token
-        with services(env, tmp, 2) as running:
+        with services(env, tmp, 2) as running, psycopg.connect(dsn, autocommit=True) as conn:
             base = running.base
             sample = cases(args.idle + 2 * args.cases)
             for case in sample[:20]:  # warm up
@@ -110,9 +110,9 @@ def main() -> None:
             uploading.start()
             time.sleep(1)  # the files arrive, are checked and stored; the small ones are scored
             arriving = crowd(base, token, loaded[:half], args.clients)
-            big_job = wait_for_big_job(dsn, args.big)
+            big_job = wait_for_big_job(conn, args.big)
             scoring = crowd(base, token, loaded[half:], args.clients)
-            still_scoring = big_job_status(dsn, args.big) == "running"
+            still_scoring = big_job_status(conn, args.big) == "running"
             uploading.join(900)
     busy = arriving + scoring
     figures: dict[str, Any] = {
@@ -152,16 +152,15 @@ def _ms(times: list[float], q: int) -> float:
     return float(np.percentile(times, q)) * 1e3
 
 
-def big_job_status(dsn: str, rows: int) -> str | None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        found = conn.execute("SELECT status FROM jobs WHERE rows_total = %s", (rows,)).fetchone()
+def big_job_status(conn: psycopg.Connection[Any], rows: int) -> str | None:
+    found = conn.execute("SELECT status FROM jobs WHERE rows_total = %s", (rows,)).fetchone()
     return found[0] if found else None
 
 
-def wait_for_big_job(dsn: str, rows: int, timeout: float = 300) -> float:
+def wait_for_big_job(conn: psycopg.Connection[Any], rows: int, timeout: float = 300) -> float:
     """Wait until the large upload's job is being scored; return how long that took (s)."""
     started = time.monotonic()
-    while big_job_status(dsn, rows) != "running":
+    while big_job_status(conn, rows) != "running":
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"the {rows:,}-row job was not being scored within {timeout:.0f} s")
         time.sleep(0.05)
