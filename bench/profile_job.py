@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model", default="wdbc-rf4")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--xlsx", action="store_true", help="upload the rows as an XLSX workbook instead of CSV")
     parser.add_argument("--summarise", type=Path, nargs="+", help="summarise these collapsed-stack files; no run")
     args = parser.parse_args()
 
@@ -165,7 +166,7 @@ def main() -> None:
         if not PY_SPY.exists():
             raise SystemExit(f"{PY_SPY} is missing: `make install` (py-spy is in requirements/dev.in)")
         watch = partial(recording, rate=args.rate, folder=RESULTS, files=files)
-        figures = measure(args.rows, args.workers, args.model, watch=watch)
+        figures = measure(args.rows, args.workers, args.model, watch=watch, workbook=args.xlsx)
     text = report(files, args.rate, figures)
     (RESULTS / "profile.md").write_text(text)
     print(text)

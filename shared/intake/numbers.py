@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ INF_WORDS = frozenset({"inf", "infinity", "∞", "1.#inf"})
 
 NOT_FINITE = "is out of range (not finite)"
 
+_FLOAT = frozenset({float})
 Cell = tuple[int, int]  # (row index in the batch, column index in `features`)
 
 
@@ -121,9 +123,9 @@ def parse_matrix(
 ) -> tuple[npt.NDArray[np.float64], dict[Cell, str]]:
     """Parse an (n, k) block of cells; bad cells hold NaN and have a reason. `marks` set = ';' file."""
     n, k = len(rows), len(names)
-    if all_text and n:
-        flat: list[str] = list(chain.from_iterable(rows))  # type: ignore[arg-type]
-        block = _all_numbers(flat)
+    if n:
+        flat: list[Any] = list(chain.from_iterable(rows))
+        block = _all_numbers(flat) if all_text else _all_floats(flat)
         if block is not None:
             if marks is not None:
                 _note_point(flat, marks, lambda i: (row0 + i // k, names[i % k]))
@@ -145,6 +147,14 @@ def _all_numbers(text: list[str]) -> npt.NDArray[np.float64] | None:
     except ValueError:
         return None
     return values if np.isfinite(values).all() else None
+
+
+def _all_floats(values: list[object]) -> npt.NDArray[np.float64] | None:
+    """The fast path for cells as a workbook or JSON gives them: every one a finite float, or None."""
+    if not _FLOAT.issuperset(map(type, values)):
+        return None
+    numbers = np.array(values, dtype=np.float64)
+    return numbers if np.isfinite(numbers).all() else None
 
 
 def _note_point(text: list[str], marks: DecimalMarks, where: Callable[[int], tuple[int, str]]) -> None:
@@ -172,10 +182,10 @@ def _parse_column(
             if marks is not None:
                 _note_point(text, marks, lambda i: (row0 + i, name))
             return values
-    elif all(type(v) is float for v in column):
-        values = np.array(column, dtype=np.float64)
-        if np.isfinite(values).all():
-            return values
+    else:
+        floats = _all_floats(column)
+        if floats is not None:
+            return floats
     out = np.empty(len(column), dtype=np.float64)
     for i, cell in enumerate(column):
         out[i], reason = parse_value(cell, marks is not None)
