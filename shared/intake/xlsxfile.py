@@ -88,8 +88,8 @@ class Workbook:
             values: list[object]
             for offset, values in enumerate(sheet.to_python(skip_empty_area=False)):  # type: ignore[assignment]
                 number = offset + 1
-                # Most rows hold only numbers and text, which are kept as calamine gives them (a test of the
-                # row's types costs a tenth of looking at each cell in Python).
+                # Most rows hold only numbers and text: kept as calamine gives them, after one test of the row's
+                # types instead of a look at each cell in Python.
                 plain = _AS_GIVEN.issuperset(map(type, values)) and "" not in values
                 cells: list[object] = values if plain else [_value(v) for v in values]
                 for column in marked.get(number, {}):
