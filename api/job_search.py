@@ -142,7 +142,8 @@ def _midnight(day: date) -> datetime:
 
 def query(wanted: JobFilter, viewer: Viewer) -> Select[Job, str]:
     """The jobs the viewer may see that match, newest first, from the cursor on, one more than a page."""
-    stmt = select(Job, User.email).outerjoin(User, User.id == Job.owner_id)
+    # A large upload being received is not listed: it is the uploader's until the request answers, and may be refused.
+    stmt = select(Job, User.email).outerjoin(User, User.id == Job.owner_id).where(Job.receiving_at.is_(None))
     if not viewer.is_admin:
         stmt = stmt.where(Job.owner_id == viewer.user_id)
     elif wanted.owner:

@@ -69,7 +69,8 @@ def explain_wanted(asked: str | None, rows: int) -> bool:
 
 
 def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | None, explain: str | None = None) -> Job:
-    """Check the uploaded file (on disk, a block at a time) while storing it in parts, then queue it.
+    """Check the uploaded file (on disk, a block at a time) while storing it in parts, then queue it. A large file's
+    job goes on the queue with its first stored parts, so workers score them while the rest is checked.
 
     Raises FileRejected with every whole-file problem; nothing is stored then. `explain`: see `explain_wanted`.
     """
@@ -80,14 +81,17 @@ def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | Non
     session = db()
     _check_in_flight(session)
 
+    # Rows to be explained are few, and their job is decided on its row count: such a file stays one part.
+    split_min_bytes = settings.parallel_min_bytes if explain != "1" else limits.max_bytes + 1
+
     def scan_plain(emit: Emit) -> Scanned:
         return scan(upload, filename, model["features"], emit, limits, part_bytes=settings.part_bytes,
-                    split_min_bytes=settings.parallel_min_bytes)  # fmt: skip
+                    split_min_bytes=split_min_bytes)  # fmt: skip
 
     try:
         job = jobs.create_upload(session, model=model, filename=filename, scan=scan_plain,
-                                 owner_id=current_user.user_id,
-                                 explain=lambda rows: explain_wanted(explain, rows))  # fmt: skip
+                                 owner_id=current_user.user_id, explain=lambda rows: explain_wanted(explain, rows),
+                                 received=lambda job_id: jobs.publish(celery(), job_id))  # fmt: skip
     except NotPlain:
         session.rollback()  # nothing of the first pass stays
         if sniff_format(upload, filename) == "xlsx":  # the container is checked here; the sheet, by the worker

@@ -102,6 +102,9 @@ class Job(Base):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     purged_at: Mapped[datetime | None]
     explain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # contributions per row
+    # While the web stores a large upload part by part (the workers score the parts already stored): when it stored
+    # the last one. NULL once the input is whole; a job is not finished while it is set (shared.jobs.create).
+    receiving_at: Mapped[datetime | None]
 
 
 class JobInput(Base):

@@ -6,19 +6,25 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
+from shared import jobs
 from shared.features import FEATURES
 from shared.intake import FileRejected, Limits, inspect_upload, iter_batches
-from shared.intake.plain import NotPlain, read_batches
+from shared.intake.plain import Emit, NotPlain, Scanned, read_batches
 from shared.intake.plain import scan as scan_plain
 from shared.jobs.units import id_hashes, repeated_rows
+from shared.modelstore import read_metadata
+from shared.queue import make_celery
 from shared.settings import ROOT
 from testkit.files import csv_file
 from testkit.support import RF4, WORKER_NODES, ServiceProcess, jittered_csv, wdbc_csv
@@ -252,6 +258,104 @@ def test_an_upload_refused_halfway_leaves_nothing(parts_app, worker, people, pg_
                                     "WHERE j.id IS NULL")).scalar_one()  # fmt: skip
     engine.dispose()
     assert orphans == 0
+
+
+def _dsn(pg_url: str) -> str:
+    return pg_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _job_state(pg_url: str, job_id: object) -> tuple[str | None, int, int]:
+    """The job's status (None once it is gone), its parts stored and its parts scored."""
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        found = conn.execute(
+            "SELECT (SELECT status FROM jobs WHERE id = %(id)s), "
+            "(SELECT count(*) FROM job_input_parts WHERE job_id = %(id)s), "
+            "(SELECT count(*) FROM part_claims WHERE job_id = %(id)s AND done_at IS NOT NULL)", {"id": job_id}
+        ).fetchone()  # fmt: skip
+    assert found is not None
+    return found[0], int(found[1]), int(found[2])
+
+
+def test_workers_score_a_large_uploads_first_parts_while_the_rest_is_still_checked(worker, settings, sessions,
+                                                                                 pg_url):  # fmt: skip
+    content = jittered_csv(20_000, seed=9)
+    model = read_metadata("wdbc-rf4", ROOT / "models")
+    received: list[uuid.UUID] = []
+    while_checking: list[tuple[str | None, int, int]] = []
+
+    def scan(emit: Emit) -> Scanned:
+        scanned = scan_plain(io.BytesIO(content), "big.csv", RF4, emit, part_bytes=64 * 1024, split_min_bytes=1)
+        # The file is checked; its last part waits for the upload's transaction. The first ones are scored meanwhile.
+        deadline = time.monotonic() + 120
+        while _job_state(pg_url, received[0])[2] < scanned.parts - 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        while_checking.append(_job_state(pg_url, received[0]))
+        return scanned
+
+    def publish(job_id: uuid.UUID) -> None:
+        received.append(job_id)
+        jobs.publish(make_celery(settings), job_id)
+
+    with sessions.begin() as session:
+        job = jobs.create_upload(session, model=model, filename="big.csv", scan=scan, received=publish)
+        parts = len(content) // (64 * 1024) + 1
+        assert while_checking == [("running", parts - 1, parts - 1)]  # every stored part scored, the job unfinished
+    deadline = time.monotonic() + 120
+    while _job_state(pg_url, job.id)[0] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _job_state(pg_url, job.id) == ("succeeded", parts, parts)
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        rows = conn.execute("SELECT count(*), count(DISTINCT row_number), min(row_number), max(row_number) "
+                            "FROM results WHERE job_id = %s", (job.id,)).fetchone()  # fmt: skip
+    assert rows == (20_000, 20_000, 1, 20_000)
+
+
+# A web process storing a large upload, killed once two parts are stored and committed (the third is held).
+_DIES_WHILE_RECEIVING = """
+import io, sys, time
+from shared import jobs
+from shared.db import make_engine, make_sessionmaker
+from shared.intake.plain import scan
+from testkit.support import RF4, jittered_csv
+
+sessions = make_sessionmaker(make_engine(sys.argv[1]))
+content = jittered_csv(5_000)
+model = {"name": "wdbc-rf4", "version": "1.0.0", "sha256": "0" * 64}
+
+def three_parts(emit):
+    def slow(first, rows, blocks):
+        emit(first, rows, blocks)
+        if first > 1 and emit.__self__.parts == 2:
+            print("stored", flush=True)
+            time.sleep(600)
+    return scan(io.BytesIO(content), "big.csv", RF4, slow, part_bytes=16 * 1024, split_min_bytes=1)
+
+with sessions.begin() as session:
+    jobs.create_upload(session, model=model, filename="big.csv", scan=three_parts,
+                       received=lambda job_id: print(job_id, flush=True))
+"""
+
+
+def test_an_upload_whose_web_process_died_is_deleted_by_the_reconciler(settings, sessions, pg_url):
+    name = f"dying-web-{uuid.uuid4().hex[:8]}"
+    argv = [sys.executable, "-c", _DIES_WHILE_RECEIVING, f"{pg_url}?application_name={name}"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT) as web:
+        assert web.stdout is not None
+        job_id = uuid.UUID(web.stdout.readline().strip())
+        assert web.stdout.readline().strip() == "stored"
+        web.kill()
+    with psycopg.connect(_dsn(pg_url), autocommit=True) as conn:
+        backends = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+        for _ in range(100):  # until the server has done with what the dead process sent
+            if conn.execute(backends, (name,)).fetchone() == (0,):
+                break
+            time.sleep(0.1)
+        status, stored, _ = _job_state(pg_url, job_id)
+        assert status in ("queued", "running") and stored >= 1  # committed, but never made whole
+        # As if the heartbeat staleness had passed since the last part was stored.
+        conn.execute("UPDATE jobs SET receiving_at = receiving_at - interval '1 hour' WHERE id = %s", (job_id,))
+    jobs.reconcile(sessions, make_celery(settings), settings)
+    assert _job_state(pg_url, job_id) == (None, 0, 0)
 
 
 def test_id_hashes_agree_between_worker_processes_and_find_every_repeat():

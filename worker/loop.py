@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # psycopg's own error, which SQLAlchemy never sees to wrap.
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError)
 HANDED_BACK = "handed back"
+RECEIVING_POLL = 0.05  # seconds between looks for the next part of an upload the web is still storing
 
 
 class HandBack(Exception):
@@ -63,8 +64,9 @@ def run(res: Resources, app: Celery, job_id: uuid.UUID) -> str:
     )  # fmt: skip
     if claim is not None:
         log.info("job %s: attempt %d started", job_id, claim.number)
-        if claim.parts > 1:
-            jobs.invite_helpers(app, job_id, claim.parts, settings.worker_fan_out)
+        if claim.parts > 1 or claim.receiving:
+            parts = None if claim.receiving else claim.parts
+            jobs.invite_helpers(app, job_id, parts, settings.worker_fan_out)
         attempt = claim
     else:
         joined = in_transaction(res, job_id, lambda s, _: jobs.join_attempt(s, job_id))
@@ -85,20 +87,30 @@ def _work(res: Resources, attempt: jobs.Attempt) -> str:
 
 
 def _units(res: Resources, attempt: jobs.Attempt, beat: Heartbeat) -> Iterator[jobs.Unit]:
-    """The job's only part, or each part of many that this worker claims from the ledger until none is left."""
-    if attempt.parts == 1:
+    """The job's only part, or each part of many that this worker claims from the ledger until none is left (and,
+    while the web still stores the parts of a large upload, none is on its way)."""
+    if attempt.parts == 1 and not attempt.receiving:
         yield jobs.only_part(attempt)
         return
     worker = f"{socket.gethostname()}:{os.getpid()}"  # the pool process, not the main process it forked from
+
+    def next_part(session: Session, _first_try: bool) -> tuple[bool | None, jobs.Unit | None]:
+        # Asked before the claim: once no more parts are on their way, the claim's snapshot holds every part.
+        receiving = jobs.still_receiving(session, attempt.job_id)
+        return receiving, jobs.claim_part(session, attempt, worker=worker,
+                                          stale_after=res.settings.heartbeat_stale_after)  # fmt: skip
+
     while True:
         _stop_if_asked(beat)
-        unit = in_transaction(
-            res, attempt.job_id, lambda s, _: jobs.claim_part(s, attempt, worker=worker,
-                                                              stale_after=res.settings.heartbeat_stale_after),
-        )  # fmt: skip
-        if unit is None:
+        receiving, unit = in_transaction(res, attempt.job_id, next_part)
+        if unit is not None:
+            yield unit
+        elif receiving is None:
+            raise jobs.Superseded  # the job is gone: its upload was refused after its first parts were stored
+        elif receiving:
+            time.sleep(RECEIVING_POLL)
+        else:
             return
-        yield unit
 
 
 def _score_unit(res: Resources, unit: jobs.Unit, model: LoadedModel, beat: Heartbeat) -> bool:

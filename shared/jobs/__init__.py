@@ -27,6 +27,7 @@ from shared.jobs.claims import (
     hand_back,
     heartbeat,
     join_attempt,
+    still_receiving,
 )
 from shared.jobs.create import create_job, create_rescore, create_upload
 from shared.jobs.reconciler import Report, Stuck, reconcile, stuck_jobs
@@ -68,6 +69,7 @@ __all__ = [
     "send",
     "spool_input",
     "spool_part",
+    "still_receiving",
     "stuck_jobs",
     "write_batch",
 ]

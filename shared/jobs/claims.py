@@ -42,6 +42,7 @@ class Attempt:
     explain: bool  # each scored row carries its per-feature contributions
     lead: bool  # claimed the job; False for a worker that joined the running attempt to score parts
     content: bytes | None  # the only part's bytes, when the job has one part of at most INLINE_BYTES
+    receiving: bool = False  # the web was still storing the input's parts when this attempt began
 
 
 _CLAIMED = (
@@ -61,7 +62,9 @@ _CLAIMED = (
         heartbeat_at=bindparam("now"),
         error=None,
     )
-    .returning(Job.id, Job.attempts, Job.model_name, Job.model_sha256, Job.input_filename, Job.explain)
+    .returning(
+        Job.id, Job.attempts, Job.model_name, Job.model_sha256, Job.input_filename, Job.explain, Job.receiving_at
+    )
     .cte("claimed")
 )
 _PART_COUNT = select(func.count()).where(JobInputPart.job_id == _CLAIMED.c.id).scalar_subquery()
@@ -77,6 +80,7 @@ CLAIM = select(
     _CLAIMED.c.model_sha256,
     _CLAIMED.c.input_filename,
     _CLAIMED.c.explain,
+    _CLAIMED.c.receiving_at,
     JobInput.layout,
     JobInput.header,
     _PART_COUNT.label("parts"),
@@ -89,6 +93,7 @@ _JOIN = (
         Job.model_sha256,
         Job.input_filename,
         Job.explain,
+        Job.receiving_at,
         JobInput.layout,
         JobInput.header,
         select(func.count()).where(JobInputPart.job_id == Job.id).scalar_subquery().label("parts"),
@@ -113,21 +118,31 @@ def claim_job(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_a
     if found is None:
         return None
     connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+    receiving = found.receiving_at is not None
     return Attempt(
         job_id, found.attempts, found.model_name, found.model_sha256, found.input_filename, found.layout,
-        found.header, found.parts, found.explain, lead=True, content=found.content if found.parts == 1 else None,
+        found.header, found.parts, found.explain, lead=True,
+        content=found.content if found.parts == 1 and not receiving else None, receiving=receiving,
     )  # fmt: skip
 
 
 def join_attempt(session: Session, job_id: uuid.UUID) -> Attempt | None:
-    """The running attempt of a job stored in several parts, for a worker that helps score its parts."""
+    """The running attempt of a job stored in several parts (or still being received), for a worker that helps
+    score its parts."""
     found = session.connection().execute(_JOIN, {"job_id": job_id}).one_or_none()
-    if found is None or found.parts < 2:
+    receiving = found is not None and found.receiving_at is not None
+    if found is None or (found.parts < 2 and not receiving):
         return None
     return Attempt(
         job_id, found.attempts, found.model_name, found.model_sha256, found.input_filename, found.layout,
-        found.header, found.parts, found.explain, lead=False, content=None,
+        found.header, found.parts, found.explain, lead=False, content=None, receiving=receiving,
     )  # fmt: skip
+
+
+def still_receiving(session: Session, job_id: uuid.UUID) -> bool | None:
+    """Whether the web is still storing the job's input parts; None if the job is gone (its upload was refused)."""
+    found = session.execute(select(Job.receiving_at).where(Job.id == job_id)).one_or_none()
+    return None if found is None else found.receiving_at is not None
 
 
 # Every write of a running job is fenced by its attempt: a newer attempt (or the reconciler) makes it a no-op.

@@ -1,23 +1,28 @@
-"""A new job and its input, in the caller's transaction: stored whole as one part, or in parts as it is checked."""
+"""A new job and its input, in the caller's transaction: stored whole as one part, or in parts as it is checked
+(a large upload's first parts committed as they are stored, so that workers score them meanwhile)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, text, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared.intake.plain import Emit, Scanned
 from shared.intake.readers import Layout
-from shared.jobs.stored import PartWriter, store_whole
+from shared.jobs.stored import PartWriter, store_part, store_whole
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 
 # Built once: statements made per call cost more Python time than their round trip to the database.
 _INSERT_JOB, _INSERT_INPUT = insert(Job), insert(JobInput)
 _JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
+_DELETE_JOB = delete(Job).where(Job.id == bindparam("job_id"))
+log = logging.getLogger(__name__)
 
 
 def create_job(
@@ -61,20 +66,110 @@ def create_upload(
     scan: Callable[[Emit], Scanned],
     owner_id: int | None = None,
     explain: Callable[[int], bool] = lambda rows: False,
+    received: Callable[[uuid.UUID], object] = lambda job_id: None,
 ) -> Job:
     """Add a queued job for a plain CSV whose input is checked and stored in one pass: `scan` hands each part over
-    as it is cut; `explain` decides from the row count whether rows get their contributions. If either raises, the
-    caller rolls the transaction back and nothing of the job remains."""
+    as it is cut; `explain` decides from the row count whether rows get their contributions.
+
+    A file cut into one part is stored in the session's transaction. A file of several parts is received: once its
+    second part is cut, the job is committed with `receiving_at` set and `received` is told its id (the web puts
+    it on the queue), and each part but the last is committed as it is stored, so workers score the first parts
+    while the rest is checked. The last part is stored in the session's transaction with the job's totals, which
+    ends the receiving: the job cannot finish before the caller commits.
+
+    If `scan` or `explain` raises, the caller rolls the transaction back and nothing of the job remains: a received
+    job is deleted before the exception goes on (if the web process dies first, the reconciler deletes it).
+    """
     job = _new_job(JobKind.UPLOAD, model, filename, "csv", None, 0, "", owner_id, explain=False)
-    source = JobInput(job_id=job.id, media_type="text/csv", layout=Layout.PLAIN.value)
-    session.add(job)
-    session.add(source)
-    with PartWriter(session, job.id) as writer:
-        scanned = scan(writer.write)
-    job.rows_total, job.input_sha256 = scanned.summary.rows_total, scanned.sha256
-    job.input_delimiter, source.header = scanned.summary.delimiter, scanned.header
-    job.explain = explain(job.rows_total)
+    receiver = _Receiver(session, job, received)
+    try:
+        scanned = scan(receiver.emit)
+        first_row, rows, content = receiver.finish()
+        job.rows_total, job.input_sha256 = scanned.summary.rows_total, scanned.sha256
+        job.input_delimiter = scanned.summary.delimiter
+        job.explain = explain(job.rows_total)
+        if receiver.parts and job.explain:  # a defect of the caller's: received parts are scored unexplained
+            raise ValueError("rows to be explained must come in one part")
+    except BaseException:
+        receiver.abandon()
+        raise
+    finally:
+        receiver.close()
+    if receiver.parts:
+        job.receiving_at = None  # with the last part, in the caller's transaction
+        session.execute(update(JobInput).where(JobInput.job_id == job.id).values(header=scanned.header))
+    else:
+        session.add(job)
+        session.add(JobInput(job_id=job.id, media_type="text/csv", layout=Layout.PLAIN.value, header=scanned.header))
+        session.flush()
+    store_part(session, job.id, receiver.parts, first_row, rows, content)
     return job
+
+
+class _Receiver:
+    """The parts `scan` cuts, each held until the next comes: all but the last are stored and committed at once on a
+    connection of their own, the last is left for the caller's transaction."""
+
+    def __init__(self, session: Session, job: Job, received: Callable[[uuid.UUID], object]) -> None:
+        self._session, self._job, self._received = session, job, received
+        self._held: tuple[int, int, bytes] | None = None
+        self._connection: Connection | None = None
+        self._writer: PartWriter | None = None
+
+    @property
+    def parts(self) -> int:
+        """How many parts are stored and committed: 0 until the second part is cut."""
+        return self._writer.parts if self._writer is not None else 0
+
+    def emit(self, first_row: int, rows: int, blocks: Sequence[bytes]) -> None:
+        if self._held is not None:
+            if self._writer is None:
+                self._writer = self._receive(self._held[2])
+            self._writer.write(*self._held)
+        self._held = (first_row, rows, b"".join(blocks))
+
+    def _receive(self, first_part: bytes) -> PartWriter:
+        """Commit the job and its input's header line (the first part's first line), then say so; a writer."""
+        job = self._job
+        job.receiving_at = utcnow()
+        bind = self._session.get_bind()
+        engine = bind if isinstance(bind, Engine) else bind.engine
+        self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._connection.execute(_INSERT_JOB, {column: getattr(job, column) for column in _JOB_COLUMNS})
+        header = first_part[: first_part.index(b"\n") + 1]
+        self._connection.execute(
+            _INSERT_INPUT, {"job_id": job.id, "media_type": "text/csv", "layout": Layout.PLAIN.value, "header": header}
+        )
+        make_transient_to_detached(job)  # its row is committed: the caller's session updates it
+        self._session.add(job)
+        self._received(job.id)
+        return PartWriter(self._connection.connection.driver_connection, job.id).__enter__()
+
+    def finish(self) -> tuple[int, int, bytes]:
+        """Wait until every part sent is stored (raising what the database refused); the last part, held."""
+        if self._writer is not None:
+            self._writer.__exit__(None, None, None)
+        if self._held is None:
+            raise ValueError("scan cut no part")  # scan raises NotPlain for a file without rows
+        return self._held
+
+    def abandon(self) -> None:
+        """Delete a received job (its parts and any results scored from them go with it)."""
+        if self._connection is None:
+            return
+        try:
+            if self._writer is not None:
+                with contextlib.suppress(Exception):
+                    self._writer.__exit__(None, None, None)
+            self._connection.execute(_DELETE_JOB, {"job_id": self._job.id})
+        except Exception as exc:  # the database went away: the reconciler deletes the job once it is back
+            log.warning("job %s: the upload failed and the job could not be deleted (%s)", self._job.id,
+                        type(exc).__name__)  # fmt: skip
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 _COPY_INPUT = text(
@@ -139,4 +234,5 @@ def _new_job(
         error=None,
         purged_at=None,
         explain=explain,
+        receiving_at=None,
     )

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x6379_5C0E  # any constant; one advisory lock for the whole cluster
 _PUBLISH_GRACE = timedelta(seconds=5)  # the web request publishes right after its commit
+# A large upload's job is committed while the web still stores its parts, each of which bumps `receiving_at`; one
+# not bumped for the heartbeat staleness lost its web process (the client saw an error, or nothing), and goes whole.
+_ABANDONED = text("DELETE FROM jobs WHERE receiving_at < now() - make_interval(secs => :stale) RETURNING id")
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Report:
     requeued: list[uuid.UUID] = field(default_factory=list)
     gave_up: list[uuid.UUID] = field(default_factory=list)
     resent: list[uuid.UUID] = field(default_factory=list)
+    abandoned: list[uuid.UUID] = field(default_factory=list)  # uploads whose web process stopped storing them
     locked_out: bool = False
 
 
@@ -66,7 +70,9 @@ def _gave_up(job: Job, now: datetime) -> None:
 
 
 def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[tuple[uuid.UUID, str]]:
-    """Requeue or give up stale running jobs, close exhausted queued ones; claim the resends. Under the lock."""
+    """Delete abandoned uploads, requeue or give up stale running jobs, close exhausted queued ones; claim the
+    resends. Under the lock."""
+    report.abandoned += session.scalars(_ABANDONED, {"stale": settings.heartbeat_stale_after})
     stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
     for job in session.scalars(stale):
         if job.attempts >= settings.max_attempts:
@@ -89,7 +95,8 @@ def _settle(session: Session, settings: Settings, now: datetime, report: Report)
 
 
 def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Settings) -> Report:
-    """Requeue jobs whose worker stopped heartbeating, give up after the attempt limit, resend lost messages."""
+    """Requeue jobs whose worker stopped heartbeating, give up after the attempt limit, resend lost messages,
+    delete uploads whose web process stopped storing them."""
     report = Report()
     with sessions.begin() as session:
         if not _take_lock(session):
@@ -102,12 +109,13 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
                 mark_enqueued(session, [later for later, _ in to_send[i:]], None)
             break
         report.resent.append(job_id)
-    if report.requeued or report.gave_up or report.resent:
+    if report.requeued or report.gave_up or report.resent or report.abandoned:
         log.info(
-            "reconciled: requeued=%s gave_up=%s resent=%s",
+            "reconciled: requeued=%s gave_up=%s resent=%s abandoned=%s",
             [str(j) for j in report.requeued],
             [str(j) for j in report.gave_up],
             [str(j) for j in report.resent],
+            [str(j) for j in report.abandoned],
         )
     return report
 

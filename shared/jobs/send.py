@@ -67,7 +67,8 @@ def send(sessions: sessionmaker[Session], app: Celery, settings: Settings, job_i
     return True
 
 
-def invite_helpers(app: Celery, job_id: uuid.UUID, parts: int, fan_out: int) -> None:
-    """Put a job's id on the queue again, once for each other worker that could take one of its parts."""
-    for _ in range(min(parts - 1, fan_out)):
+def invite_helpers(app: Celery, job_id: uuid.UUID, parts: int | None, fan_out: int) -> None:
+    """Put a job's id on the queue again, once for each other worker that could take one of its parts (`fan_out`
+    times for a job whose parts are still being received: `parts` None)."""
+    for _ in range(fan_out if parts is None else min(parts - 1, fan_out)):
         publish(app, job_id)

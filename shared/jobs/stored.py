@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Sequence
 from contextlib import ExitStack
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -16,52 +16,67 @@ from shared.schema import JobInputPart
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # binary COPY's header, read back by _copy_out
 _INSERT_PART = insert(JobInputPart)
-# `%b`: the part's bytes go as a binary parameter, not escaped into text.
-_PIPELINED_PART = (
-    "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) VALUES (%s, %s, %s, %s, %b)"
+# `%b`: the part's bytes go as a binary parameter, not escaped into text. The job's `receiving_at` says when.
+_RECEIVED_PART = (
+    "WITH stored AS (INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) "
+    "VALUES (%s, %s, %s, %s, %b) RETURNING job_id) "
+    "UPDATE jobs SET receiving_at = now() FROM stored WHERE jobs.id = stored.job_id"
 )
 
 
 class PartWriter:
-    """Store a job's input part by part as it is read (its JobInput row must be in the session's transaction).
+    """Store a received job's input part by part as it is checked, on a connection in autocommit mode: each part
+    is committed as it is stored, so workers can score it while the caller checks the next.
 
-    Each part is its own INSERT, sent in pipeline mode: the server compresses and stores a part
-    while the caller checks the next one. `write` does not wait for the answer, only for the socket to take the
-    bytes, so the parts on their way stay few however slowly the server stores them. A refused part raises at a
-    later `write` or when the block ends; leaving it with an exception, the caller rolls the transaction back.
+    Each part is its own transaction, sent in pipeline mode: the server compresses and stores a part while the
+    caller checks the next one. Its COMMIT goes with it: in pipeline mode, the statements before a Sync (which waits
+    for the server) would otherwise share one transaction. `write` does not wait for the answer, only for the socket
+    to take the bytes, so the parts on their way stay few however slowly the server stores them. A refused part
+    raises at a later `write` or when the block ends, and leaves the connection usable.
 
     Not one COPY … FROM STDIN (FORMAT binary) for all parts, as before: PostgreSQL 15 buffers binary COPY rows
     until a thousand have arrived (its multi-insert buffer counts their size as the text line's, 0), so the
     server held every part in memory and stored them all only after the last byte.
     """
 
-    def __init__(self, session: Session, job_id: uuid.UUID) -> None:
-        self._session, self._job_id, self._parts = session, job_id, 0
+    def __init__(self, connection: Any, job_id: uuid.UUID) -> None:
+        self._connection, self._job_id, self.parts = connection, job_id, 0
         self._cursor: Any = None
         self._stack = ExitStack()
 
     def __enter__(self) -> PartWriter:
-        self._session.flush()
-        driver: Any = self._session.connection().connection.driver_connection
-        self._cursor = self._stack.enter_context(driver.cursor())
-        self._stack.enter_context(driver.pipeline())
+        self._cursor = self._stack.enter_context(self._connection.cursor())
+        self._stack.enter_context(self._connection.pipeline())
         return self
 
-    def write(self, first_row: int, row_count: int, blocks: Sequence[bytes]) -> None:
-        """Store the next part: `blocks` joined are its bytes, holding rows first_row .. + row_count - 1."""
-        number, self._parts = self._parts, self._parts + 1
-        content = b"".join(blocks)
-        self._cursor.execute(_PIPELINED_PART, (self._job_id, number, first_row, row_count, content))
+    def write(self, first_row: int, row_count: int, content: bytes) -> None:
+        """Store the next part, holding rows first_row .. + row_count - 1."""
+        number, self.parts = self.parts, self.parts + 1
+        self._cursor.execute("BEGIN")
+        # Not waiting for the disk: the upload's last, durable commit flushes every part before it (until then, a
+        # crash leaves a job still being received, which the reconciler deletes).
+        self._cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        self._cursor.execute(_RECEIVED_PART, (self._job_id, number, first_row, row_count, content))
+        self._cursor.execute("COMMIT")
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self._stack.__exit__(kind, error, trace)  # the pipeline's end: every result read, the first error raised
+        try:
+            self._stack.__exit__(kind, error, trace)  # the pipeline's end: every result read, the first error raised
+        finally:
+            if self._connection.info.transaction_status == TransactionStatus.INERROR:
+                self._connection.execute("ROLLBACK")  # the refused part's transaction, aborted
 
 
 def store_whole(session: Session, job_id: uuid.UUID, content: bytes, rows: int) -> None:
     """Store bytes already in memory as the job's one part (at once, in the session's transaction)."""
-    values = {"job_id": job_id, "part": 0, "first_row": 1, "row_count": rows, "content": content}
+    store_part(session, job_id, 0, 1, rows, content)
+
+
+def store_part(session: Session, job_id: uuid.UUID, part: int, first_row: int, rows: int, content: bytes) -> None:
+    """Store one part of the job's input in the session's transaction."""
+    values = {"job_id": job_id, "part": part, "first_row": first_row, "row_count": rows, "content": content}
     session.connection().execute(_INSERT_PART, values)
 
 

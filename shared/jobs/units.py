@@ -109,7 +109,8 @@ FROM (SELECT coalesce(sum(c.rows_scored), 0) AS scored, coalesce(sum(c.rows_reje
       FROM job_input_parts p LEFT JOIN part_claims c ON c.job_id = p.job_id AND c.part = p.part
       WHERE p.job_id = :job) AS t
 WHERE jobs.id = :job
-RETURNING t.scored, t.rejected, t.out_of_range, t.implausible, t.geometry, t.far, t.undone
+RETURNING t.scored, t.rejected, t.out_of_range, t.implausible, t.geometry, t.far, t.undone,
+    jobs.receiving_at IS NOT NULL AS receiving
 """)
 _HASHES = text("SELECT p.first_row, c.id_hashes FROM part_claims c JOIN job_input_parts p USING (job_id, part) "
                "WHERE c.job_id = :job")  # fmt: skip
@@ -173,7 +174,7 @@ def write_batch(
     if not heartbeat(session, unit.attempt):
         raise Superseded  # the job row is locked from here to the commit: nothing slow follows
     totals = session.execute(_JOB_TOTALS, {"job": unit.attempt.job_id}).one()
-    if not done or totals.undone:
+    if not done or totals.undone or totals.receiving:  # more parts are on their way
         return False
     job = {"job": unit.attempt.job_id}
     _mark_duplicates(session, unit.attempt.job_id, [(first, raw) for first, raw in session.execute(_HASHES, job)])
