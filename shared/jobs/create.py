@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared.intake.plain import Emit, Scanned
@@ -95,9 +95,8 @@ def create_upload(
         raise
     finally:
         receiver.close()
-    if receiver.parts:
+    if receiver.parts:  # its input row, with the header line, was committed when the receiving began
         job.receiving_at = None  # with the last part, in the caller's transaction
-        session.execute(update(JobInput).where(JobInput.job_id == job.id).values(header=scanned.header))
     else:
         session.add(job)
         session.add(JobInput(job_id=job.id, media_type="text/csv", layout=Layout.PLAIN.value, header=scanned.header))
