@@ -19,8 +19,13 @@ def database_url(settings: Settings) -> str:
     return embedded_database_url(settings.var_dir)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
+def make_engine(url: str, *, idle_in_transaction: float | None = None, **kwargs: Any) -> Engine:
+    """An engine whose connections give up connecting after 5 s; with `idle_in_transaction` (seconds), the server
+    ends a session left that long inside a transaction, and so releases its locks."""
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if idle_in_transaction is not None:
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={round(idle_in_transaction * 1000)}"
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

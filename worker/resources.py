@@ -42,7 +42,9 @@ def resources() -> Resources:
     global _current
     if _current is None:
         settings = get_settings()
-        engine = make_engine(database_url(settings))
+        # A worker frozen in a transaction (a stopped process, a paused VM) would hold its job's row lock, and the
+        # reconciler could never take the job back: the server ends such a session once its heartbeat is stale.
+        engine = make_engine(database_url(settings), idle_in_transaction=settings.heartbeat_stale_after)
         _current = Resources(settings, engine, make_sessionmaker(engine))
     elif _current.pid != os.getpid():
         _current.engine.dispose(close=False)
