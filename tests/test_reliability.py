@@ -8,6 +8,7 @@ reaches exactly one terminal state, and a succeeded job has exactly one result p
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from shared import jobs
@@ -47,6 +48,8 @@ from tests.reliability_support import (
     wait_running_midway,
 )
 from tests.support import post_upload
+from worker.loop import in_transaction
+from worker.resources import Resources
 
 STALE = float(FAST["CYTOSCORE_HEARTBEAT_STALE_AFTER"])
 RESEND = float(FAST["CYTOSCORE_QUEUED_RESEND_AFTER"])
@@ -439,12 +442,40 @@ def test_a_paused_worker_that_wakes_after_its_job_was_taken_over_writes_nothing(
     finally:
         kill(child, signal.SIGCONT)
     a.wait_for_log("superseded", 60)
+    # Its session, idle in a transaction past the staleness, was ended by PostgreSQL: a lost connection, not a defect.
+    assert "internal error" not in a.output(), a.output()[-4000:]
     wait_terminal(db, [job_id], BACK_IN_PLAY + WORK, scenario.env)
     found = assert_exactly_once(db, [job_id])[job_id]
     assert (found["status"], found["attempts"]) == ("succeeded", 2), found
     reference = upload(client, big_csv, "reference.csv")
     wait_terminal(db, [reference], WORK, scenario.env)
     assert _results(db, job_id) == _results(db, reference)
+
+
+def test_a_unit_of_work_whose_session_postgresql_ended_is_tried_again_not_called_a_defect(scenario, caplog):
+    # What the paused worker above meets when it wakes inside a transaction: PostgreSQL ended its session for lying
+    # idle past the limit (here 0.3 s). The unit of work is tried again whole on a new session, as after a restart.
+    engine = make_engine(scenario.db_url, idle_in_transaction=0.3)
+    res = Resources(scenario.settings(), engine, make_sessionmaker(engine))
+    sessions: list[tuple[bool, int]] = []
+
+    def work(session: Session, first_try: bool) -> int:
+        sessions.append((first_try, session.execute(text("SELECT pg_backend_pid()")).scalar_one()))
+        if first_try:
+            time.sleep(1.0)  # frozen inside the transaction
+        return session.execute(text("SELECT count(*) FROM jobs")).scalar_one()
+
+    job_id = uuid.uuid4()
+    try:
+        with caplog.at_level(logging.WARNING, logger="worker.loop"):
+            in_transaction(res, job_id, work)
+    finally:
+        engine.dispose()
+    assert [first for first, _ in sessions] == [True, False]
+    assert sessions[0][1] != sessions[1][1], "the second try ran on a new session"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"job {job_id}: database unreachable (InternalError); retrying in 0.2 s"
+    ]
 
 
 def _results(db: str, job_id: str) -> list[tuple]:

@@ -44,9 +44,23 @@ from worker.resources import Resources
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-# A dropped or refused connection (a database restart): the unit of work is retried whole. The raw COPY raises
-# psycopg's own error, which SQLAlchemy never sees to wrap.
-TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, psycopg.OperationalError)
+# A dropped or refused connection (a database restart), or a session PostgreSQL ended for lying idle in a transaction
+# past the heartbeat staleness (a paused process; its error is of class 25): the unit of work is retried whole. The
+# raw COPY raises psycopg's own error, which SQLAlchemy never sees to wrap.
+TRANSIENT = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` says the connection was refused or lost (SQLAlchemy wraps a session ended by the server as
+    the class of its error, with the connection marked invalid)."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+
+
 HANDED_BACK = "handed back"
 RECEIVING_POLL = 0.05  # seconds between looks for the next part of an upload the web is still storing
 
@@ -271,9 +285,9 @@ def _guarded(res: Resources, attempt: jobs.Attempt, work: Callable[[], str]) -> 
         return _fail(res, attempt, "; ".join(exc.problems))
     except SoftTimeLimitExceeded:
         return _fail(res, attempt, f"took longer than the limit of {res.settings.task_soft_time_limit} s")
-    except TRANSIENT:
-        raise  # the database stayed away past db_retry_for: the reconciler requeues the job once it is back
     except Exception as exc:
+        if transient(exc):
+            raise  # the database stayed away past db_retry_for: the reconciler requeues the job once it is back
         return _internal_error(res, attempt, exc)
     log.info("job %s: attempt %d %s", job_id, number, outcome)
     return outcome
@@ -309,8 +323,8 @@ def in_transaction(res: Resources, job_id: uuid.UUID, work: Callable[[Session, b
         try:
             with res.sessions.begin() as session:
                 return work(session, first_try)
-        except TRANSIENT as exc:
-            if time.monotonic() + pause > deadline:
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() + pause > deadline:
                 raise
             log.warning("job %s: database unreachable (%s); retrying in %.1f s", job_id, type(exc).__name__, pause)
             time.sleep(pause)
