@@ -27,6 +27,7 @@ from api.database import db
 from api.openapi import CSV, XLSX, document, errors, responses, spec
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
+from api.uploads import stream_form
 from api.waiting import wait_until_finished
 from shared.intake import FileRejected
 from shared.intake.cases import loads, too_deep
@@ -160,11 +161,11 @@ def create_job() -> ResponseReturnValue:
     try:
         if request.is_json:
             return _create_from_json(_json_body(), explain)
-        upload = request.files.get("file")
-        if upload is None:
+        form = stream_form()
+        if form.filename is None:
             abort(400, description="send a CSV or XLSX file in the multipart field `file`, or JSON with `cases`")
-        model = request.form.get("model") or None
-        return _accepted(submit_upload(upload.stream, upload.filename, model, explain))
+        model = form.fields.get("model") or None
+        return _accepted(submit_upload(form.body, form.filename, model, explain, size_hint=request.content_length))
     except FileRejected as exc:
         return _rejected(exc.problems)
     except UnknownModel as exc:

@@ -33,6 +33,7 @@ from api.api_v1 import find_job
 from api.database import db
 from api.registry import UnknownModel, all_models, model_meta
 from api.submit import check_cases, submit_cases, submit_upload
+from api.uploads import stream_form
 from shared.features import ALIASES
 from shared.intake import FileRejected
 from shared.schema import Job, JobKind, JobStatus, Role, User
@@ -126,15 +127,16 @@ def _upload_refused(problems: list[str], filename: str | None = None) -> Respons
 
 @bp.post("/uploads")
 def upload() -> ResponseReturnValue:
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
+    form = stream_form()
+    if not form.filename:
         return _upload_refused(["choose a CSV or XLSX file to upload"])
     try:
-        job = submit_upload(upload.stream, upload.filename, request.form.get("model") or None)
+        job = submit_upload(form.body, form.filename, form.fields.get("model") or None,
+                            size_hint=request.content_length)  # fmt: skip
     except FileRejected as exc:
-        return _upload_refused(exc.problems, upload.filename)
+        return _upload_refused(exc.problems, form.filename)
     except UnknownModel as exc:
-        return _upload_refused([str(exc.args[0])], upload.filename)
+        return _upload_refused([str(exc.args[0])], form.filename)
     return _accepted(job)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 from flask import abort, current_app
 from flask_login import current_user
@@ -24,14 +24,15 @@ from shared.intake import (
     FileRejected,
     Layout,
     Limits,
-    check_whole,
     features_in,
+    inspect_upload,
     read_header,
     sniff_format,
     validate_cases,
 )
 from shared.intake.plain import Emit, NotPlain, Scanned, scan
-from shared.intake.upload import check_size
+from shared.intake.source import HEAD, Incoming
+from shared.intake.upload import ZIP_MAGIC, check_size
 from shared.modelstore import best_fit, feature_ranges
 from shared.schema import Job, JobKind, JobStatus, Role
 from shared.settings import Settings
@@ -68,41 +69,63 @@ def explain_wanted(asked: str | None, rows: int) -> bool:
     return wanted
 
 
-def submit_upload(upload: IO[bytes], filename: str | None, model_name: str | None, explain: str | None = None) -> Job:
-    """Check the uploaded file (on disk, a block at a time) while storing it in parts, then queue it. A large file's
-    job goes on the queue with its first stored parts, so workers score them while the rest is checked.
+def submit_upload(
+    upload: Incoming, filename: str | None, model_name: str | None, explain: str | None = None,
+    *, size_hint: int | None = None,
+) -> Job:  # fmt: skip
+    """Check the uploaded file as it is read, once and in order (the request's body as it arrives), while storing
+    it in parts, then queue it. A large file's job goes on the queue with its first stored parts, so workers score
+    them while the rest arrives. A workbook, or a CSV that is not plainly written, is read whole, then checked.
 
-    Raises FileRejected with every whole-file problem; nothing is stored then. `explain`: see `explain_wanted`.
+    Raises FileRejected with every whole-file problem; nothing is stored then. `size_hint`: the body's length.
+    `explain`: see `explain_wanted`.
     """
     require(Role.LAB, Role.ADMIN)
-    model = model_meta(model_name) if model_name else model_for(read_header(upload, filename))
     settings = _settings()
     limits = Limits(max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows, max_columns=settings.max_columns)
     session = db()
     _check_in_flight(session)
+    first = upload.peek(HEAD)
+    if first.startswith(ZIP_MAGIC) or not first.strip():  # a workbook's header is in its sheet, anywhere in the zip
+        return _submit_whole(session, upload.read(), filename, model_name, limits, explain)
+    model = model_meta(model_name) if model_name else model_for(read_header(first, filename))
 
     # Rows to be explained are few, and their job is decided on its row count: such a file stays one part.
     split_min_bytes = settings.parallel_min_bytes if explain != "1" else limits.max_bytes + 1
 
     def scan_plain(emit: Emit) -> Scanned:
         return scan(upload, filename, model["features"], emit, limits, part_bytes=settings.part_bytes,
-                    split_min_bytes=split_min_bytes)  # fmt: skip
+                    split_min_bytes=split_min_bytes, size_hint=size_hint)  # fmt: skip
 
     try:
         job = jobs.create_upload(session, model=model, filename=filename, scan=scan_plain,
                                  owner_id=current_user.user_id, explain=lambda rows: explain_wanted(explain, rows),
                                  received=lambda job_id: jobs.publish(celery(), job_id))  # fmt: skip
-    except NotPlain:
+    except NotPlain as exc:
         session.rollback()  # nothing of the first pass stays
-        if sniff_format(upload, filename) == "xlsx":  # the container is checked here; the sheet, by the worker
-            job = _store_workbook(session, upload, filename, model, limits, explain == "1")
-            return _queue(session, job)
-        summary, content = check_whole(upload, filename, model["features"], limits)
-        media, layout = ("text/csv", Layout.CSV) if summary.format == "csv" else (XLSX, Layout.XLSX)
-        job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=media,
-                              layout=layout, input_format=summary.format, rows_total=summary.rows_total,
-                              filename=filename, delimiter=summary.delimiter, owner_id=current_user.user_id,
-                              explain=explain_wanted(explain, summary.rows_total))  # fmt: skip
+        return _submit_whole(session, exc.read + upload.read(), filename, model_name, limits, explain)
+    except BaseException:
+        session.rollback()
+        raise
+    return _queue(session, job)
+
+
+def _submit_whole(
+    session: Session, content: bytes, filename: str | None, model_name: str | None, limits: Limits, explain: str | None
+) -> Job:
+    """Queue a file read whole: a workbook, stored as sent for the worker to read and check (its container is
+    checked here), or a CSV checked here record by record."""
+    model = model_meta(model_name) if model_name else model_for(read_header(content, filename))
+    check_size(content, limits)
+    try:
+        if sniff_format(content, filename) == "xlsx":
+            job = _store_workbook(session, content, filename, model, explain == "1")
+        else:
+            summary = inspect_upload(content, filename, model["features"], limits)
+            job = jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type="text/csv",
+                                  layout=Layout.CSV, input_format="csv", rows_total=summary.rows_total,
+                                  filename=filename, delimiter=summary.delimiter, owner_id=current_user.user_id,
+                                  explain=explain_wanted(explain, summary.rows_total))  # fmt: skip
     except BaseException:
         session.rollback()
         raise
@@ -116,16 +139,14 @@ def model_for(header: Sequence[str]) -> dict[str, Any]:
 
 
 def _store_workbook(
-    session: Session, upload: IO[bytes], filename: str | None, model: dict[str, Any], limits: Limits, explain: bool
+    session: Session, content: bytes, filename: str | None, model: dict[str, Any], explain: bool
 ) -> Job:
     """Store an XLSX file whose container passed its checks, to be read and checked in the worker.
 
     Reading a sheet takes seconds (calamine: about 3 s for 100,000 rows of 32 cells here), which a web request
     should not hold a thread for; the worker reads it once, checks it whole and counts its rows before scoring.
     """
-    check_size(upload, limits)
-    upload.seek(0)
-    return jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=upload.read(), media_type=XLSX,
+    return jobs.create_job(session, kind=JobKind.UPLOAD, model=model, content=content, media_type=XLSX,
                            layout=Layout.XLSX, input_format="xlsx", rows_total=0, filename=filename,
                            owner_id=current_user.user_id, explain=explain)  # fmt: skip
 

@@ -11,7 +11,7 @@ from .cases import validate_cases
 from .columns import features_in
 from .errors import FileRejected, Limits
 from .readers import Layout, read_batches, read_rows
-from .upload import check_whole, inspect_upload, iter_batches, read_header, sniff_format
+from .upload import inspect_upload, iter_batches, read_header, sniff_format
 
 __all__ = [
     "Batch",
@@ -20,7 +20,6 @@ __all__ = [
     "Limits",
     "Problem",
     "UploadSummary",
-    "check_whole",
     "features_in",
     "inspect_upload",
     "iter_batches",

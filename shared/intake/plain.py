@@ -1,8 +1,9 @@
 """Plain CSV: comma- or tab-delimited UTF-8 without quotes, blank lines or lone CRs, every line as wide as the header.
 
-Most lab files are written so (the Kaggle file is). The web checks one with byte operations a block at a time
-(`scan`) and stores it in parts as it goes, so PostgreSQL stores one part while the next is checked; anything else
-raises `NotPlain` before a transaction could commit, and is checked by `upload.inspect_upload` and stored whole.
+Most lab files are written so (the Kaggle file is). The web checks one with byte operations a block at a time, as
+the body arrives (`scan`), and stores it in parts as it goes, so PostgreSQL stores one part while the next is
+checked; anything else raises `NotPlain`, holding what it read, and is checked by `upload.inspect_upload` and
+stored whole.
 Either way a file is accepted exactly when `inspect_upload` accepts it, with the same summary.
 
 The worker reads a plain part `batch_rows` lines at a time (`read_batches`): pandas' C parser reads the measurements
@@ -28,8 +29,8 @@ from .batch import Batch, UploadSummary
 from .columns import ColumnMap, check_features, match_header
 from .csvfile import detect_delimiter
 from .errors import FileRejected, Limits
-from .source import Content, head, stream
-from .upload import DEFAULT_LIMITS, TOO_MANY_ROWS, check_size, sniff_format
+from .source import HEAD, Content, Incoming, stream
+from .upload import DEFAULT_LIMITS, TOO_MANY_ROWS, ZIP_MAGIC, check_size, sniff_format
 from .validate import BatchBuilder, Ranges
 
 BLOCK = 8 << 20
@@ -48,11 +49,19 @@ class Scanned:
 
 
 class NotPlain(Exception):
-    """Not a plain CSV: the caller checks the file record by record instead (`upload.check_whole`)."""
+    """Not a plain CSV: the caller checks the file record by record instead (`upload.inspect_upload`).
+
+    `read` holds what the scan read of the upload and had not handed to `emit`: the parts handed on, `read`, then
+    the rest of the upload, are the whole file (the upload may be a body read once, as it arrives).
+    """
+
+    def __init__(self, read: bytes = b"") -> None:
+        super().__init__()
+        self.read = read
 
 
 def scan(
-    upload: IO[bytes],
+    upload: IO[bytes] | Incoming,
     filename: str | None,
     features: Sequence[str],
     emit: Emit,
@@ -60,51 +69,72 @@ def scan(
     *,
     part_bytes: int = 4 << 20,
     split_min_bytes: int = 16 << 20,
+    size_hint: int | None = None,
 ) -> Scanned:
     """Check a plainly written CSV and hand its parts to `emit` as they are cut; NotPlain for anything else.
 
-    A file of at least `split_min_bytes` is cut at the first line end after every `part_bytes`; a smaller one is
-    one part. FileRejected for a file too large, empty or not text (the same messages as `inspect_upload`).
+    `upload` is read once, from where it stands, a block at a time: a file, or a request's body as it arrives. A
+    file of at least `split_min_bytes` is cut at the first line end after every `part_bytes`; a smaller one is one
+    part. The size of a body as it arrives (`Incoming`) is not known before its end: `size_hint` (the request's
+    length) decides, and without it the file is cut. FileRejected for a file too large, empty or not text (the same
+    messages as `inspect_upload`).
     """
     features = check_features(features)
-    total = check_size(upload, limits)
-    first = head(upload)
-    if sniff_format(upload, filename) != "csv" or first[:1] in (b"\r", b"\n", b""):
-        raise NotPlain
-    delimiter = detect_delimiter(first)
-    if delimiter == ";" or b"\n" not in first:  # decimal commas need the full check; so does a header-only file
-        raise NotPlain
-    header_line = first[: first.index(b"\n") + 1]
-    if b'"' in header_line or b"\x00" in header_line or header_line.count(b"\r") != header_line.count(b"\r\n"):
-        raise NotPlain
-    header = _text(header_line).removeprefix("\ufeff").rstrip("\n").removesuffix("\r").split(delimiter)
-    if len(header) > limits.max_columns:
-        raise NotPlain
-    cmap, problems = match_header(header, features)
-    if problems or (cmap.unnamed and cmap.unnamed != (cmap.width - 1,)):
-        raise NotPlain
-    lines = _Lines(delimiter.encode(), cmap.width - 1, bool(cmap.unnamed))
-    cutter = _Cutter(emit, part_bytes if total >= split_min_bytes else total + 1)
+    total = size_hint if isinstance(upload, Incoming) else check_size(upload, limits)  # a file: from its start
+    largest = total if total is not None else limits.max_bytes
+    block = upload.read(BLOCK)
+    first = block[:HEAD]
+    try:
+        if not first.strip() or first.startswith(ZIP_MAGIC) or sniff_format(first, filename) != "csv":
+            raise NotPlain  # all blanks at the start (the full check tells empty from not), or a workbook
+        if first[:1] in (b"\r", b"\n"):
+            raise NotPlain
+        delimiter = detect_delimiter(first)
+        if delimiter == ";" or b"\n" not in first:  # decimal commas need the full check; so does a header-only file
+            raise NotPlain
+        header_line = first[: first.index(b"\n") + 1]
+        if b'"' in header_line or b"\x00" in header_line or header_line.count(b"\r") != header_line.count(b"\r\n"):
+            raise NotPlain
+        header = _text(header_line).removeprefix("\ufeff").rstrip("\n").removesuffix("\r").split(delimiter)
+        if len(header) > limits.max_columns:
+            raise NotPlain
+        cmap, problems = match_header(header, features)
+        if problems or (cmap.unnamed and cmap.unnamed != (cmap.width - 1,)):
+            raise NotPlain
+        lines = _Lines(delimiter.encode(), cmap.width - 1, bool(cmap.unnamed))
+    except NotPlain:
+        raise NotPlain(block) from None
+    cutter = _Cutter(emit, part_bytes if largest >= split_min_bytes else largest + 1)
     digest = hashlib.sha256()
     carry = b""
-    upload.seek(0)
-    while block := upload.read(BLOCK):
+    read = 0
+    while block:
+        read += len(block)
+        if read > limits.max_bytes:
+            raise FileRejected(f"the file is more than {limits.max_bytes} bytes; the limit is {limits.max_bytes} bytes")
         digest.update(block)
         data = carry + block
         end = data.rfind(b"\n") + 1
         carry, data = data[end:], data[:end]
         if data:
-            lines.check(data[len(header_line) :] if cutter.at_start else data)
+            try:
+                lines.check(data[len(header_line) :] if cutter.at_start else data)
+            except NotPlain:
+                raise NotPlain(cutter.pending + data + carry) from None
             if lines.rows > limits.max_rows:
                 raise FileRejected(TOO_MANY_ROWS.format(limits.max_rows))  # what inspect_upload says of it
             cutter.add(data)
+        block = upload.read(BLOCK)
     if carry:  # a last line without a line end
-        lines.check(carry + b"\n")
+        try:
+            lines.check(carry + b"\n")
+        except NotPlain:
+            raise NotPlain(cutter.pending + carry) from None
         cutter.add(carry, last_line=True)
     if lines.rows > limits.max_rows:
         raise FileRejected(TOO_MANY_ROWS.format(limits.max_rows))
     if lines.rows == 0:
-        raise NotPlain
+        raise NotPlain(cutter.pending)
     cutter.finish()
     summary = UploadSummary(
         format="csv",
@@ -162,6 +192,11 @@ class _Cutter:
     @property
     def at_start(self) -> bool:
         return self._header_pending and not self._pending
+
+    @property
+    def pending(self) -> bytes:
+        """What was added and not yet emitted."""
+        return b"".join(self._pending)
 
     def add(self, data: bytes, *, last_line: bool = False) -> None:
         while self._pending_bytes + len(data) > self._part_bytes:

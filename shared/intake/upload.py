@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import IO
 
 from .batch import Batch, UploadSummary
 from .cells import cell_text, is_blank
@@ -16,7 +15,7 @@ from .source import Content, head, size, stream, whole
 from .validate import BatchBuilder
 from .xlsxfile import OLE2_MAGIC, Workbook, first_row, zip_problems
 
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _CHECK_BATCH = 10_000
 DEFAULT_LIMITS = Limits()
 TOO_MANY_ROWS = "the file has more than {} data rows (the limit)"
@@ -29,7 +28,7 @@ def sniff_format(content: Content, filename: str | None) -> str:
         raise FileRejected("the file is empty")
     if first.startswith(OLE2_MAGIC):
         raise FileRejected("the file is an encrypted workbook or a legacy .xls file; save it as .xlsx or CSV UTF-8")
-    if first.startswith(_ZIP_MAGIC):
+    if first.startswith(ZIP_MAGIC):
         problems = zip_problems(content)
         if problems:
             raise FileRejected(problems)
@@ -139,21 +138,11 @@ def _inspect(source: _Source, features: tuple[str, ...], limits: Limits) -> Uplo
     )
 
 
-def check_size(upload: IO[bytes], limits: Limits) -> int:
+def check_size(upload: Content, limits: Limits) -> int:
     total = size(upload)
     if total > limits.max_bytes:
         raise FileRejected(f"the file is {total} bytes; the limit is {limits.max_bytes} bytes")
     return total
-
-
-def check_whole(
-    upload: IO[bytes], filename: str | None, features: Sequence[str], limits: Limits = DEFAULT_LIMITS
-) -> tuple[UploadSummary, bytes]:
-    """The record-by-record check of the whole file (in memory); FileRejected lists every problem."""
-    check_size(upload, limits)
-    upload.seek(0)
-    content = upload.read()
-    return inspect_upload(content, filename, features, limits), content
 
 
 def _checked_batches(source: _Source, cmap: ColumnMap, size: int) -> Iterator[list[list[object]]]:

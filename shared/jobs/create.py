@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from shared.intake.plain import Emit, Scanned
+from shared.intake.plain import Emit, NotPlain, Scanned
 from shared.intake.readers import Layout
 from shared.jobs.stored import PartWriter, store_part, store_whole
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
@@ -22,6 +22,7 @@ from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 _INSERT_JOB, _INSERT_INPUT = insert(Job), insert(JobInput)
 _JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
 _DELETE_JOB = delete(Job).where(Job.id == bindparam("job_id"))
+_PARTS = text("SELECT content FROM job_input_parts WHERE job_id = :job ORDER BY part")
 log = logging.getLogger(__name__)
 
 
@@ -78,7 +79,9 @@ def create_upload(
     ends the receiving: the job cannot finish before the caller commits.
 
     If `scan` or `explain` raises, the caller rolls the transaction back and nothing of the job remains: a received
-    job is deleted before the exception goes on (if the web process dies first, the reconciler deletes it).
+    job is deleted before the exception goes on (if the web process dies first, the reconciler deletes it). A
+    NotPlain goes on holding every byte the scan read (the parts it cut, the stored ones read back first), since
+    the upload may be a body that cannot be read again.
     """
     job = _new_job(JobKind.UPLOAD, model, filename, "csv", None, 0, "", owner_id, explain=False)
     receiver = _Receiver(session, job, received)
@@ -90,6 +93,10 @@ def create_upload(
         job.explain = explain(job.rows_total)
         if receiver.parts and job.explain:  # a defect of the caller's: received parts are scored unexplained
             raise ValueError("rows to be explained must come in one part")
+    except NotPlain as exc:
+        exc.read = receiver.take_back() + exc.read
+        receiver.abandon()
+        raise
     except BaseException:
         receiver.abandon()
         raise
@@ -151,6 +158,14 @@ class _Receiver:
         if self._held is None:
             raise ValueError("scan cut no part")  # scan raises NotPlain for a file without rows
         return self._held
+
+    def take_back(self) -> bytes:
+        """The bytes of every part cut so far, in order: those stored, read back once all are, then the one held."""
+        stored = b""
+        if self._writer is not None and self._connection is not None:
+            self._writer.__exit__(None, None, None)
+            stored = b"".join(bytes(content) for (content,) in self._connection.execute(_PARTS, {"job": self._job.id}))
+        return stored + (self._held[2] if self._held is not None else b"")
 
     def abandon(self) -> None:
         """Delete a received job (its parts and any results scored from them go with it)."""
