@@ -146,6 +146,17 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     flask_app.extensions["cytoscore.engine"].dispose()
 
 
+@pytest.fixture
+def parts_app(settings: Settings):  # type: ignore[no-untyped-def]
+    """The web with every upload stored in parts of 64 kB."""
+    from api import create_app
+
+    flask_app = create_app(settings.model_copy(update={"parallel_min_bytes": 1, "part_bytes": 64 * 1024}))
+    flask_app.config.update(TESTING=True)
+    yield flask_app
+    flask_app.extensions["cytoscore.engine"].dispose()
+
+
 @pytest.fixture(scope="session")
 def people(service_env: dict[str, str]) -> dict[str, Person]:
     """One account per role, made with the real CLI, each with an API token."""

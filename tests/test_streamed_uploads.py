@@ -9,7 +9,6 @@ import time
 import uuid
 
 import psycopg
-import pytest
 import requests
 
 from testkit.support import ServiceProcess, free_port, jittered_csv, multipart
@@ -89,24 +88,13 @@ def test_a_large_upload_is_checked_and_stored_while_its_body_still_arrives(servi
     assert rows == (150_000, 1, 150_000)
 
 
-@pytest.fixture
-def split_app(settings):  # type: ignore[no-untyped-def]
-    """The web with uploads stored in parts of 64 kB from the first byte on."""
-    from api import create_app
-
-    flask_app = create_app(settings.model_copy(update={"parallel_min_bytes": 1, "part_bytes": 64 * 1024}))
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["cytoscore.engine"].dispose()
-
-
-def test_a_file_found_not_plain_after_its_first_parts_were_stored_is_checked_whole(split_app, app, worker, people,
+def test_a_file_found_not_plain_after_its_first_parts_were_stored_is_checked_whole(parts_app, app, worker, people,
                                                                                    pg_url):  # fmt: skip
     lines = jittered_csv(110_000, seed=22).split(b"\n")  # 9.2 MB: the quote comes after 8 MB were checked, stored
     lines[109_990] = b'"J 109990",' + lines[109_990].split(b",", 1)[1]  # quoted: a CSV, but not a plain one
     content = b"\n".join(lines)
     filename = f"quoted-{uuid.uuid4().hex[:8]}.csv"
-    answer = post_upload(people["lab"].client(split_app), content, filename)
+    answer = post_upload(people["lab"].client(parts_app), content, filename)
     assert answer.status_code == 202, answer.get_json()
     done = wait_for_job(people["lab"].client(app), answer.get_json()["id"])
     assert done["status"] == "succeeded"
@@ -121,13 +109,13 @@ def test_a_file_found_not_plain_after_its_first_parts_were_stored_is_checked_who
     assert case == ("J 109990",)
 
 
-def test_a_form_part_after_the_file_is_refused_and_nothing_is_kept(split_app, worker, people, pg_url):
+def test_a_form_part_after_the_file_is_refused_and_nothing_is_kept(parts_app, worker, people, pg_url):
     filename = f"file-first-{uuid.uuid4().hex[:8]}.csv"
     body, content_type = multipart({}, jittered_csv(2_000, seed=23), filename)
     boundary = content_type.split("boundary=")[1]
     trailing = f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwdbc-rf4\r\n--{boundary}--\r\n'
     body = body.removesuffix(f"--{boundary}--\r\n".encode()) + trailing.encode()
-    answer = people["lab"].client(split_app).post("/api/v1/jobs", data=body, content_type=content_type)
+    answer = people["lab"].client(parts_app).post("/api/v1/jobs", data=body, content_type=content_type)
     assert answer.status_code == 400
     assert "send the file as the form's last field" in answer.get_json()["error"]
     assert _jobs_named(pg_url, filename) == []
