@@ -19,12 +19,17 @@ def database_url(settings: Settings) -> str:
     return embedded_database_url(settings.var_dir)
 
 
-def make_engine(url: str, *, idle_in_transaction: float | None = None, **kwargs: Any) -> Engine:
-    """An engine whose connections give up connecting after 5 s; with `idle_in_transaction` (seconds), the server
-    ends a session left that long inside a transaction, and so releases its locks."""
+WORKER_SESSIONS = "cytoscore-worker"  # the application_name of a worker's sessions (`shared.jobs.reconciler`)
+
+
+def make_engine(url: str, *, stalled_after: float | None = None, **kwargs: Any) -> Engine:
+    """An engine whose connections give up connecting after 5 s. With `stalled_after` (seconds), a worker's: its
+    sessions are named `WORKER_SESSIONS`, and the server ends one left that long idle inside a transaction, which
+    releases the transaction's locks (the reconciler ends one paused in the middle of a COPY)."""
     connect_args: dict[str, Any] = {"connect_timeout": 5}
-    if idle_in_transaction is not None:
-        connect_args["options"] = f"-c idle_in_transaction_session_timeout={round(idle_in_transaction * 1000)}"
+    if stalled_after is not None:
+        connect_args["application_name"] = WORKER_SESSIONS
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={round(stalled_after * 1000)}"
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 

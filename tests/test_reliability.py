@@ -455,7 +455,7 @@ def test_a_paused_worker_that_wakes_after_its_job_was_taken_over_writes_nothing(
 def test_a_unit_of_work_whose_session_postgresql_ended_is_tried_again_not_called_a_defect(scenario, caplog):
     # What the paused worker above meets when it wakes inside a transaction: PostgreSQL ended its session for lying
     # idle past the limit (here 0.3 s). The unit of work is tried again whole on a new session, as after a restart.
-    engine = make_engine(scenario.db_url, idle_in_transaction=0.3)
+    engine = make_engine(scenario.db_url, stalled_after=0.3)
     res = Resources(scenario.settings(), engine, make_sessionmaker(engine))
     sessions: list[tuple[bool, int]] = []
 
@@ -476,6 +476,40 @@ def test_a_unit_of_work_whose_session_postgresql_ended_is_tried_again_not_called
     assert [r.getMessage() for r in caplog.records] == [
         f"job {job_id}: database unreachable (InternalError); retrying in 0.2 s"
     ]
+
+
+def test_a_worker_session_paused_in_the_middle_of_a_copy_is_ended_by_the_reconciler(scenario):
+    # A process paused while it sends a batch's rows: its session is active, waiting for its client, which no
+    # server timeout ends. Once it has waited past the staleness (here 0.3 s), the reconciler ends it, and with it
+    # the locks it holds.
+    engine = make_engine(scenario.db_url, stalled_after=0.3)
+    res = Resources(scenario.settings(), engine, make_sessionmaker(engine))
+    quick = scenario.settings().model_copy(update={"heartbeat_stale_after": 0.3})
+    observer = make_engine(scenario.db_url)
+    seen: list[tuple[int, bool]] = []
+
+    def work(session: Session, first_try: bool) -> None:
+        session.execute(text("SELECT pg_advisory_xact_lock(4242)"))  # stands for the rows a batch locks
+        session.execute(text("CREATE TEMP TABLE stalled (x int) ON COMMIT DROP"))
+        if not first_try:
+            return
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy("COPY stalled FROM STDIN") as copy:
+            copy.write_row((1,))
+            time.sleep(0.6)  # frozen mid-COPY, past the staleness
+            report = jobs.reconcile(make_sessionmaker(observer), make_celery(quick), quick)
+            time.sleep(0.5)  # the ended session's locks go with it
+            with observer.connect() as other:
+                free = other.execute(text("SELECT pg_try_advisory_lock(4242)")).scalar_one()
+                other.execute(text("SELECT pg_advisory_unlock_all()"))
+            seen.append((report.ended, free))
+
+    try:
+        in_transaction(res, uuid.uuid4(), work)  # then tried again on a new session
+    finally:
+        engine.dispose()
+        observer.dispose()
+    assert seen == [(1, True)]
 
 
 def _results(db: str, job_id: str) -> list[tuple]:

@@ -43,8 +43,8 @@ def resources() -> Resources:
     if _current is None:
         settings = get_settings()
         # A worker frozen in a transaction (a stopped process, a paused VM) would hold its job's row lock, and the
-        # reconciler could never take the job back: the server ends such a session once its heartbeat is stale.
-        engine = make_engine(database_url(settings), idle_in_transaction=settings.heartbeat_stale_after)
+        # reconciler could never take the job back: its session is ended once its heartbeat is stale.
+        engine = make_engine(database_url(settings), stalled_after=settings.heartbeat_stale_after)
         _current = Resources(settings, engine, make_sessionmaker(engine))
     elif _current.pid != os.getpid():
         _current.engine.dispose(close=False)

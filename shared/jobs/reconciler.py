@@ -11,6 +11,7 @@ from celery import Celery
 from sqlalchemy import ColumnElement, and_, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db import WORKER_SESSIONS
 from shared.jobs.claims import GAVE_UP, close_exhausted
 from shared.jobs.send import mark_enqueued, publish, queue_for
 from shared.schema import Job, JobStatus, utcnow
@@ -22,6 +23,13 @@ _LOCK_KEY = 0x6379_5C0E  # any constant; one advisory lock for the whole cluster
 _PUBLISH_GRACE = timedelta(seconds=5)  # the web request publishes right after its commit
 # A large upload's job is committed while the web still stores its parts, each of which bumps `receiving_at`; one
 # not bumped for the heartbeat staleness lost its web process (the client saw an error, or nothing), and goes whole.
+# A worker paused while it sends a batch (COPY … FROM STDIN) holds its locks in a session that is neither idle nor
+# running: the server waits for its client, and no timeout of its own ends that. Past the staleness, it is ended.
+_END_STALLED = text("""
+SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = :name AND state = 'active' AND wait_event = 'ClientRead'
+  AND query_start < now() - make_interval(secs => :stale)
+""")
 _ABANDONED = text("DELETE FROM jobs WHERE receiving_at < now() - make_interval(secs => :stale) RETURNING id")
 
 
@@ -31,6 +39,7 @@ class Report:
     gave_up: list[uuid.UUID] = field(default_factory=list)
     resent: list[uuid.UUID] = field(default_factory=list)
     abandoned: list[uuid.UUID] = field(default_factory=list)  # uploads whose web process stopped storing them
+    ended: int = 0  # worker sessions ended, paused in the middle of sending a batch
     locked_out: bool = False
 
 
@@ -72,6 +81,7 @@ def _gave_up(job: Job, now: datetime) -> None:
 def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[tuple[uuid.UUID, str]]:
     """Delete abandoned uploads, requeue or give up stale running jobs, close exhausted queued ones; claim the
     resends. Under the lock."""
+    report.ended += session.scalar(_END_STALLED, {"name": WORKER_SESSIONS, "stale": settings.heartbeat_stale_after})
     report.abandoned += session.scalars(_ABANDONED, {"stale": settings.heartbeat_stale_after})
     stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
     for job in session.scalars(stale):
@@ -109,13 +119,14 @@ def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Set
                 mark_enqueued(session, [later for later, _ in to_send[i:]], None)
             break
         report.resent.append(job_id)
-    if report.requeued or report.gave_up or report.resent or report.abandoned:
+    if report.requeued or report.gave_up or report.resent or report.abandoned or report.ended:
         log.info(
-            "reconciled: requeued=%s gave_up=%s resent=%s abandoned=%s",
+            "reconciled: requeued=%s gave_up=%s resent=%s abandoned=%s stalled_sessions_ended=%d",
             [str(j) for j in report.requeued],
             [str(j) for j in report.gave_up],
             [str(j) for j in report.resent],
             [str(j) for j in report.abandoned],
+            report.ended,
         )
     return report
 
