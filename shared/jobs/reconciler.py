@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x6379_5C0E  # any constant; one advisory lock for the whole cluster
 _PUBLISH_GRACE = timedelta(seconds=5)  # the web request publishes right after its commit
-# A large upload's job is committed while the web still stores its parts, each of which bumps `receiving_at`; one
-# not bumped for the heartbeat staleness lost its web process (the client saw an error, or nothing), and goes whole.
 # A worker paused while it sends a batch (COPY … FROM STDIN) holds its locks in a session that is neither idle nor
 # running: the server waits for its client, and no timeout of its own ends that. Past the staleness, it is ended.
 _END_STALLED = text("""
@@ -30,6 +28,8 @@ SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
 WHERE datname = current_database() AND application_name = :name AND state = 'active' AND wait_event = 'ClientRead'
   AND query_start < now() - make_interval(secs => :stale)
 """)
+# A large upload's job is committed while the web still stores its parts, each of which bumps `receiving_at`; one
+# not bumped for the heartbeat staleness lost its web process (the client saw an error, or nothing), and goes whole.
 _ABANDONED = text("DELETE FROM jobs WHERE receiving_at < now() - make_interval(secs => :stale) RETURNING id")
 
 
@@ -79,8 +79,8 @@ def _gave_up(job: Job, now: datetime) -> None:
 
 
 def _settle(session: Session, settings: Settings, now: datetime, report: Report) -> list[tuple[uuid.UUID, str]]:
-    """Delete abandoned uploads, requeue or give up stale running jobs, close exhausted queued ones; claim the
-    resends. Under the lock."""
+    """End paused workers' sessions, delete abandoned uploads, requeue or give up stale running jobs, close
+    exhausted queued ones; claim the resends. Under the lock."""
     report.ended += session.scalar(_END_STALLED, {"name": WORKER_SESSIONS, "stale": settings.heartbeat_stale_after})
     report.abandoned += session.scalars(_ABANDONED, {"stale": settings.heartbeat_stale_after})
     stale = select(Job).where(_stale_running(settings, now)).with_for_update(skip_locked=True)
@@ -105,8 +105,8 @@ def _settle(session: Session, settings: Settings, now: datetime, report: Report)
 
 
 def reconcile(sessions: sessionmaker[Session], celery_app: Celery, settings: Settings) -> Report:
-    """Requeue jobs whose worker stopped heartbeating, give up after the attempt limit, resend lost messages,
-    delete uploads whose web process stopped storing them."""
+    """Requeue jobs whose worker stopped heartbeating (ending its session if it is paused mid-COPY), give up after
+    the attempt limit, resend lost messages, delete uploads whose web process stopped storing them."""
     report = Report()
     with sessions.begin() as session:
         if not _take_lock(session):
