@@ -206,11 +206,11 @@ def in_process(path: Path, model_name: str, dsn: str) -> tuple[float, str]:
         )
         with cur.copy(
             "COPY results (job_id, row_number, case_id, diagnosis, probability_malignant, model_version, part)"
-            " FROM STDIN"
+            " FROM STDIN (FORMAT binary)"  # as the workers write theirs (shared.jobs.results)
         ) as copy:
-            key = str(job_id)  # as text, like the workers: psycopg dumps a str without a Python call per row
+            copy.set_types(["uuid", "int4", "text", "text", "float8", "text", "int4"])
             for i, (case, label, p) in enumerate(zip(frame["id"], labels, probs.tolist(), strict=True), 1):
-                copy.write_row((key, i, case, label, p, model.version, 0))
+                copy.write_row((job_id, i, case, label, p, model.version, 0))
     elapsed = time.perf_counter() - start
     with psycopg.connect(dsn) as conn:  # the system's job then starts from the same empty table
         conn.execute("TRUNCATE results")

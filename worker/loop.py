@@ -221,8 +221,7 @@ def result_rows(
 ) -> list[tuple[Any, ...]]:
     """Score a batch: one result tuple per row (`shared.jobs.results.COLUMNS` order), read from the input's stored
     `part`; rejected rows carry their reasons and no answer; with `explain`, each scored row its contributions (as
-    JSON text); a scored row with a supplied diagnosis, whether it was a training row. The job id goes as text
-    too, which COPY dumps as is."""
+    JSON text); a scored row with a supplied diagnosis, whether it was a training row."""
     n = len(batch.rows)
     labels = np.full(n, None, dtype=object)
     probs = np.full(n, None, dtype=object)
@@ -241,7 +240,7 @@ def result_rows(
             explanations[batch.ok] = [json.dumps(e.as_json()) for e in explained]
     return list(
         zip(
-            repeat(str(job_id), n),
+            repeat(job_id, n),
             batch.rows.tolist(),
             batch.case_ids,
             labels.tolist(),

@@ -7,25 +7,29 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-COLUMNS = (
-    "job_id",
-    "row_number",
-    "case_id",
-    "diagnosis",
-    "probability_malignant",
-    "model_version",
-    "supplied_diagnosis",
-    "out_of_range",
-    "warning",
-    "error",
-    "part",
-    "explanation",
-    "trained_on",
+#: A result row's columns in order, each with the type COPY's binary format sends it as: a varchar or json value
+#: goes as text, the same bytes (the server checks it as the column's type).
+_TYPED = (
+    ("job_id", "uuid"),
+    ("row_number", "int4"),
+    ("case_id", "text"),
+    ("diagnosis", "text"),
+    ("probability_malignant", "float8"),
+    ("model_version", "text"),
+    ("supplied_diagnosis", "text"),
+    ("out_of_range", "text"),
+    ("warning", "text"),
+    ("error", "text"),
+    ("part", "int4"),
+    ("explanation", "text"),
+    ("trained_on", "bool"),
 )
+COLUMNS = tuple(name for name, _ in _TYPED)
 _COLS = ", ".join(COLUMNS)
-_COPY = f"COPY results ({_COLS}) FROM STDIN"
+# Binary: no value is formatted as text on our side or parsed from it on the server's, floats go bit for bit.
+_COPY = f"COPY results ({_COLS}) FROM STDIN (FORMAT binary)"
 _STAGING = "CREATE TEMP TABLE IF NOT EXISTS results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-_COPY_STAGED = f"COPY results_staging ({_COLS}) FROM STDIN"
+_COPY_STAGED = f"COPY results_staging ({_COLS}) FROM STDIN (FORMAT binary)"
 _MOVE_STAGED = (
     f"INSERT INTO results ({_COLS}) SELECT {_COLS} FROM results_staging "  # noqa: S608 - constant names
     "ON CONFLICT (job_id, row_number) DO NOTHING"
@@ -46,6 +50,7 @@ def write_results(session: Session, rows: Sequence[tuple[Any, ...]], *, fresh: b
         if not fresh:
             cur.execute(_STAGING)
         with cur.copy(_COPY if fresh else _COPY_STAGED) as copy:
+            copy.set_types([kind for _, kind in _TYPED])
             for row in rows:
                 copy.write_row(row)
         if not fresh:

@@ -51,29 +51,30 @@ def only_part(attempt: Attempt) -> Unit:
     return Unit(attempt, 0, 1, None, attempt.number == 1, attempt.content)
 
 
-_CLAIM_PART = text("""
+# Run on the driver's connection, binary: a part's bytes arrive as they are, not as hex text twice their size.
+_CLAIM_PART = """
 WITH candidate AS (
     SELECT p.part FROM job_input_parts p
     LEFT JOIN part_claims c ON c.job_id = p.job_id AND c.part = p.part
-    WHERE p.job_id = :job AND (c.job_id IS NULL OR (c.done_at IS NULL AND (c.attempt < :attempt
-          OR c.claimed_at < now() - make_interval(secs => :stale))))
+    WHERE p.job_id = %(job)s AND (c.job_id IS NULL OR (c.done_at IS NULL AND (c.attempt < %(attempt)s
+          OR c.claimed_at < now() - make_interval(secs => %(stale)s))))
     ORDER BY p.part
     LIMIT 1
     FOR UPDATE OF p SKIP LOCKED
 ), claimed AS (
     INSERT INTO part_claims (job_id, part, attempt, token, worker, claimed_at, claims, rows_scored, rows_rejected)
-    SELECT :job, part, :attempt, :token, :worker, now(), 1, 0, 0 FROM candidate
+    SELECT %(job)s, part, %(attempt)s, %(token)s, %(worker)s, now(), 1, 0, 0 FROM candidate
     ON CONFLICT (job_id, part) DO UPDATE
         SET attempt = EXCLUDED.attempt, token = EXCLUDED.token, worker = EXCLUDED.worker,
             claimed_at = EXCLUDED.claimed_at, claims = part_claims.claims + 1, rows_scored = 0, rows_rejected = 0,
             rows_out_of_range = 0, rows_implausible = 0, rows_geometry = 0, rows_far = 0
         WHERE part_claims.done_at IS NULL AND (part_claims.attempt < EXCLUDED.attempt
-              OR part_claims.claimed_at < now() - make_interval(secs => :stale))
+              OR part_claims.claimed_at < now() - make_interval(secs => %(stale)s))
     RETURNING part, claims
 )
 SELECT c.part, c.claims, p.first_row, p.content
-FROM claimed c JOIN job_input_parts p ON p.job_id = :job AND p.part = c.part
-""")
+FROM claimed c JOIN job_input_parts p ON p.job_id = %(job)s AND p.part = c.part
+"""
 
 
 def claim_part(session: Session, attempt: Attempt, *, worker: str, stale_after: float) -> Unit | None:
@@ -81,10 +82,13 @@ def claim_part(session: Session, attempt: Attempt, *, worker: str, stale_after: 
     token = uuid.uuid4()
     values = {"job": attempt.job_id, "attempt": attempt.number, "token": token, "worker": worker,
               "stale": stale_after}  # fmt: skip
-    for _ in range(3):  # a conflicting insert by another worker returns nothing: look again
-        found = session.execute(_CLAIM_PART, values).one_or_none()
-        if found is not None:
-            return Unit(attempt, found.part, found.first_row, token, found.claims == 1, bytes(found.content))
+    conn: Any = session.connection().connection.driver_connection
+    with conn.cursor(binary=True) as cur:
+        for _ in range(3):  # a conflicting insert by another worker returns nothing: look again
+            found = cur.execute(_CLAIM_PART, values).fetchone()
+            if found is not None:
+                part, claims, first_row, content = found
+                return Unit(attempt, part, first_row, token, claims == 1, bytes(content))
     return None
 
 
