@@ -46,7 +46,7 @@ train: install
 
 # Figures for docs/performance.md; needs PostgreSQL and Redis like the tests. Not timed tests: one table to read,
 # also in bench/results/bench.json. BENCH_ARGS=--quick skips the 1M-row runs; `python -m bench.report --from-json
-# --docs` copies the last table into docs/performance.md again.
+# --docs` makes the table again from the last runs and copies it into docs/performance.md.
 bench: install
 	$(BIN)/python -m bench.report --docs $(BENCH_ARGS)
 

@@ -5,8 +5,9 @@ writes it to bench/results/bench.json; `--docs` also rewrites docs/performance.m
 and <!-- bench:end -->. Parts: `upload-100k` (bench.upload_throughput, 100,000 rows, 2 workers), `xlsx-100k` (the
 same rows as a workbook), `upload-1m` (1,000,000 rows, three runs in turns), `scaling` (bench.scaling, 1M rows with
 1 and 2 workers, three runs of each), `single` (bench.single_case), `floor` (bench.single_case_floor), `load`
-(bench.load), `clinicians` (bench.clinicians_first). `--quick` skips the 1M-row runs; `--from-json` prints the last
-bench.json again and runs nothing. Figures, not timed tests: a goal missed is reported, never an error.
+(bench.load), `clinicians` (bench.clinicians_first). `--quick` skips the 1M-row runs; `--from-json` runs nothing: it
+makes the table again from the runs saved in bench.json. Figures, not timed tests: a goal missed is reported,
+never an error.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def upload_rows(runs: dict[str, dict[str, Any]]) -> list[Row]:
                _ratio(xlsx_s, csv_s), "≤ 3.00", None if xlsx_s is None or csv_s is None else xlsx_s <= 3 * csv_s,
                csv_s, "CSV")  # fmt: skip
     return [
-        end_to_end(u1m, f"1M-row upload, end to end, 2 workers{_medians(u1m)}", 0.70),
+        end_to_end(u1m, f"1M-row upload, end to end, 2 workers{_medians(u1m)}", 0.90),
         end_to_end(u100, "100k-row upload, end to end, 2 workers", None),
         xlsx,
         scaling,
@@ -291,8 +292,9 @@ def main() -> None:
         raise SystemExit(problem)  # before hours of runs, not after
     RESULTS.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
-    if args.from_json:
-        report = json.loads((RESULTS / "bench.json").read_text())
+    if args.from_json:  # the table made again from the saved runs, by this code: the same figures, today's goals
+        saved = json.loads((RESULTS / "bench.json").read_text())
+        report = {**build(saved["runs"], saved["command"]), "date": saved["date"], "machine": saved["machine"]}
     else:
         parts = args.only or (list(QUICK) if args.quick else list(PARTS))
         command = args.command or " ".join(["python -m bench.report", *sys.argv[1:]]).replace(" --docs", "")
