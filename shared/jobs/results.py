@@ -26,7 +26,7 @@ _TYPED = (
 )
 COLUMNS = tuple(name for name, _ in _TYPED)
 _COLS = ", ".join(COLUMNS)
-# Binary: no value is formatted as text on our side or parsed from it on the server's, floats go bit for bit.
+# Binary: no value is formatted as text on our side, none parsed from text on the server's.
 _COPY = f"COPY results ({_COLS}) FROM STDIN (FORMAT binary)"
 _STAGING = "CREATE TEMP TABLE IF NOT EXISTS results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 _COPY_STAGED = f"COPY results_staging ({_COLS}) FROM STDIN (FORMAT binary)"
