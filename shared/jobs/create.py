@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,14 +16,13 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from shared.intake.plain import Emit, NotPlain, Scanned
 from shared.intake.readers import Layout
-from shared.jobs.stored import PartWriter, store_part, store_whole
+from shared.jobs.stored import PartWriter, spool_input, store_part, store_whole
 from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
 
 # Built once: statements made per call cost more Python time than their round trip to the database.
 _INSERT_JOB, _INSERT_INPUT = insert(Job), insert(JobInput)
 _JOB_COLUMNS = tuple(column.key for column in Job.__table__.columns)
 _DELETE_JOB = delete(Job).where(Job.id == bindparam("job_id"))
-_PARTS = text("SELECT content FROM job_input_parts WHERE job_id = :job ORDER BY part")
 log = logging.getLogger(__name__)
 
 
@@ -161,11 +161,12 @@ class _Receiver:
 
     def take_back(self) -> bytes:
         """The bytes of every part cut so far, in order: those stored, read back once all are, then the one held."""
-        stored = b""
+        stored = io.BytesIO()
         if self._writer is not None and self._connection is not None:
             self._writer.__exit__(None, None, None)
-            stored = b"".join(bytes(content) for (content,) in self._connection.execute(_PARTS, {"job": self._job.id}))
-        return stored + (self._held[2] if self._held is not None else b"")
+            with Session(self._connection) as session:
+                spool_input(session, self._job.id, stored)
+        return stored.getvalue() + (self._held[2] if self._held is not None else b"")
 
     def abandon(self) -> None:
         """Delete a received job (its parts and any results scored from them go with it)."""
