@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | s
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
+	# The lock holds every dependency: --no-deps keeps pip's resolver out (pip 23 refuses a hashed lock once an
+	# extra, such as weasyprint's fonttools[woff], has a newer release than the pin); pip check proves it whole.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements/dev.lock
+	$(BIN)/pip check
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $@
 

