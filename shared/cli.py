@@ -51,8 +51,10 @@ def _worker_argvs(settings: Settings, concurrency: int) -> list[tuple[list[str],
 
     Single cases and jobs of a few rows have a queue of their own and a pool process of their own, so a
     clinician's case never waits for a lab's file; files go to the other worker's `concurrency` processes.
+    Celery puts its working directory first on the import path: it starts in the project's folder, as gunicorn
+    does (`--chdir`), so the code it runs is this installation's, wherever `cytoscore worker` was started.
     """
-    common = [_bin("celery"), "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+    common = [_bin("celery"), "--workdir", str(ROOT), "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
     return [
         ([*common, "--concurrency", "1", "--queues", settings.cases_queue, "--hostname", _node("cases")],
          {"CYTOSCORE_WORKER_ROLE": "cases"}),

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from testkit.support import QUEUES, RF4, ServiceProcess, forget_queues, fresh_queue, make_person
+from testkit.support import QUEUES, RF4, WORKER_NODES, ServiceProcess, forget_queues, fresh_queue, make_person
 
 CASE = {"case_id": "a", **dict.fromkeys(RF4, 12.5)}
 CASE["texture_mean"], CASE["smoothness_mean"], CASE["compactness_mean"] = 18.0, 0.1, 0.1
@@ -144,6 +144,26 @@ def test_each_worker_node_has_a_name_of_its_own(settings):
     names = [argv[argv.index("--hostname") + 1] for argv, _ in _worker_argvs(settings, 2)]
     assert len(set(names)) == 2 and all(not n.startswith("celery@") for n in names)
     assert all(f"-{os.getpid()}@" in n for n in names)  # unique per `cytoscore worker` process on a host
+
+
+def test_a_worker_started_in_another_projects_folder_scores_with_its_own_code(tmp_path, service_env, settings):
+    """Celery imports from its working directory first: a folder holding another `worker` package must not change
+    what `cytoscore worker` runs."""
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "__init__.py").write_text('raise SystemExit("another project\'s worker package")\n')
+    queue = fresh_queue("started-elsewhere")
+    proc = ServiceProcess(["worker"], {**service_env, "CYTOSCORE_QUEUE": queue}, tmp_path / "worker.log", cwd=tmp_path)
+    from api import create_app
+
+    app = create_app(settings.model_copy(update={"queue": queue}))
+    try:
+        proc.wait_for_log("ready.", timeout=90, count=WORKER_NODES)
+        answer = make_person(service_env, "lab").client(app).post("/api/v1/jobs?wait=30", json={"cases": [CASE]})
+        assert answer.status_code == 201, answer.get_json()
+        assert answer.get_json()["results"][0]["diagnosis"] in ("M", "B")
+    finally:
+        proc.stop()
+        app.extensions["cytoscore.engine"].dispose()
 
 
 @pytest.mark.parametrize("edit", ["a feature dropped", "a probability changed"])
