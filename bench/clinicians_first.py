@@ -7,7 +7,12 @@ upload and ten 10k-row uploads are sent, and the crowd's cases are timed in two 
 start to arrive (the web checks and stores them, the 10k-row jobs are scored), the other once the 1M-row job is
 being scored. Each case's time runs from the request sent to its answer received.
 
-Usage: python -m bench.clinicians_first [--cases 200] [--clients 10] [--idle 100] [--big 1000000] [--json PATH]
+With `--rate R` the crowd is open instead, as a clinic's cases come: one case sent every 1/R s whatever the
+answers before it, `--cases` of them with nothing else running, then from a second after the files start until the
+1M-row job has finished (not part of `make bench`, whose rows follow issue 22's closed crowd).
+
+Usage: python -m bench.clinicians_first [--cases 200] [--clients 10 | --rate R] [--idle 100] [--big 1000000]
+       [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import os
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,7 @@ import numpy as np
 import psycopg
 
 from bench.single_case import cases
-from bench.stack import file_upload, machine_busy_seconds, save_json, throwaway_stack
+from bench.stack import FINISHED, file_upload, machine_busy_seconds, save_json, throwaway_stack
 from bench.upload_throughput import services
 from testkit.files import csv_file
 from testkit.support import make_person
@@ -64,6 +71,24 @@ def crowd(base: str, token: str, sample: list[dict[str, float]], clients: int) -
     return times
 
 
+def arrivals(
+    base: str, token: str, sample: list[dict[str, float]], rate: float, until: Callable[[], bool] | None = None
+) -> list[tuple[float, float]]:
+    """Send a case every 1/rate s, each on a thread of its own, until `until()` (or, without it, the whole sample);
+    (when it was sent, on the monotonic clock; how long its answer took) for each."""
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        start, sent = time.monotonic(), []
+        for k, case in enumerate(sample):
+            if until is not None and until():
+                break
+            time.sleep(max(0.0, start + k / rate - time.monotonic()))
+            sent.append((time.monotonic(), pool.submit(one_case, base, token, case)))
+        else:
+            if until is not None:
+                raise RuntimeError(f"{len(sample)} cases were not enough at {rate:g} per second")
+        return [(at, future.result()) for at, future in sent]
+
+
 def lab_files(base: str, token: str, paths: list[Path]) -> list[str]:
     """Send the files at once, each from a thread of its own; return their job ids as the POSTs answer."""
     ids: list[str] = []
@@ -87,8 +112,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--idle", type=int, default=100)
     parser.add_argument("--big", type=int, default=1_000_000, help="rows of the one large upload")
+    parser.add_argument("--rate", type=float, default=None, help="open arrivals: cases sent per second")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.rate is not None:
+        open_crowd(args)
+        return
 
     files = [csv_file(args.big), *(csv_file(10_000, seed=100 + i) for i in range(10))]
     half = args.cases // 2
@@ -148,8 +177,53 @@ def main() -> None:
     save_json(args.json, figures)
 
 
+def open_crowd(args: argparse.Namespace) -> None:
+    """The `--rate` run: idle cases, then open arrivals alone, then open arrivals while the lab's files arrive and
+    are scored (split at the moment the last upload's POST was answered)."""
+    files = [csv_file(args.big), *(csv_file(10_000, seed=100 + i) for i in range(10))]
+    with throwaway_stack(**SETTINGS) as (env, dsn, tmp):
+        token = make_person(env, "lab").token
+        with services(env, tmp, 2) as running, psycopg.connect(dsn, autocommit=True) as conn:
+            base = running.base
+            sample = cases(args.idle + args.cases + 20_000)
+            for case in sample[:20]:  # warm up
+                one_case(base, token, case)
+            idle = [one_case(base, token, case) for case in sample[: args.idle]]
+            alone = [took for _, took in arrivals(base, token, sample[args.idle : args.idle + args.cases], args.rate)]
+            stored: list[float] = []  # when the last upload's POST was answered
+
+            def upload() -> None:
+                lab_files(base, token, files)
+                stored.append(time.monotonic())
+
+            uploading = threading.Thread(target=upload)
+            uploading.start()
+            time.sleep(1)  # as the closed crowd: the files are arriving
+            loaded = arrivals(base, token, sample[args.idle + args.cases :], args.rate,
+                              lambda: big_job_status(conn, args.big) in FINISHED)  # fmt: skip
+            uploading.join(900)
+    if not stored:
+        raise RuntimeError("the lab's uploads did not all finish")
+    arriving = [took for at, took in loaded if at < stored[0]]
+    scoring = [took for at, took in loaded if at >= stored[0]]
+    figures: dict[str, Any] = {"rate_per_s": args.rate, "idle_p50_ms": _ms(idle, 50), "idle_p99_ms": _ms(idle, 99),
+                               "big_rows": args.big}  # fmt: skip
+    rows = [("idle, one client", "idle", idle), (f"{args.rate:g} cases/s, nothing else running", "open_alone", alone),
+            ("the same while the files arrive", "open_arriving", arriving),
+            ("the same while only scoring is left", "open_scoring", scoring),
+            ("the same, both", "open_load", arriving + scoring)]  # fmt: skip
+    print(f"\n{args.idle} idle single cases; {len(alone)} sent at {args.rate:g} per second with nothing else running; "
+          f"then {len(loaded)} at the same rate from a second after a {args.big:,}-row upload and ten 10,000-row "
+          "uploads started until the large job finished (2 workers)\n")  # fmt: skip
+    print("| figure | cases | p50 (ms) | p99 (ms) |\n|---|---|---|---|")
+    for label, key, times in rows:
+        figures.update({f"{key}_cases": len(times), f"{key}_p50_ms": _ms(times, 50), f"{key}_p99_ms": _ms(times, 99)})
+        print(f"| {label} | {len(times)} | {figures[key + '_p50_ms']:.2f} | {figures[key + '_p99_ms']:.2f} |")
+    save_json(args.json, figures)
+
+
 def _ms(times: list[float], q: int) -> float:
-    return float(np.percentile(times, q)) * 1e3
+    return float(np.percentile(times, q)) * 1e3 if times else float("nan")
 
 
 def big_job_status(conn: psycopg.Connection[Any], rows: int) -> str | None:
