@@ -23,8 +23,10 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,30 @@ def lab_files(base: str, token: str, paths: list[Path]) -> list[str]:
     return ids
 
 
+@dataclass
+class Stack:
+    base: str
+    token: str
+    conn: psycopg.Connection[Any]
+    sample: list[dict[str, float]]  # the cases after the idle ones
+    idle: list[float]  # the idle cases' times
+    files: list[Path]  # the lab's: one `--big`-row upload and ten of 10k rows
+
+
+@contextmanager
+def stack(args: argparse.Namespace, cases_after_idle: int) -> Iterator[Stack]:
+    """A web and 2 workers on a throwaway database, warmed up, after `--idle` single cases one after the other."""
+    files = [csv_file(args.big), *(csv_file(10_000, seed=100 + i) for i in range(10))]
+    with throwaway_stack(**SETTINGS) as (env, dsn, tmp):
+        token = make_person(env, "lab").token
+        with services(env, tmp, 2) as running, psycopg.connect(dsn, autocommit=True) as conn:
+            sample = cases(args.idle + cases_after_idle)
+            for case in sample[:20]:  # warm up
+                one_case(running.base, token, case)
+            idle = [one_case(running.base, token, case) for case in sample[: args.idle]]
+            yield Stack(running.base, token, conn, sample[args.idle :], idle, files)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=200)
@@ -119,30 +145,23 @@ def main() -> None:
         open_crowd(args)
         return
 
-    files = [csv_file(args.big), *(csv_file(10_000, seed=100 + i) for i in range(10))]
     half = args.cases // 2
-    with throwaway_stack(**SETTINGS) as (env, dsn, tmp):
-        token = make_person(env, "lab").token
-        with services(env, tmp, 2) as running, psycopg.connect(dsn, autocommit=True) as conn:
-            base = running.base
-            sample = cases(args.idle + 2 * args.cases)
-            for case in sample[:20]:  # warm up
-                one_case(base, token, case)
-            idle = [one_case(base, token, case) for case in sample[: args.idle]]
-            busy_before = machine_busy_seconds()
-            crowd_started = time.monotonic()
-            alone = crowd(base, token, sample[args.idle : args.idle + args.cases], args.clients)
-            crowd_cpu = (machine_busy_seconds() - busy_before) / len(alone)
-            crowd_rate = len(alone) / (time.monotonic() - crowd_started)
-            loaded = sample[args.idle + args.cases :]
-            uploading = threading.Thread(target=lab_files, args=(base, token, files))
-            uploading.start()
-            time.sleep(1)  # the files arrive, are checked and stored; the small ones are scored
-            arriving = crowd(base, token, loaded[:half], args.clients)
-            big_job = wait_for_big_job(conn, args.big)
-            scoring = crowd(base, token, loaded[half:], args.clients)
-            still_scoring = big_job_status(conn, args.big) == "running"
-            uploading.join(900)
+    with stack(args, 2 * args.cases) as run:
+        base, token, conn, idle = run.base, run.token, run.conn, run.idle
+        busy_before = machine_busy_seconds()
+        crowd_started = time.monotonic()
+        alone = crowd(base, token, run.sample[: args.cases], args.clients)
+        crowd_cpu = (machine_busy_seconds() - busy_before) / len(alone)
+        crowd_rate = len(alone) / (time.monotonic() - crowd_started)
+        loaded = run.sample[args.cases :]
+        uploading = threading.Thread(target=lab_files, args=(base, token, run.files))
+        uploading.start()
+        time.sleep(1)  # the files arrive, are checked and stored; the small ones are scored
+        arriving = crowd(base, token, loaded[:half], args.clients)
+        big_job = wait_for_big_job(conn, args.big)
+        scoring = crowd(base, token, loaded[half:], args.clients)
+        still_scoring = big_job_status(conn, args.big) == "running"
+        uploading.join(900)
     busy = arriving + scoring
     figures: dict[str, Any] = {
         "idle_p50_ms": _ms(idle, 50),
@@ -180,28 +199,21 @@ def main() -> None:
 def open_crowd(args: argparse.Namespace) -> None:
     """The `--rate` run: idle cases, then open arrivals alone, then open arrivals while the lab's files arrive and
     are scored (split at the moment the last upload's POST was answered)."""
-    files = [csv_file(args.big), *(csv_file(10_000, seed=100 + i) for i in range(10))]
-    with throwaway_stack(**SETTINGS) as (env, dsn, tmp):
-        token = make_person(env, "lab").token
-        with services(env, tmp, 2) as running, psycopg.connect(dsn, autocommit=True) as conn:
-            base = running.base
-            sample = cases(args.idle + args.cases + 20_000)
-            for case in sample[:20]:  # warm up
-                one_case(base, token, case)
-            idle = [one_case(base, token, case) for case in sample[: args.idle]]
-            alone = [took for _, took in arrivals(base, token, sample[args.idle : args.idle + args.cases], args.rate)]
-            stored: list[float] = []  # when the last upload's POST was answered
+    with stack(args, args.cases + 20_000) as run:
+        idle = run.idle
+        alone = [took for _, took in arrivals(run.base, run.token, run.sample[: args.cases], args.rate)]
+        stored: list[float] = []  # when the last upload's POST was answered
 
-            def upload() -> None:
-                lab_files(base, token, files)
-                stored.append(time.monotonic())
+        def upload() -> None:
+            lab_files(run.base, run.token, run.files)
+            stored.append(time.monotonic())
 
-            uploading = threading.Thread(target=upload)
-            uploading.start()
-            time.sleep(1)  # as the closed crowd: the files are arriving
-            loaded = arrivals(base, token, sample[args.idle + args.cases :], args.rate,
-                              lambda: big_job_status(conn, args.big) in FINISHED)  # fmt: skip
-            uploading.join(900)
+        uploading = threading.Thread(target=upload)
+        uploading.start()
+        time.sleep(1)  # as the closed crowd: the files are arriving
+        loaded = arrivals(run.base, run.token, run.sample[args.cases :], args.rate,
+                          lambda: big_job_status(run.conn, args.big) in FINISHED)  # fmt: skip
+        uploading.join(900)
     if not stored:
         raise RuntimeError("the lab's uploads did not all finish")
     arriving = [took for at, took in loaded if at < stored[0]]

@@ -25,6 +25,7 @@ _TYPED = (
     ("trained_on", "bool"),
 )
 COLUMNS = tuple(name for name, _ in _TYPED)
+_TYPES = [kind for _, kind in _TYPED]
 _COLS = ", ".join(COLUMNS)
 # Binary: no value is formatted as text on our side, none parsed from text on the server's.
 _COPY = f"COPY results ({_COLS}) FROM STDIN (FORMAT binary)"
@@ -50,7 +51,7 @@ def write_results(session: Session, rows: Sequence[tuple[Any, ...]], *, fresh: b
         if not fresh:
             cur.execute(_STAGING)
         with cur.copy(_COPY if fresh else _COPY_STAGED) as copy:
-            copy.set_types([kind for _, kind in _TYPED])
+            copy.set_types(_TYPES)
             for row in rows:
                 copy.write_row(row)
         if not fresh:
