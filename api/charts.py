@@ -113,8 +113,13 @@ def histogram(counts: list[int]) -> Histogram:
     )
 
 
-CONTRIB_WIDTH, CONTRIB_ROW, CONTRIB_LABEL = 440, 28, 150  # the label column on the left, one row per measurement
-CONTRIB_TOP, CONTRIB_BOTTOM, CONTRIB_RIGHT = 26, 34, 16
+# The bars' width, one row per measurement, the least room for the labels on the left; on the right, half the
+# widest tick label ("+0.42").
+CONTRIB_PLOT, CONTRIB_ROW, CONTRIB_LABEL = 274, 28, 150
+CONTRIB_TOP, CONTRIB_BOTTOM, CONTRIB_RIGHT = 26, 34, 24
+# About the widest a letter of the labels' font is on average, in the chart's units (13 px system-ui: "Fractal
+# dimension (standard error)" is 223 units in DejaVu Sans, 6.6 a letter): the label column widens to the longest.
+LABEL_CHAR = 7.2
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,9 @@ def contributions(labels: dict[str, str], base: float, values: dict[str, float],
     ordered = sorted(values.items(), key=lambda item: (-abs(item[1]), item[0]))
     span = max((abs(v) for _, v in ordered), default=0.0) or 1.0
     height = CONTRIB_TOP + CONTRIB_ROW * len(ordered) + CONTRIB_BOTTOM
-    left, right = CONTRIB_LABEL, CONTRIB_WIDTH - CONTRIB_RIGHT
+    longest = max((len(labels.get(name, name)) for name, _ in ordered), default=0)
+    left = max(CONTRIB_LABEL, 8 + round(LABEL_CHAR * longest))
+    right = left + CONTRIB_PLOT
     zero = (left + right) / 2
     half = (right - left) / 2
     pushes = []
@@ -186,7 +193,7 @@ def contributions(labels: dict[str, str], base: float, values: dict[str, float],
         + (f"Pushed most toward benign: {', '.join(toward_b)}." if toward_b else "")
     ).strip()
     return Contributions(
-        width=CONTRIB_WIDTH,
+        width=right + CONTRIB_RIGHT,
         height=height,
         pushes=pushes,
         zero_x=round(zero, 2),

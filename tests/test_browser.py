@@ -207,6 +207,44 @@ def test_an_out_of_range_case_is_flagged_beside_its_answer(page):
     expect(flagged).to_contain_text("60 above range")
 
 
+# Whatever of the answer card a person cannot see without scrolling inside it: a table cell past the right edge of
+# its region, a chart's word cut off by the edge of the chart.
+HIDDEN_IN_THE_ANSWER = """() => {
+  const hidden = [];
+  const inside = (box, edge) => box.left >= edge.left - 1 && box.right <= edge.right + 1;
+  for (const wrap of document.querySelectorAll("#answer .table-wrap")) {
+    const edge = wrap.getBoundingClientRect();
+    for (const cell of wrap.querySelectorAll("th, td")) {
+      if (!inside(cell.getBoundingClientRect(), edge)) hidden.push("cell: " + cell.textContent.trim());
+    }
+  }
+  for (const svg of document.querySelectorAll("#answer svg.contributions")) {
+    const edge = svg.getBoundingClientRect();
+    for (const text of svg.querySelectorAll("text")) {
+      if (!inside(text.getBoundingClientRect(), edge)) hidden.push("chart: " + text.textContent.trim());
+    }
+  }
+  return hidden;
+}"""
+
+
+def test_a_thirty_measurement_answer_is_read_whole_on_a_desktop(page):
+    """Every value's contribution and every bar's name in sight: the longest names ("Fractal dimension (standard
+    error)") included, with the upload panel beside the form."""
+    X, _ = wdbc()
+    page.goto("/?model=wdbc-rf30")
+    for f in FEATURES:
+        page.fill(f'input[name="{f}"]', repr(float(X[7, FEATURES.index(f)])))
+    page.click("text=Score this case")
+    card = page.locator("#answer article.case")
+    expect(card.locator(".verdict")).to_be_visible(timeout=30_000)
+    expect(card.locator("tbody tr")).to_have_count(30)
+    expect(card.locator("svg.contributions rect")).to_have_count(30)
+    expect(card.locator("svg.contributions")).to_contain_text("Fractal dimension (standard error)")
+    assert page.evaluate(HIDDEN_IN_THE_ANSWER) == []
+    assert fits_the_width(page)
+
+
 def _progress(page: Any) -> list[Any] | None:
     try:
         return page.evaluate(  # type: ignore[no-any-return]
