@@ -51,11 +51,13 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
 
 @dataclass
 class Watch:
-    """What a page did that it must not: CSP violations, script errors, dialogs (an injected alert())."""
+    """What a page did that it must not: CSP violations, script errors, dialogs (an injected alert()), a resource
+    it asked for that is not there."""
 
     csp: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     def attach(self, page: Any) -> Any:
         page.on("console", self._console)
@@ -64,8 +66,12 @@ class Watch:
         return page
 
     def _console(self, message: Any) -> None:
-        if message.type == "error" and "Content Security Policy" in message.text:
+        if message.type != "error":
+            return
+        if "Content Security Policy" in message.text:
             self.csp.append(message.text)
+        elif "status of 404" in message.text:
+            self.missing.append(f"{message.location.get('url')}: {message.text}")
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -75,6 +81,7 @@ class Watch:
         assert not self.csp, f"Content-Security-Policy violations: {self.csp}"
         assert not self.errors, f"script errors: {self.errors}"
         assert not self.dialogs, f"dialogs opened: {self.dialogs}"
+        assert not self.missing, f"resources not found: {self.missing}"
 
 
 def audit(page: Any, label: str) -> list[dict[str, Any]]:
@@ -98,6 +105,19 @@ def audit(page: Any, label: str) -> list[dict[str, Any]]:
 def fits_the_width(page: Any) -> bool:
     """True when nothing makes the page itself scroll sideways (tables scroll inside their own region)."""
     return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def icon(page: Any) -> list[Any] | None:
+    """The status and type of the icon the page names for its tab, fetched as the browser would; None if it names
+    none (the browser then asks for /favicon.ico, once per run, which a test's page may never see)."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """async () => {
+          const link = document.querySelector('link[rel~="icon"]');
+          if (!link) return null;
+          const response = await fetch(link.href);
+          return [response.status, response.headers.get("Content-Type")];
+        }"""
+    )
 
 
 def screenshot(page: Any, name: str) -> Path:
