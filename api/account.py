@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user
 
-from api.auth import Principal, address, end_browser_session, record, require_password_session
+from api.auth import Principal, address, end_browser_session, record, require_password_session, safe_next
 from api.database import db
 from shared import accounts, signins
 from shared.passwords import MIN_LENGTH
@@ -57,8 +57,9 @@ def overview() -> ResponseReturnValue:
 @bp.route("/password", methods=["GET", "POST"])
 def password() -> ResponseReturnValue:
     forced = current_user.must_change_password
+    after = request.values.get("next", "")  # a first change goes on to the page asked for at sign-in
     if request.method == "GET":
-        return render_template("password.html", forced=forced, field_errors={}, min_length=MIN_LENGTH)
+        return render_template("password.html", forced=forced, field_errors={}, min_length=MIN_LENGTH, next=after)
     me = _me()
     form = request.form
     try:
@@ -66,14 +67,15 @@ def password() -> ResponseReturnValue:
     except accounts.AccountError as exc:
         db().rollback()
         errors = {exc.field or "password": str(exc)}
-        return render_template("password.html", forced=forced, field_errors=errors, min_length=MIN_LENGTH), 422
+        page = render_template("password.html", forced=forced, field_errors=errors, min_length=MIN_LENGTH, next=after)
+        return page, 422
     # Every session of the account ended with the change, this one too; this browser gets a new one.
     secret = signins.start(db(), me, address(), request.headers.get("User-Agent"))
     record("password.change", target=me.email)
     db().commit()
     login_user(Principal.of(me, None, secret))
     flash("Your password was changed. Every other session of your account has ended.")
-    return redirect(url_for("account.overview"))
+    return redirect(safe_next(after) if forced else url_for("account.overview"))
 
 
 @bp.post("/sessions/end-all")

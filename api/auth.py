@@ -145,7 +145,8 @@ def record(action: str, *, target: str | None = None, detail: str | None = None)
     accounts.audit(db(), action, actor=current_user.email, address=address(), target=target, detail=detail)
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in (or after the first change of password): a path on this site, else home."""
     parts = urlsplit(target or "")
     if not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return url_for("pages.home")
@@ -198,10 +199,10 @@ def login() -> ResponseReturnValue:
     session.clear()  # a new session at sign-in: nothing from before survives
     login_user(principal)
     session.permanent = True  # the cookie expires after the idle timeout (renewed per request); the row decides
-    if user.must_change_password:
-        flash("You signed in with a one-time password. Choose your own password to go on.")
-        return redirect(url_for("account.password"))
-    return redirect(_safe_next(request.form.get("next")))
+    target = safe_next(request.form.get("next"))
+    if user.must_change_password:  # the page says why; the page asked for follows the change
+        return redirect(url_for("account.password", next=None if target == url_for("pages.home") else target))
+    return redirect(target)
 
 
 def end_browser_session(reason: str) -> None:

@@ -105,6 +105,6 @@ def _first_sign_in_forces_a_new_password(base: str, password: str) -> None:
         assert response.url == f"{base}/account/password"
     landed, _ = form("/account/password", {"current": password, "password": "violet kettle orbits 7 quietly",
                                            "confirm": "violet kettle orbits 7 quietly"})  # fmt: skip
-    assert landed == f"{base}/account"
+    assert landed == f"{base}/"  # on to the Score page
     with browser.open(f"{base}/jobs", timeout=10) as response:
         assert response.url == f"{base}/jobs"
