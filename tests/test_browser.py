@@ -585,3 +585,11 @@ def test_the_jobs_list_finds_a_file_by_name_and_a_job_by_a_case_id(page, stack, 
     expect(page.locator("#no-jobs")).to_have_text("No jobs match.")
     page.get_by_role("link", name="Clear the search and filters").click()
     expect(page.locator("#jobs td.filename").first).to_have_text(f"ward-{marker}-b.csv")
+    # Each job's time and short id on one line of its own, as they are read and copied, on a small laptop too.
+    page.set_viewport_size({"width": 1024, "height": 768})
+    lines = page.evaluate(
+        """() => [...document.querySelectorAll('#jobs td[data-label="Created"], #jobs td[data-label="Job"] code')]
+                   .map(e => { const r = document.createRange(); r.selectNodeContents(e);
+                               return r.getClientRects().length; })"""
+    )
+    assert lines and set(lines) == {1}, lines
