@@ -208,13 +208,15 @@ def test_an_out_of_range_case_is_flagged_beside_its_answer(page):
 
 
 # Whatever of the answer card a person cannot see without scrolling inside it: a table cell past the right edge of
-# its region, a chart's word cut off by the edge of the chart.
+# its region, a chart's word cut off by the edge of the chart. (On a phone the table's header row is for screen
+# readers only: each cell names its column.)
 HIDDEN_IN_THE_ANSWER = """() => {
   const hidden = [];
   const inside = (box, edge) => box.left >= edge.left - 1 && box.right <= edge.right + 1;
   for (const wrap of document.querySelectorAll("#answer .table-wrap")) {
     const edge = wrap.getBoundingClientRect();
-    for (const cell of wrap.querySelectorAll("th, td")) {
+    const shown = wrap.querySelector("thead").getBoundingClientRect().width > 1;
+    for (const cell of wrap.querySelectorAll(shown ? "th, td" : "tbody th, tbody td")) {
       if (!inside(cell.getBoundingClientRect(), edge)) hidden.push("cell: " + cell.textContent.trim());
     }
   }
@@ -228,9 +230,14 @@ HIDDEN_IN_THE_ANSWER = """() => {
 }"""
 
 
-def test_a_thirty_measurement_answer_is_read_whole_on_a_desktop(page):
-    """Every value's contribution and every bar's name in sight: the longest names ("Fractal dimension (standard
-    error)") included, with the upload panel beside the form."""
+def _box(page: Any, selector: str) -> dict[str, float]:
+    found: dict[str, float] = page.locator(selector).bounding_box()
+    return found
+
+
+def test_a_thirty_measurement_answer_is_read_whole_after_its_form(page):
+    """Every value's contribution and every bar's name in sight, the longest names ("Fractal dimension (standard
+    error)") included: on a desktop under the form and the upload panel beside it, on a phone right after the form."""
     X, _ = wdbc()
     page.goto("/?model=wdbc-rf30")
     for f in FEATURES:
@@ -241,6 +248,15 @@ def test_a_thirty_measurement_answer_is_read_whole_on_a_desktop(page):
     expect(card.locator("tbody tr")).to_have_count(30)
     expect(card.locator("svg.contributions rect")).to_have_count(30)
     expect(card.locator("svg.contributions")).to_contain_text("Fractal dimension (standard error)")
+    assert page.evaluate(HIDDEN_IN_THE_ANSWER) == []
+    assert fits_the_width(page)
+    form, upload, answer = (_box(page, s) for s in ("#case-form", "section[aria-labelledby=upload]", "#answer"))
+    assert upload["y"] < form["y"] + form["height"] < answer["y"]  # the panel beside the form, the answer under both
+    assert answer["width"] > form["width"] + upload["width"]
+
+    page.set_viewport_size(PHONE)
+    form, upload, answer = (_box(page, s) for s in ("#case-form", "section[aria-labelledby=upload]", "#answer"))
+    assert form["y"] < answer["y"] < upload["y"]  # one column: the answer between the form and the upload panel
     assert page.evaluate(HIDDEN_IN_THE_ANSWER) == []
     assert fits_the_width(page)
 
