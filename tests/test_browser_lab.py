@@ -88,6 +88,21 @@ def test_the_upload_panel_reads_a_workbooks_header_and_preselects_as_the_server_
     assert finished(stack, lab, job_id_of(page.url))["model"]["name"] == "wdbc-rf30"
 
 
+def test_a_refused_workbook_s_page_says_why_and_nothing_more(page):
+    """A workbook is checked by the worker: its job fails with the reason, with no empty progress bar beside it."""
+    X, _ = wdbc()
+    rows = [["id", *RF4[:3]], *([f"R{i}", *(float(X[i, FEATURES.index(f)]) for f in RF4[:3])] for i in range(3))]
+    page.goto("/")
+    page.select_option("#upload-model", "wdbc-rf4")
+    page.set_input_files("#file", files=[{"name": "three.xlsx", "mimeType": XLSX, "buffer": _workbook(rows)}])
+    page.click("text=Upload and score")
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    expect(page.locator("#status")).to_contain_text("failed", timeout=30_000)
+    expect(page.locator("#error")).to_have_text("missing required columns: compactness_mean")
+    expect(page.locator("#progress")).to_have_count(0)
+    expect(page.locator("#job")).not_to_contain_text("0 of 0 rows")
+
+
 def test_a_person_s_own_model_choice_stands_and_a_missing_column_is_listed(page):
     page.goto("/")
     page.select_option("#upload-model", "wdbc-rf30")
