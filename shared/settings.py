@@ -117,8 +117,8 @@ class Settings(BaseSettings):
         return not self.database_url or self.broker_url.startswith("filesystem")
 
     def model_post_init(self, __context: object) -> None:
-        if not self.broker_url:
-            object.__setattr__(self, "broker_url", "filesystem://")
+        if not self.broker_url:  # the file broker has no host; naming one spares the log kombu's warning of none
+            object.__setattr__(self, "broker_url", "filesystem://localhost/")
 
     @property
     def broker_folder(self) -> Path:
