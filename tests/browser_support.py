@@ -107,6 +107,36 @@ def fits_the_width(page: Any) -> bool:
     return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
 
 
+def chart_words_hidden(page: Any) -> list[str]:
+    """The words of the page's charts that cannot be read whole: cut by the edge of their chart, or drawn over
+    another word of it (an axis' title over its tick labels, say)."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+          const hidden = [];
+          const box = e => e.getBoundingClientRect();
+          const inside = (b, edge) => b.left >= edge.left - 1 && b.right <= edge.right + 1
+                                      && b.top >= edge.top - 1 && b.bottom <= edge.bottom + 1;
+          const overlap = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1
+                                    && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+          for (const svg of document.querySelectorAll('svg[role="img"]')) {
+            const edge = box(svg);
+            if (edge.width === 0) continue;  // not shown (a closed details, a hidden slot)
+            const words = [...svg.querySelectorAll("text")].filter(t => t.textContent.trim());
+            words.forEach((word, i) => {
+              const b = box(word);
+              if (!inside(b, edge)) hidden.push(svg.getAttribute("class") + ": " + word.textContent + " (cut)");
+              for (const other of words.slice(i + 1)) {
+                if (overlap(b, box(other))) {
+                  hidden.push(svg.getAttribute("class") + ": " + word.textContent + " over " + other.textContent);
+                }
+              }
+            });
+          }
+          return hidden;
+        }"""
+    )
+
+
 def icon(page: Any) -> list[Any] | None:
     """The status and type of the icon the page names for its tab, fetched as the browser would; None if it names
     none (the browser then asks for /favicon.ico, once per run, which a test's page may never see)."""

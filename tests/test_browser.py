@@ -35,7 +35,16 @@ from testkit.support import (
     multipart,
     wdbc,
 )
-from tests.browser_support import Watch, audit, fits_the_width, icon, launch, screenshot, wait_for_http
+from tests.browser_support import (
+    Watch,
+    audit,
+    chart_words_hidden,
+    fits_the_width,
+    icon,
+    launch,
+    screenshot,
+    wait_for_http,
+)
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 PHONE = {"width": 375, "height": 740}
@@ -570,6 +579,7 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sa
             audit(page, f"{name}, {width}")
             assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"
             assert icon(page) == [200, "image/svg+xml; charset=utf-8"], f"{name} has no icon for its tab"
+            assert chart_words_hidden(page) == [], name
             screenshot(page, f"{name}-{width}")
         page.goto(f"/jobs/{sample_job}?show=flagged")
         expect(page.locator("#results tbody tr.flagged").first).to_be_visible()

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from shared.features import FEATURES
 from testkit.support import case_ids, multipart, wdbc, wdbc_csv
 from tests import test_browser as base
-from tests.browser_support import Watch, audit, fits_the_width, screenshot
+from tests.browser_support import Watch, audit, chart_words_hidden, fits_the_width, screenshot
 from tests.test_browser import DESKTOP, PHONE, RF4, _context, api, finished, job_id_of
 
 # The browser tests' fixtures, so this module gets a web and a worker of its own as test_browser does.
@@ -177,6 +177,7 @@ def test_the_new_pages_pass_axe_and_fit_a_phone(browser, stack, signed_in, lab):
                 page.goto(path)
                 audit(page, f"{name}, {width}")
                 assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"
+                assert chart_words_hidden(page) == [], name
                 screenshot(page, f"{name}-{width}")
         finally:
             context.close()
