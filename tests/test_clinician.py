@@ -134,6 +134,27 @@ def test_the_pdf_report_holds_the_case_and_reads_back_as_text(client, people, ap
     assert people["clinician"].client(app).get(f"/jobs/{job['id']}/report.pdf").status_code == 404  # not theirs
 
 
+# The fill colours of the report's bars (app.css: --malignant, --benign), as the PDF's content streams write them.
+BAR_FILLS = {"M": "0.701961 0.14902 0.117647 rg", "B": "0.184314 0.427451 0.701961 rg"}
+
+
+def test_a_thirty_measurement_report_draws_its_bars_in_colour_and_names_the_model_on_every_page(client, people, app):
+    """Bars in the colours the caption names, and the case and the model that answered at the foot of every page,
+    however many pages it takes."""
+    job = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(7, "clinic-30f", FEATURES)],
+                                                    "model": "wdbc-rf30"}).get_json()  # fmt: skip
+    (result,) = job["results"]
+    pushed = {"M" if value > 0 else "B" for value in result["explanation"]["contributions"].values() if value}
+    against = pushed - {result["diagnosis"]}  # the verdict's own colour is also its badge's: look for the other one
+    assert against, "the case should push both ways"
+    pdf = PdfReader(io.BytesIO(people["lab"].client(app).get(f"/jobs/{job['id']}/report.pdf").data))
+    streams = " ".join(page.get_contents().get_data().decode("latin-1") for page in pdf.pages)
+    assert all(BAR_FILLS[side] in streams for side in against)
+    for number, page in enumerate(pdf.pages, 1):
+        foot = re.sub(r"\s+", " ", page.extract_text())
+        assert "clinic-30f" in foot and f"sha256 {job['model']['sha256'][:16]}" in foot, f"page {number}"
+
+
 def test_the_jobs_list_names_a_single_case_by_its_case_id(client, people, app):
     client.post("/api/v1/jobs?wait=30", json={"cases": [_case(32, "listed-32")]})
     listing = people["lab"].client(app).get("/jobs").get_data(as_text=True)
