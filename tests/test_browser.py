@@ -216,10 +216,10 @@ def test_an_out_of_range_case_is_flagged_beside_its_answer(page):
     expect(flagged).to_contain_text("60 above range")
 
 
-# Whatever of the answer card a person cannot see without scrolling inside it: a table cell past the right edge of
-# its region, a chart's word cut off by the edge of the chart. (On a phone the table's header row is for screen
-# readers only: each cell names its column.)
-HIDDEN_IN_THE_ANSWER = """() => {
+# The cells of the answer's table a person cannot see without scrolling inside it: past the right edge of its
+# region (its chart's words: `chart_words_hidden`). On a phone the header row is for screen readers only: each cell
+# names its column.
+CELLS_HIDDEN_IN_THE_ANSWER = """() => {
   const hidden = [];
   const inside = (box, edge) => box.left >= edge.left - 1 && box.right <= edge.right + 1;
   for (const wrap of document.querySelectorAll("#answer .table-wrap")) {
@@ -227,12 +227,6 @@ HIDDEN_IN_THE_ANSWER = """() => {
     const shown = wrap.querySelector("thead").getBoundingClientRect().width > 1;
     for (const cell of wrap.querySelectorAll(shown ? "th, td" : "tbody th, tbody td")) {
       if (!inside(cell.getBoundingClientRect(), edge)) hidden.push("cell: " + cell.textContent.trim());
-    }
-  }
-  for (const svg of document.querySelectorAll("#answer svg.contributions")) {
-    const edge = svg.getBoundingClientRect();
-    for (const text of svg.querySelectorAll("text")) {
-      if (!inside(text.getBoundingClientRect(), edge)) hidden.push("chart: " + text.textContent.trim());
     }
   }
   return hidden;
@@ -257,7 +251,8 @@ def test_a_thirty_measurement_answer_is_read_whole_after_its_form(page):
     expect(card.locator("tbody tr")).to_have_count(30)
     expect(card.locator("svg.contributions rect")).to_have_count(30)
     expect(card.locator("svg.contributions")).to_contain_text("Fractal dimension (standard error)")
-    assert page.evaluate(HIDDEN_IN_THE_ANSWER) == []
+    assert page.evaluate(CELLS_HIDDEN_IN_THE_ANSWER) == []
+    assert chart_words_hidden(page) == []
     assert fits_the_width(page)
     form, upload, answer = (_box(page, s) for s in ("#case-form", "section[aria-labelledby=upload]", "#answer"))
     assert upload["y"] < form["y"] + form["height"] < answer["y"]  # the panel beside the form, the answer under both
@@ -266,7 +261,8 @@ def test_a_thirty_measurement_answer_is_read_whole_after_its_form(page):
     page.set_viewport_size(PHONE)
     form, upload, answer = (_box(page, s) for s in ("#case-form", "section[aria-labelledby=upload]", "#answer"))
     assert form["y"] < answer["y"] < upload["y"]  # one column: the answer between the form and the upload panel
-    assert page.evaluate(HIDDEN_IN_THE_ANSWER) == []
+    assert page.evaluate(CELLS_HIDDEN_IN_THE_ANSWER) == []
+    assert chart_words_hidden(page) == []
     assert fits_the_width(page)
 
 
