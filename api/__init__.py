@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
 
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
@@ -12,6 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings)
     app = Flask(__name__)
+    app.url_map.converters["int"] = Key  # before any route is added
     app.config.update(CYTOSCORE=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in the order the API documents them
     register_extensions(app, settings)
@@ -19,6 +23,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_security(app, settings)
     register_errorhandlers(app)
     return app
+
+
+class Key(IntegerConverter):
+    """`<int:…>` in a path is a row number or an id kept in a PostgreSQL integer column: a larger number matches no
+    route (404, as for a missing one) instead of reaching the database as a query it refuses (a 500)."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:

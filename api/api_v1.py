@@ -21,7 +21,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from api import compare, downloads, job_search, job_views, rescore, results, review, schemas, validation
+from api import compare, downloads, job_search, job_views, rescore, results, review, row_case, schemas, validation
 from api.access import may_see, record, viewer
 from api.database import db
 from api.openapi import CSV, XLSX, document, errors, responses, spec
@@ -75,7 +75,12 @@ def job_json(job: Job) -> dict[str, Any]:
         "finished_at": _iso(job.finished_at),
         "attempts": job.attempts,
         "error": job.error,
+        "source": None if job.source_row is None else {"job_id": _id(job.source_job_id), "row": job.source_row},
     }
+
+
+def _id(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def find_job(job_id: str) -> Job:
@@ -274,6 +279,19 @@ def rescore_job(job_id: str) -> ResponseReturnValue:
         return _rejected(exc.problems)
     except UnknownModel as exc:
         return _rejected([str(exc.args[0])])
+
+
+@bp.post("/jobs/<job_id>/rows/<int:row>/case")
+@spec.validate(
+    query=schemas.WaitQuery,
+    resp=responses(HTTP_201=schemas.Waited, HTTP_202=schemas.Accepted, **errors(400, 403, 404, 409)),
+    tags=["jobs"],
+)
+def open_row(job_id: str, row: int) -> ResponseReturnValue:
+    """A single case made of one scored row of this job: its values as the file sent them, scored again by the same
+    model with its explanation, naming this job and row as its `source`; answered as `POST /jobs` answers. 409 for
+    a rejected row, a purged input, or a model changed since the job was scored."""
+    return _accepted(row_case.open_row(find_job(job_id), row))
 
 
 @bp.get("/jobs/<job_id>/validation")

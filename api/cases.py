@@ -41,6 +41,7 @@ class Case:
     chart: charts.Contributions | None
     submitted_by: str | None
     submitted_at: datetime
+    source: Job | None = None  # the job whose row this case was opened from (api/row_case.py), while it exists
 
     @property
     def scored(self) -> bool:
@@ -78,7 +79,8 @@ def view(session: Session, job: Job, model: dict[str, Any]) -> Case | None:
         labels = {f.name: f.label for f in fields}
         chart = charts.contributions(labels, explanation["base"], contributions, record["probability_malignant"])
     owner = session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None
-    return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at)
+    origin = session.get(Job, job.source_job_id) if job.source_job_id else None
+    return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at, origin)
 
 
 def _entered(session: Session, job: Job) -> dict[str, str]:

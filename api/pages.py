@@ -26,6 +26,7 @@ from api import (
     rescore,
     results,
     review,
+    row_case,
     validation,
 )
 from api.access import may_see, record, viewer
@@ -203,6 +204,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
     return render_template(
         "job.html",
         job=job,
+        source=session.get(Job, job.source_job_id) if job.source_job_id else None,
         query=query,
         page_size=job_views.PAGE_SIZE,
         time_left=job_views.time_left_sentence(left),
@@ -249,6 +251,12 @@ def compare_page(job_id: str, other_id: str) -> ResponseReturnValue:
     session.commit()
     rows = list(compare.differing_rows(session, first, second, limit=COMPARE_ROWS))
     return render_template("compare.html", found=found, rows=rows, shown=COMPARE_ROWS, notice=results.NOTICE)
+
+
+@bp.post("/jobs/<job_id>/rows/<int:row>/case", endpoint="open_row")
+def open_row(job_id: str, row: int) -> ResponseReturnValue:
+    """The rows table's button: score one row again as a single case, with its reasons, then show it."""
+    return _accepted(row_case.open_row(find_job(job_id), row))
 
 
 def _single_case(job_id: str) -> cases.Case:

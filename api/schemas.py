@@ -173,6 +173,11 @@ class ResultWithInput(Result):
     input: dict[str, str]
 
 
+class RowRef(BaseModel):
+    job_id: str | None = Field(description="null once that job has been deleted")
+    row: int
+
+
 class Job(BaseModel):
     id: str
     kind: str
@@ -192,6 +197,7 @@ class Job(BaseModel):
     finished_at: str | None
     attempts: int
     error: str | None
+    source: RowRef | None = Field(description="a single case opened from a row of another job: that job and row")
 
 
 class Waited(Job):

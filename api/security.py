@@ -23,7 +23,15 @@ CSP = (
 )
 HSTS = "max-age=31536000"  # a year; sent only over TLS, where browsers heed it
 #: Endpoints that create jobs: rate-limited per person.
-JOB_CREATION = ("api_v1.create_job", "api_v1.rescore_job", "pages.submit_case", "pages.upload", "pages.rescore")
+JOB_CREATION = (
+    "api_v1.create_job",
+    "api_v1.rescore_job",
+    "api_v1.open_row",
+    "pages.submit_case",
+    "pages.upload",
+    "pages.rescore",
+    "pages.open_row",
+)
 
 
 def secret_key(settings: Settings) -> str:

@@ -169,13 +169,23 @@ def check_cases(cases: object, model_name: str | None) -> Batch:
 
 
 def submit_cases(
-    cases: Sequence[Mapping[str, object]], model_name: str | None, kind: JobKind, explain: str | None = None
+    cases: Sequence[Mapping[str, object]],
+    model_name: str | None,
+    kind: JobKind,
+    explain: str | None = None,
+    source: tuple[Job, int] | None = None,
 ) -> Job:
-    """Store and queue cases that passed `check_cases`'s structural checks (row problems travel with the job)."""
+    """Store and queue cases that passed `check_cases`'s structural checks (row problems travel with the job).
+
+    `source`: the job and row a single case was opened from (api/row_case.py).
+    """
     model = model_meta(model_name)
     explained = explain_wanted(explain, len(cases))
     content = json.dumps({"cases": list(cases)}, separators=(",", ":"), allow_nan=False).encode()
+    origin = None if source is None else (source[0].id, source[1])
     return _commit_and_queue(
+        detail=None if source is None else f"a single case from row {source[1]} of job {source[0].id}",
+        source=origin,
         kind=kind,
         model=model,
         content=content,
@@ -197,9 +207,9 @@ def _check_in_flight(session: Session, job: Job | None = None) -> None:
                                "wait for some to finish")  # fmt: skip
 
 
-def _commit_and_queue(**fields: Any) -> Job:
+def _commit_and_queue(detail: str | None = None, **fields: Any) -> Job:
     session = db()
-    return _queue(session, jobs.create_job(session, **fields, owner_id=current_user.user_id))
+    return _queue(session, jobs.create_job(session, **fields, owner_id=current_user.user_id), detail)
 
 
 def _queue(session: Session, job: Job, detail: str | None = None) -> Job:

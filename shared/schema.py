@@ -105,6 +105,9 @@ class Job(Base):
     # While the web stores a large upload part by part (the workers score the parts already stored): when it stored
     # the last one. NULL once the input is whole; a job is not finished while it is set (shared.jobs.create).
     receiving_at: Mapped[datetime | None]
+    # A single case opened from one row of another job (api/row_case.py): that job, and the row's number in it.
+    source_job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    source_row: Mapped[int | None]
 
 
 class JobInput(Base):

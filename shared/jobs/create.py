@@ -40,14 +40,18 @@ def create_job(
     delimiter: str | None = None,
     owner_id: int | None = None,
     explain: bool = False,
+    source: tuple[uuid.UUID, int] | None = None,
 ) -> Job:
     """Add a queued job and its input, stored as one part (in the session's transaction; the caller commits).
+
+    `source` names the job and row a single case was opened from.
 
     The rows are written at once on the session's connection, with statements built once: for a single case the
     ORM's flush cost more than the database. The Job returned is in the session as if it had been read back.
     """
     sha256 = hashlib.sha256(content).hexdigest()
     job = _new_job(kind, model, filename, input_format, delimiter, rows_total, sha256, owner_id, explain)
+    job.source_job_id, job.source_row = source or (None, None)
     connection = session.connection()
     connection.execute(_INSERT_JOB, {column: getattr(job, column) for column in _JOB_COLUMNS})
     connection.execute(
@@ -250,4 +254,6 @@ def _new_job(
         purged_at=None,
         explain=explain,
         receiving_at=None,
+        source_job_id=None,
+        source_row=None,
     )

@@ -1,0 +1,83 @@
+"""One row of a job, opened as a single case: the values that row sent, how each moved its answer, its report.
+
+A spreadsheet's rows are answered without reasons; a lab reading one that disagrees with its supplied diagnosis,
+or a clinician given one patient's row, wants the single case's view of it. The row's values are read back from
+the job's stored input, as sent (only the part that holds the row), and scored again alone by the same model, as a
+new single case that names the job and row it came from. The same model and the same values give the same answer;
+a model changed since the job was scored is refused, never substituted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+
+from flask import abort
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.database import db
+from api.registry import UnknownModel, model_meta
+from api.submit import check_cases, submit_cases
+from shared import jobs
+from shared.features import CASE_ID
+from shared.intake import FileRejected, read_rows
+from shared.intake.columns import resolve_name
+from shared.intake.numbers import DECIMAL_COMMA
+from shared.schema import Job, JobInput, JobInputPart, JobKind, JobStatus, Result
+
+
+def open_row(job: Job, row: int) -> Job:
+    """Queue row `row` of `job` as a single case; 404 for a row the job does not have, 409 for one it cannot open."""
+    session = db()
+    result = session.get(Result, (job.id, row)) if job.status == JobStatus.SUCCEEDED.value else None
+    if result is None or (job.rows_total == 1 and job.input_format == "json"):
+        abort(404, description=f"job {job.id} has no scored row {row} to open as a case")
+    if result.diagnosis is None:
+        abort(409, description=f"row {row} was not scored ({result.error}): there is no answer to explain")
+    if job.purged_at is not None:
+        abort(409, description="the job's input has been removed, so the row's values are gone")
+    try:
+        model = model_meta(job.model_name)
+    except UnknownModel:
+        abort(409, description=f"model {job.model_name}, which scored this job, is no longer published")
+    if model["sha256"] != job.model_sha256:
+        abort(409, description=f"model {job.model_name} has changed since this job was scored: rescore the job "
+                               "with it first, then open the row")  # fmt: skip
+    case = row_values(session, job, result, model["features"])
+    try:
+        batch = check_cases([case], model["name"])
+    except FileRejected as exc:
+        abort(409, description="; ".join(exc.problems))
+    if not batch.ok.all():  # the job scored these values: reading them back differently would be a defect
+        abort(409, description="; ".join(f"{p.column}: {p.reason}" for p in batch.problems))
+    return submit_cases([case], model["name"], JobKind.FORM, source=(job, row))
+
+
+def row_values(session: Session, job: Job, result: Result, features: list[str]) -> dict[str, object]:
+    """The row's case id and measurements as the user sent them, keyed by published name.
+
+    A decimal comma, which only a semicolon file may use, is given as the point the job read it as: a single case's
+    values follow the one number grammar of JSON text.
+    """
+    source = session.get(JobInput, job.id)
+    first_row = session.scalar(
+        select(JobInputPart.first_row).where(JobInputPart.job_id == job.id, JobInputPart.part == result.part)
+    )
+    if source is None or first_row is None:
+        abort(409, description="the job's input has been removed, so the row's values are gone")
+    with tempfile.TemporaryFile() as spooled:
+        if result.part and source.header:
+            spooled.write(source.header)  # a later part holds rows only
+        jobs.spool_part(session, job.id, result.part, spooled)
+        spooled.seek(0)
+        header, rows = read_rows(spooled, source.layout, job.input_filename)
+        cells = next(itertools.islice(rows, result.row_number - first_row, None))
+    decimal_comma = job.input_delimiter == ";"
+    case: dict[str, object] = {CASE_ID: result.case_id} if result.case_id is not None else {}
+    for name, text in zip(header, cells, strict=False):
+        published = resolve_name(name)
+        if published in features:
+            written = text.strip(" ")
+            case[published] = written.replace(",", ".") if decimal_comma and DECIMAL_COMMA.fullmatch(written) else text
+    return case
