@@ -20,7 +20,7 @@ from api.database import db
 from api.registry import UnknownModel, model_meta
 from api.submit import check_cases, submit_cases
 from shared import jobs
-from shared.features import CASE_ID
+from shared.features import CASE_ID, DIAGNOSIS
 from shared.intake import FileRejected, read_rows
 from shared.intake.columns import resolve_name
 from shared.intake.numbers import DECIMAL_COMMA
@@ -55,7 +55,7 @@ def open_row(job: Job, row: int) -> Job:
 
 
 def row_values(session: Session, job: Job, result: Result, features: list[str]) -> dict[str, object]:
-    """The row's case id and measurements as the user sent them, keyed by published name.
+    """The row's case id, measurements and supplied diagnosis as the user sent them, keyed by published name.
 
     A decimal comma, which only a semicolon file may use, is given as the point the job read it as: a single case's
     values follow the one number grammar of JSON text.
@@ -77,7 +77,9 @@ def row_values(session: Session, job: Job, result: Result, features: list[str]) 
     case: dict[str, object] = {CASE_ID: result.case_id} if result.case_id is not None else {}
     for name, text in zip(header, cells, strict=False):
         published = resolve_name(name)
-        if published in features:
+        if published == DIAGNOSIS and text.strip():
+            case[DIAGNOSIS] = text  # the case shows it beside the answer, as the job's row did
+        elif published in features:
             written = text.strip(" ")
             case[published] = written.replace(",", ".") if decimal_comma and DECIMAL_COMMA.fullmatch(written) else text
     return case

@@ -161,19 +161,31 @@ def test_the_validation_view_sets_training_rows_apart_and_filters_differing_rows
     expect(rows.first).to_be_visible()
     assert rows.count() == page.locator("#results tbody tr.differs").count() > 0
     expect(rows.first).to_contain_text("differs")
+    row, case_id = rows.first.locator("td").nth(0).inner_text(), rows.first.locator("td").nth(1).inner_text()
+    rows.first.get_by_role("button", name=re.compile(r"^Why row")).click()  # the row, opened as a case
+    card = page.locator("article.case")
+    expect(card.locator(".verdict")).to_be_visible()
+    expect(card).to_contain_text(f"Case {case_id}")
+    expect(card.locator(".supplied")).to_contain_text("the model’s answer differs")
+    expect(card.locator("svg.contributions rect.bar")).to_have_count(len(RF4))
+    expect(card.locator("dl.facts")).to_contain_text(f"row {row} of kaggle.csv, job {job_id}")
 
 
 def test_the_new_pages_pass_axe_and_fit_a_phone(browser, stack, signed_in, lab):
     job_id = _validated_job(stack, lab)
     other = api(stack, lab, f"/api/v1/jobs/{job_id}/rescore", b'{"model": "wdbc-rf30"}', "application/json")["id"]
     finished(stack, lab, other)
+    answers = api(stack, lab, f"/api/v1/jobs/{job_id}/results?format=json")["results"]
+    differing = next(r["row"] for r in answers if r["diagnosis"] != r["supplied_diagnosis"])
+    opened = api(stack, lab, f"/api/v1/jobs/{job_id}/rows/{differing}/case?wait=30", b"")["id"]
     for viewport, width in ((DESKTOP, "desktop"), (PHONE, "phone")):
         context = _context(browser, stack, signed_in, viewport=viewport, bypass_csp=True)  # axe goes in inline
         watch = Watch()
         page = watch.attach(context.new_page())
         try:
             for name, path in (("job-validation", f"/jobs/{job_id}"), ("compare", f"/jobs/{job_id}/compare/{other}"),
-                               ("job-differs", f"/jobs/{job_id}?show=differs")):  # fmt: skip
+                               ("job-differs", f"/jobs/{job_id}?show=differs"),
+                               ("row-case", f"/jobs/{opened}")):  # fmt: skip
                 page.goto(path)
                 audit(page, f"{name}, {width}")
                 assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"

@@ -50,6 +50,7 @@ def test_a_row_opened_as_a_case_answers_as_the_file_did_and_says_why(parts_app, 
     assert case["model"] == finished["model"] and case["rows_total"] == 1
     (answer,) = case["results"]
     assert (answer["case_id"], answer["diagnosis"]) == ("P0499", row["diagnosis"])
+    assert answer["supplied_diagnosis"] == row["supplied_diagnosis"] == wdbc()[1][499]  # the file's diagnosis
     assert answer["probability_malignant"] == row["probability_malignant"]  # the same model, the same values
     contributions = answer["explanation"]["contributions"]
     assert list(contributions) == list(FEATURES)
@@ -89,7 +90,7 @@ def test_the_rows_table_opens_a_row_and_the_case_names_where_it_came_from(app, c
     assert wait_for_job(client, job["id"])["status"] == "succeeded"
     browser = sign_in(app, people["lab"].email, people["lab"].password)
     page = browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
-    assert re.search(rf'<form method="post" action="/jobs/{job["id"]}/rows/7/case">', page)
+    assert f'action="/jobs/{job["id"]}/rows/7/case"' in page
     assert 'aria-label="Why row 7 (case P0006) was answered M: open it as a case"' in page
     answered = browser.post(f"/jobs/{job['id']}/rows/7/case", data={"csrf_token": csrf(browser, f"/jobs/{job['id']}")})
     assert answered.status_code == 303
@@ -97,5 +98,6 @@ def test_the_rows_table_opens_a_row_and_the_case_names_where_it_came_from(app, c
     assert wait_for_job(client, new)["status"] == "succeeded"
     case_page = html.unescape(re.sub(r"<[^>]+>", "", browser.get(f"/jobs/{new}").get_data(as_text=True)))
     assert "Case P0006" in case_page and "Why the model said it" in case_page
+    assert "Supplied diagnosis M: the model’s answer agrees." in " ".join(case_page.split())
     assert "row 7 of clinic-week.csv, opened as a case" in case_page
     assert f"row 7 of clinic-week.csv, job {job['id']}" in " ".join(case_page.split())
