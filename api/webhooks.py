@@ -91,7 +91,13 @@ def api_list() -> ResponseReturnValue:
     json=schemas.WebhookNew, resp=responses(HTTP_201=schemas.WebhookCreated, **errors(400, 403, 422)), tags=["webhooks"]
 )
 def api_create() -> ResponseReturnValue:
-    """Register a URL told with a signed POST when each of your jobs finishes; the answer holds its secret, once."""
+    """Register a URL told with a signed POST when each of your jobs finishes; the answer holds its secret, once.
+
+    Each delivery is a JSON body of ids and counts (never a measurement, case id or file name) with the headers
+    `Cytoscore-Event: job.finished`, `Cytoscore-Delivery: <id>` (the same on a repeat) and
+    `Cytoscore-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with the secret>`. Check it
+    over the raw body received, compare in constant time, and refuse a `t` more than a few minutes old.
+    """
     body = request.get_json(silent=True)
     url = body.get("url") if isinstance(body, dict) else None
     if not isinstance(url, str) or not url.strip():

@@ -83,6 +83,11 @@ def test_a_webhook_is_registered_its_secret_shown_once_and_its_delivery_listed(b
         page.goto("/account/webhooks")
         expect(page.locator("#secret-value")).to_have_count(0)  # shown once
         assert secret not in page.content()
+        hint = page.locator("#signature")  # how a receiver checks a delivery, on the page and in the reference
+        expect(hint).to_contain_text("t=<unix time>,v1=<hex HMAC-SHA256>")
+        assert hint.get_by_role("link", name="API reference").get_attribute("href") == "/api/v1/docs"
+        described = page.request.get("/api/v1/openapi.json").json()["paths"]["/api/v1/webhooks"]["post"]
+        assert "Cytoscore-Signature: t=<unix time>,v1=" in described["description"]
 
         job_id = _finish_a_job(stack, person.token)
         deadline = time.monotonic() + 60
