@@ -222,6 +222,8 @@ def test_the_audit_page_filters_and_exports_csv(new_page, people, service_env):
     admin = new_page()
     sign_in(admin, people["admin"].email, people["admin"].password)
     admin.goto("/admin/audit")
+    tops = admin.locator("form.filters-form label").evaluate_all("ls => ls.map(l => l.getBoundingClientRect().top)")
+    assert len(tops) == 5 and len(set(tops)) == 1, f"the filters' labels are not on one line: {tops}"
     admin.get_by_label("User (email)").fill(person.email)
     admin.get_by_role("button", name="Filter").click()
     expect(admin.locator("#audit tbody tr")).to_have_count(3)  # added, its token, its sign-in
