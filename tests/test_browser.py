@@ -199,6 +199,24 @@ def test_one_case_is_answered_on_the_same_page_from_the_keyboard(page, stack, la
     expect(card.locator(".notice")).to_contain_text("not a diagnosis")
     screenshot(page, "home-answer")
 
+    # A value changed once answered: the card says it no longer answers the form.
+    stale = page.locator("#answer-stale")
+    expect(stale).to_be_hidden()
+    page.fill("#f-radius_mean", "20")
+    expect(stale).to_be_visible()
+    expect(stale).to_contain_text("it answers the values in the card below, not those in the form")
+    screenshot(page, "home-answer-stale")
+    # The next patient: an empty form, no answer, the cursor in the first field; a new answer is not stale.
+    page.get_by_role("button", name="New case").click()
+    expect(answer).to_be_hidden()
+    assert [page.input_value(f'[name="{name}"]') for name in ("case_id", *RF4)] == [""] * 5
+    assert page.evaluate("() => document.activeElement.name") == "case_id"
+    for feature in RF4:
+        page.fill(f"#f-{feature}", values[feature])
+    page.press(f"#f-{RF4[-1]}", "Enter")
+    expect(answer.locator("article.case h2")).to_have_text("Case (no case id)", timeout=30_000)
+    expect(stale).to_be_hidden()
+
 
 def test_an_out_of_range_case_is_flagged_beside_its_answer(page):
     X, _ = wdbc()

@@ -8,6 +8,8 @@
   const statusLine = document.getElementById("case-status");
   const problemsBox = document.getElementById("case-problems");
   const answer = document.getElementById("answer");
+  const staleNotice = document.getElementById("answer-stale");
+  const newCase = document.getElementById("new-case");
   let busy = false;
 
   function say(text) { statusLine.textContent = text; }
@@ -51,6 +53,7 @@
     const card = new DOMParser().parseFromString(await response.text(), "text/html").body;
     slot("card").replaceChildren(...card.childNodes);
     slot("job-link").href = jobUrl;
+    markStale(false);
     answer.hidden = false;
     answer.focus();
   }
@@ -84,6 +87,30 @@
     say("");
     await showAnswer(body.job);
   }
+
+  // An answer never stands beside values it was not given: once a field changes, the card says so.
+  function markStale(stale) {
+    staleNotice.hidden = !stale;
+    answer.classList.toggle("stale", stale);
+  }
+
+  form.addEventListener("input", function () {
+    if (!answer.hidden && staleNotice.hidden) markStale(true);
+  });
+
+  // The next patient: empty fields, no answer, no problems, the cursor in the first field.
+  newCase.hidden = false;
+  newCase.addEventListener("click", function () {
+    if (busy) return;
+    const inputs = form.querySelectorAll("input[name]:not([type=hidden])");
+    for (const input of inputs) input.value = "";
+    showFieldErrors({});
+    showProblems([]);
+    answer.hidden = true;
+    markStale(false);
+    say("");
+    inputs[0].focus();
+  });
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
