@@ -212,7 +212,7 @@ BAD_INPUTS: list[tuple[str, bytes | list[dict[str, object]], Expect]] = [
     (
         "decimal comma in , file",
         with_cell("radius_mean", "12,5"),
-        rejects(2, "radius_mean", "is not a number (a decimal comma"),
+        rejects(2, "radius_mean", "is not a number: write a decimal point (12.5); a decimal comma is read only in"),
     ),
     ("hex", with_cell("radius_mean", "0x10"), rejects(2, "radius_mean", "is not a number")),
     ("dangling exponent", with_cell("radius_mean", "1e"), rejects(2, "radius_mean", "is not a number")),

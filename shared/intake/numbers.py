@@ -66,7 +66,8 @@ def _why_not(s: str, decimal_comma: bool) -> str:
     if _THOUSANDS.fullmatch(s):
         return "is not a number (no thousands separators)"
     if not decimal_comma and DECIMAL_COMMA.fullmatch(s):
-        return "is not a number (a decimal comma is read only in semicolon-delimited files)"
+        point = s.replace(",", ".")  # a suggestion in the reason; the value itself stays refused
+        return f"is not a number: write a decimal point ({point}); a decimal comma is read only in semicolon files"
     return "is not a number"
 
 
