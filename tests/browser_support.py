@@ -137,6 +137,37 @@ def chart_words_hidden(page: Any) -> list[str]:
     )
 
 
+def fields_out_of_line(page: Any) -> list[str]:
+    """Fields side by side (their boxes share a line) whose inputs do not stand at one height, and a button beside
+    inputs that does not stand on their line."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+          const off = [];
+          const box = e => e.getBoundingClientRect();
+          const top = e => Math.round(box(e).top);
+          const share = (a, b) => Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+          for (const form of document.querySelectorAll("form")) {
+            const fields = [...form.querySelectorAll(".field")].filter(f => box(f).width > 0
+              && f.querySelector(":scope > input, :scope > select") && f.querySelector(":scope > label"));
+            for (const field of fields) {
+              const line = fields.filter(f => share(box(f), box(field)));
+              const tops = line.map(f => top(f.querySelector(":scope > input, :scope > select")));
+              if (new Set(tops).size > 1) off.push(line.map(f => f.querySelector("label").textContent).join(" | ")
+                                                   + ": inputs at " + tops);
+            }
+            const inputs = fields.map(f => f.querySelector(":scope > input, :scope > select"));
+            for (const button of form.querySelectorAll(":scope > button")) {
+              const beside = inputs.filter(i => share(box(i), box(button)));
+              if (beside.some(i => top(i) !== top(button))) {
+                off.push(button.textContent.trim() + " at " + top(button) + ", beside inputs at " + beside.map(top));
+              }
+            }
+          }
+          return [...new Set(off)];
+        }"""
+    )
+
+
 def icon(page: Any) -> list[Any] | None:
     """The status and type of the icon the page names for its tab, fetched as the browser would; None if it names
     none (the browser then asks for /favicon.ico, once per run, which a test's page may never see)."""

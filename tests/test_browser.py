@@ -39,6 +39,7 @@ from tests.browser_support import (
     Watch,
     audit,
     chart_words_hidden,
+    fields_out_of_line,
     fits_the_width,
     icon,
     launch,
@@ -594,6 +595,7 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sa
             assert fits_the_width(page), f"{name} scrolls sideways at {viewport['width']} px"
             assert icon(page) == [200, "image/svg+xml; charset=utf-8"], f"{name} has no icon for its tab"
             assert chart_words_hidden(page) == [], name
+            assert fields_out_of_line(page) == [], name
             screenshot(page, f"{name}-{width}")
         page.goto(f"/jobs/{sample_job}?show=flagged")
         expect(page.locator("#results tbody tr.flagged").first).to_be_visible()
