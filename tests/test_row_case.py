@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import html
+import io
 import re
+
+import openpyxl
 
 from shared.explain import TOLERANCE
 from shared.features import FEATURES
@@ -67,6 +70,22 @@ def test_a_decimal_comma_row_opens_as_the_job_read_it(client):
     (answer,) = _open(client, job["id"], 12).get_json()["results"]
     assert answer["probability_malignant"] == row["probability_malignant"]
     assert list(answer["explanation"]["contributions"]) == list(FEATURES)  # the best model the file fits
+
+
+def test_a_workbook_row_opens_with_the_numbers_its_cells_hold(client):
+    X, y = wdbc()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["id", "diagnosis", *RF4])
+    for i in range(40):
+        sheet.append([f"W{i}", y[i], *(float(X[i, FEATURES.index(f)]) for f in RF4)])
+    out = io.BytesIO()
+    book.save(out)
+    job = post_upload(client, out.getvalue(), "ward.xlsx").get_json()
+    assert wait_for_job(client, job["id"])["status"] == "succeeded"
+    row = _results(client, job["id"])[32]
+    (answer,) = _open(client, job["id"], 33).get_json()["results"]
+    assert (answer["case_id"], answer["probability_malignant"]) == ("W32", row["probability_malignant"])
 
 
 def test_a_row_that_cannot_be_opened_says_why(client, people, app):
