@@ -273,6 +273,14 @@ BAD_INPUTS: list[tuple[str, bytes | list[dict[str, object]], Expect]] = [
         to_csv([["id", "radius_mean", "texture_mean", "smoothness_mean", "compactness-mean"], *good_rows()]),
         refused("'compactness-mean' is not an accepted spelling"),
     ),
+    (
+        "a typo and a unit in the header",
+        to_csv([["id", "radius mean (px)", "texure_mean", "smoothness_mean", "compactness_mean"], *good_rows()]),
+        refused(
+            "missing required columns: radius_mean, texture_mean ('radius mean (px)' is not an accepted spelling"
+            " of 'radius_mean'; 'texure_mean' is not an accepted spelling of 'texture_mean')"
+        ),
+    ),
     ("missing id", to_csv([r[1:] for r in [HEADER, *good_rows()]]), refused("missing required column: id")),
     ("no header", to_csv(good_rows()), refused("the first line looks like data")),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,12 +95,16 @@ def _squash(name: str) -> str:
 
 
 def _near_misses(header: Sequence[str], missing: list[str]) -> str:
-    spellings: dict[str, str] = {_squash(alias): f for alias, f in ALIASES.items()}
-    hints = [
-        f"{name!r} is not an accepted spelling of {spellings[_squash(name)]!r}"
-        for name in header
-        if resolve_name(name) is None and spellings.get(_squash(name)) in missing
-    ]
+    """The file's unmatched columns that look like a missing one: another spacing, a typo, a unit added. Named in
+    the refusal only; a column is never taken for a feature it is not spelt as."""
+    spellings: dict[str, str] = {_squash(alias): f for alias, f in ALIASES.items() if f in missing}
+    hints = []
+    for name in header:
+        if not name.strip() or resolve_name(name) is not None:
+            continue
+        close = difflib.get_close_matches(_squash(name), spellings, n=1, cutoff=0.8)
+        if close:
+            hints.append(f"{name!r} is not an accepted spelling of {spellings[close[0]]!r}")
     return f" ({'; '.join(hints)})" if hints else ""
 
 
