@@ -306,7 +306,7 @@ def test_an_upload_shows_progress_counts_chart_and_downloads(page, stack, lab, t
     page.goto("/")
     expect(page.locator("#file-hint")).to_contain_text("At most 512 MiB")
     page.set_input_files("#file", str(sheet))
-    expect(page.locator("#chosen")).to_contain_text("jittered.csv")
+    expect(page.locator("#chosen")).to_have_text(f"Chosen: jittered.csv ({sheet.stat().st_size / 2**20:.1f} MiB)")
     page.click("text=Upload and score")
     page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
     job_id = job_id_of(page.url)
@@ -382,7 +382,7 @@ def test_a_refused_file_lists_every_problem_in_place(page):
     page.goto("/")
     start = page.url
     _drop_file(page, "#dropzone", "two-columns.csv", "id,radius_mean\n1,12.0\n")
-    expect(page.locator("#chosen")).to_contain_text("two-columns.csv")
+    expect(page.locator("#chosen")).to_have_text("Chosen: two-columns.csv (22 bytes)")  # not "0.0 MiB"
     page.click("text=Upload and score")
     problems = page.locator("#upload-problems")
     expect(problems).to_be_visible()

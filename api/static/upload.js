@@ -12,7 +12,11 @@
   const maxBytes = Number(form.dataset.maxBytes);
   let busy = false;
 
-  function mib(bytes) { return (bytes / 1048576).toFixed(1) + " MiB"; }
+  // A size as people read it: 22 bytes, 20 KiB, 3.4 MiB (a small file is never "0.0 MiB").
+  function mib(bytes) {
+    if (bytes < 1024) return bytes + (bytes === 1 ? " byte" : " bytes");
+    return bytes < 1048576 ? Math.round(bytes / 1024) + " KiB" : (bytes / 1048576).toFixed(1) + " MiB";
+  }
   function say(text) { statusLine.textContent = text; }
 
   function describe() {
