@@ -364,23 +364,25 @@ def _finished_job(job_id: str) -> Job:
     tags=["jobs"],
 )
 def get_results(job_id: str) -> ResponseReturnValue:
-    """The results, one row per input row, in input order (JSON, or a CSV or XLSX file)."""
-    fmt = _format(schemas.ResultsQuery)
+    """The results, one row per input row, in input order (JSON, or a CSV or XLSX file); `show` keeps some."""
+    asked = schemas.ResultsQuery.parse(request.args)
+    fmt, show = asked.format, asked.show
     job = _finished_job(job_id)
     session = db()
     source = session.get(JobInput, job.id)
     if source is None:
         abort(410, description="the job's input has been removed; its results can no longer be exported")
-    record("job.download", job, detail=f"results as {fmt}")
+    record("job.download", job, detail=f"results as {fmt}" + ("" if show == "all" else f", {show} rows"))
     session.commit()
     if fmt == "json":
-        records = list(downloads.json_records(session, job, source))
+        records = list(downloads.json_records(session, job, source, show))
         return jsonify(job=job_json(job), notice=results.NOTICE, results=records)
-    header, rows = downloads.table(session, job, source, typed=fmt == "xlsx")
+    header, rows = downloads.table(session, job, source, typed=fmt == "xlsx", show=show)
+    name = f"cytoscore-{job.id}" + ("" if show == "all" else f"-{show}")
     if fmt == "xlsx":
-        return _attachment(downloads.xlsx_bytes(header, rows), f"cytoscore-{job.id}.xlsx", XLSX)
+        return _attachment(downloads.xlsx_bytes(header, rows), f"{name}.xlsx", XLSX)
     body = stream_with_context(downloads.csv_stream(header, rows))
-    return _attachment(body, f"cytoscore-{job.id}.csv", "text/csv")
+    return _attachment(body, f"{name}.csv", "text/csv")
 
 
 @bp.get("/jobs/<job_id>/errors")

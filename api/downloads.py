@@ -8,6 +8,7 @@ formula is neutralised; input text that is a number stays a number.
 from __future__ import annotations
 
 import io
+import itertools
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, BinaryIO, TypeVar
 from sqlalchemy.orm import Session, object_session
 
 from api import results
+from api.job_views import SHOWS
 from shared import jobs
 from shared.features import ALIASES, canonical
 from shared.intake import Batch, read_batches, read_rows
@@ -78,15 +80,31 @@ def _value_cell(text: str) -> str:
     return text if NUMBER.fullmatch(written) or DECIMAL_COMMA.fullmatch(written) else _result_cell(text)
 
 
-def json_records(session: Session, job: Job, source: JobInput) -> Iterator[dict[str, Any]]:
-    """The result records, each with the input row as sent (text, exactly as given)."""
+def _paired(
+    records: Iterator[dict[str, Any]], input_rows: Iterator[list[str]]
+) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """Each record with its input row (row n is the input's n-th): the input is read once, in order, and the rows
+    a filter left out are passed over."""
+    at = 0
+    for record in records:
+        cells = next(itertools.islice(input_rows, record["row"] - at - 1, None), None)
+        if cells is None:
+            raise LookupError(f"the stored input ends before row {record['row']}")
+        at = record["row"]
+        yield record, cells
+
+
+def json_records(session: Session, job: Job, source: JobInput, show: str = "all") -> Iterator[dict[str, Any]]:
+    """The result records (those `show` keeps: see job_views.SHOWS), each with its input row as sent."""
     input_header, input_rows = _source(job, source)
-    for record, cells in zip(results.records(session, job), input_rows, strict=True):
+    for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
         yield {**record, "input": dict(zip(input_header, cells, strict=True))}
 
 
-def table(session: Session, job: Job, source: JobInput, *, typed: bool) -> tuple[list[str], Iterator[list[Any]]]:
-    """The export's header and its rows: result fields, the notice, then the input columns.
+def table(
+    session: Session, job: Job, source: JobInput, *, typed: bool, show: str = "all"
+) -> tuple[list[str], Iterator[list[Any]]]:
+    """The export's header and its rows (those `show` keeps): result fields, the notice, then the input columns.
 
     `typed` makes numeric measurements floats (for XLSX); otherwise they keep the text the user sent.
     """
@@ -96,7 +114,7 @@ def table(session: Session, job: Job, source: JobInput, *, typed: bool) -> tuple
     decimal_comma = job.input_delimiter == ";"  # only a semicolon file may use a decimal comma
 
     def rows() -> Iterator[list[Any]]:
-        for record, cells in zip(results.records(session, job), input_rows, strict=True):
+        for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
             yield [
                 *(_result_cell(record[f]) for f in results.FIELDS),
                 results.NOTICE,

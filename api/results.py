@@ -45,8 +45,12 @@ _OF_JOB = (
 )
 
 
-def records(session: Session, job: Job, *, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    query = _OF_JOB.offset(offset).limit(limit).execution_options(yield_per=5000)
+def records(
+    session: Session, job: Job, *, offset: int = 0, limit: int | None = None, where: Any = None
+) -> Iterator[dict[str, Any]]:
+    """The job's records in input order; `where`, a condition on Result, keeps only the rows it holds for."""
+    query = _OF_JOB if where is None else _OF_JOB.where(where)
+    query = query.offset(offset).limit(limit).execution_options(yield_per=5000)
     with session.execute(query, {"job_id": job.id}) as found:  # closes its server cursor if the reader stops early
         for r in found:
             yield _record(job, r)

@@ -48,6 +48,11 @@ class CreateQuery(WaitQuery):
 
 class ResultsQuery(Query):
     format: Literal["json", "csv", "xlsx"] = "json"
+    show: Literal["all", "rejected", "flagged", "differs"] = Field(
+        "all",
+        description="only the rejected rows, those outside the training range (flagged), or those whose answer "
+        "differs from the supplied diagnosis; as the job page's filters",
+    )
 
 
 class ErrorsQuery(Query):

@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from testkit.support import jittered_csv, wdbc, wdbc_csv
-from tests.support import post_upload
+from tests.support import post_upload, sign_in
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 
@@ -190,3 +190,35 @@ def test_a_download_the_reader_stops_early_closes_what_it_read_from(client, fini
     next(iter(response.response))  # the first piece, then the reader goes away
     response.close()
     gc.collect()
+
+
+def test_the_rows_a_filter_shows_download_with_their_input_columns(client, finished, app, people):
+    """The job page's 'Differs from the supplied diagnosis (11)' downloads those 11 rows, each with its own input."""
+    lines = wdbc_csv().decode().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[2], "-1", 1)  # row 3: a negative radius, rejected
+    job_id = post_upload(client, ("\n".join(lines) + "\n").encode(), "ward.csv", model="wdbc-rf4").get_json()["id"]
+    assert finished(job_id)["status"] == "succeeded"
+    everything = client.get(f"/api/v1/jobs/{job_id}/results?format=json").get_json()["results"]
+    differing = [r for r in everything if r["diagnosis"] and r["diagnosis"] != r["supplied_diagnosis"]]
+    assert len(differing) > 3
+
+    shown = client.get(f"/api/v1/jobs/{job_id}/results?format=json&show=differs").get_json()["results"]
+    assert shown == differing  # the same records, each with its own row's input
+    assert all(r["input"]["id"] == r["case_id"] for r in shown)
+
+    exported = client.get(f"/api/v1/jobs/{job_id}/results?format=csv&show=differs")
+    assert exported.headers["Content-Disposition"] == f'attachment; filename="cytoscore-{job_id}-differs.csv"'
+    table = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert [(int(r["row"]), r["input:radius_mean"]) for r in table] == [
+        (r["row"], r["input"]["radius_mean"]) for r in differing
+    ]
+    book = client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx&show=rejected").get_data()
+    sheet = openpyxl.load_workbook(io.BytesIO(book)).active
+    (header, rejected) = list(sheet.iter_rows(values_only=True))
+    assert (rejected[header.index("row")], rejected[header.index("input:radius_mean")]) == (3, -1.0)
+    assert client.get(f"/api/v1/jobs/{job_id}/results?format=csv&show=some").status_code == 400
+
+    page = sign_in(app, people["lab"].email, people["lab"].password).get(f"/jobs/{job_id}?show=differs")
+    text = " ".join(page.get_data(as_text=True).split())
+    assert f"Download these {len(differing)} rows, with their input columns:" in text
+    assert f'href="/api/v1/jobs/{job_id}/results?format=csv&amp;show=differs"' in text
