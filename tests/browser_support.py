@@ -168,6 +168,34 @@ def fields_out_of_line(page: Any) -> list[str]:
     )
 
 
+def names_broken_inside(page: Any) -> list[str]:
+    """Names in table cells (`td > code`: column names, say) that wrap inside a word rather than after an
+    underscore or at a space."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+          const broken = [];
+          for (const code of document.querySelectorAll("td > code")) {
+            const text = code.textContent;
+            const range = document.createRange();
+            let chars = [];
+            for (const node of [...code.childNodes].filter(n => n.nodeType === Node.TEXT_NODE)) {
+              for (let i = 0; i < node.length; i++) {
+                range.setStart(node, i);
+                range.setEnd(node, i + 1);
+                chars.push([node.data[i], Math.round(range.getBoundingClientRect().top)]);
+              }
+            }
+            chars.forEach(([c, top], i) => {
+              if (i > 0 && top > chars[i - 1][1] && !"_ ".includes(chars[i - 1][0]) && c !== " ") {
+                broken.push(text + " after " + text.slice(0, i));
+              }
+            });
+          }
+          return broken;
+        }"""
+    )
+
+
 def icon(page: Any) -> list[Any] | None:
     """The status and type of the icon the page names for its tab, fetched as the browser would; None if it names
     none (the browser then asks for /favicon.ico, once per run, which a test's page may never see)."""

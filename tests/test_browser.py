@@ -43,6 +43,7 @@ from tests.browser_support import (
     fits_the_width,
     icon,
     launch,
+    names_broken_inside,
     screenshot,
     wait_for_http,
 )
@@ -570,6 +571,7 @@ PAGES = [
     ("jobs", "/jobs"),
     ("models", "/models"),
     ("model", "/models/wdbc-rf4"),
+    ("model-rf30", "/models/wdbc-rf30"),
     ("job", None),
     ("case", "case"),
 ]
@@ -596,6 +598,7 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sa
             assert icon(page) == [200, "image/svg+xml; charset=utf-8"], f"{name} has no icon for its tab"
             assert chart_words_hidden(page) == [], name
             assert fields_out_of_line(page) == [], name
+            assert names_broken_inside(page) == [], name
             screenshot(page, f"{name}-{width}")
         page.goto(f"/jobs/{sample_job}?show=flagged")
         expect(page.locator("#results tbody tr.flagged").first).to_be_visible()
