@@ -146,6 +146,15 @@ def single_case_ids(session: Session, listed: list[Job]) -> dict[uuid.UUID, str 
     return found
 
 
+def source_names(session: Session, listed: list[Job]) -> dict[uuid.UUID, str]:
+    """For the cases opened from a row of another job: that job's file name, or its short id when it had none."""
+    ids = {job.source_job_id for job in listed if job.source_job_id is not None}
+    if not ids:
+        return {}
+    query = select(Job.id, Job.input_filename).where(Job.id.in_(ids))
+    return {job_id: name or f"job {str(job_id)[:8]}" for job_id, name in session.execute(query)}
+
+
 def seconds_left(job: Job, now: datetime) -> float | None:
     """Time left at the rate so far, or None before there is a rate to go by."""
     done = job.rows_scored + job.rows_rejected

@@ -165,6 +165,7 @@ def job_list() -> ResponseReturnValue:
         next_after=found.next_after,
         counts=job_views.diagnosis_counts(session, [j.id for j in listed]),
         cases=job_views.single_case_ids(session, listed),
+        sources=job_views.source_names(session, listed),
         **context,
     )
 

@@ -111,6 +111,7 @@ def test_the_rows_table_opens_a_row_and_the_case_names_where_it_came_from(app, c
     page = browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert f'action="/jobs/{job["id"]}/rows/7/case"' in page
     assert 'aria-label="Why row 7 (case P0006) was answered M: open it as a case"' in page
+    assert browser.post(f"/jobs/{job['id']}/rows/7/case").status_code == 400  # a form from elsewhere: no token
     answered = browser.post(f"/jobs/{job['id']}/rows/7/case", data={"csrf_token": csrf(browser, f"/jobs/{job['id']}")})
     assert answered.status_code == 303
     new = answered.headers["Location"].rsplit("/", 1)[-1]
@@ -120,3 +121,5 @@ def test_the_rows_table_opens_a_row_and_the_case_names_where_it_came_from(app, c
     assert "Supplied diagnosis M: the model’s answer agrees." in " ".join(case_page.split())
     assert "row 7 of clinic-week.csv, opened as a case" in case_page
     assert f"row 7 of clinic-week.csv, job {job['id']}" in " ".join(case_page.split())
+    listed = html.unescape(re.sub(r"<[^>]+>", "", browser.get("/jobs").get_data(as_text=True)))
+    assert "case P0006, row 7 of clinic-week.csv" in " ".join(listed.split())  # the jobs list says so too
