@@ -8,6 +8,7 @@ import json
 import re
 
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
 from pypdf import PdfReader
 
@@ -138,6 +139,26 @@ def test_the_pdf_report_holds_the_case_and_reads_back_as_text(client, people, ap
 BAR_FILLS = {"M": "0.701961 0.14902 0.117647 rg", "B": "0.184314 0.427451 0.701961 rg"}
 
 
+MM = 72 / 25.4  # PDF points in a millimetre
+
+
+def words_off_the_page(pdf: bytes, side_margin_mm: float = 14) -> list[str]:
+    """The words of a PDF, as a reader sees them drawn (pdfium places every character where the page puts it,
+    transforms applied), that reach into the page's side margins (report.css: 14 mm) or beyond its edges."""
+    off = []
+    document = pdfium.PdfDocument(pdf)
+    for number, page in enumerate(document, 1):
+        width, _ = page.get_size()
+        left, right = side_margin_mm * MM - 1, width - side_margin_mm * MM + 1  # a point for glyphs' overhang
+        text = page.get_textpage()
+        for i in range(text.count_chars()):
+            char = text.get_text_range(i, 1)
+            x0, _, x1, _ = text.get_charbox(i)
+            if char.strip() and (x0 < left or x1 > right):
+                off.append(f"page {number}: {char!r} at {x0:.0f}–{x1:.0f} pt, of {left:.0f}–{right:.0f}")
+    return off
+
+
 def test_a_thirty_measurement_report_draws_its_bars_in_colour_and_names_the_model_on_every_page(client, people, app):
     """Bars in the colours the caption names, and the case and the model that answered at the foot of every page,
     however many pages it takes."""
@@ -147,7 +168,9 @@ def test_a_thirty_measurement_report_draws_its_bars_in_colour_and_names_the_mode
     pushed = {"M" if value > 0 else "B" for value in result["explanation"]["contributions"].values() if value}
     against = pushed - {result["diagnosis"]}  # the verdict's own colour is also its badge's: look for the other one
     assert against, "the case should push both ways"
-    pdf = PdfReader(io.BytesIO(people["lab"].client(app).get(f"/jobs/{job['id']}/report.pdf").data))
+    pdf_bytes = people["lab"].client(app).get(f"/jobs/{job['id']}/report.pdf").data
+    assert words_off_the_page(pdf_bytes) == []  # the chart's labels, say, whole and inside the page's margins
+    pdf = PdfReader(io.BytesIO(pdf_bytes))
     streams = " ".join(page.get_contents().get_data().decode("latin-1") for page in pdf.pages)
     assert all(BAR_FILLS[side] in streams for side in against)
     for number, page in enumerate(pdf.pages, 1):
