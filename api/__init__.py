@@ -15,7 +15,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings)
     app = Flask(__name__)
-    app.url_map.converters["int"] = Key  # before any route is added
+    app.url_map.converters["int"] = IntegerKey  # before any route is added
     app.config.update(CYTOSCORE=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in the order the API documents them
     register_extensions(app, settings)
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-class Key(IntegerConverter):
+class IntegerKey(IntegerConverter):
     """`<int:…>` in a path is a row number or an id kept in a PostgreSQL integer column: a larger number matches no
     route (404, as for a missing one) instead of reaching the database as a query it refuses (a 500)."""
 

@@ -16,6 +16,7 @@ from flask import abort
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.cases import is_single_case
 from api.database import db
 from api.registry import UnknownModel, model_meta
 from api.submit import check_cases, submit_cases
@@ -31,7 +32,7 @@ def open_row(job: Job, row: int) -> Job:
     """Queue row `row` of `job` as a single case; 404 for a row the job does not have, 409 for one it cannot open."""
     session = db()
     result = session.get(Result, (job.id, row)) if job.status == JobStatus.SUCCEEDED.value else None
-    if result is None or (job.rows_total == 1 and job.input_format == "json"):
+    if result is None or is_single_case(job):
         abort(404, description=f"job {job.id} has no scored row {row} to open as a case")
     if result.diagnosis is None:
         abort(409, description=f"row {row} was not scored ({result.error}): there is no answer to explain")
