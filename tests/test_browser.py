@@ -512,6 +512,9 @@ def test_a_clinician_reads_the_values_and_why_then_prints_the_case_and_files_its
         )  # 3 decimals shown
         assert fits_the_width(page), f"the answer scrolls sideways at {viewport['width']} px"
         screenshot(page, f"case-answer-{width}")
+        with page.expect_download() as from_the_answer:  # the report to file, straight from the answer
+            page.get_by_role("link", name="Download the report (PDF)").click()
+        assert from_the_answer.value.suggested_filename == f"cytoscore-case-{job_id}.pdf"
 
         page.locator('#answer [data-slot="job-link"]').click()
         page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))

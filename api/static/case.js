@@ -53,6 +53,7 @@
     const card = new DOMParser().parseFromString(await response.text(), "text/html").body;
     slot("card").replaceChildren(...card.childNodes);
     slot("job-link").href = jobUrl;
+    slot("report-link").href = jobUrl + "/report.pdf";
     markStale(false);
     answer.hidden = false;
     answer.focus();
