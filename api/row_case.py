@@ -52,7 +52,7 @@ def open_row(job: Job, row: int) -> Job:
         abort(409, description="; ".join(exc.problems))
     if not batch.ok.all():  # the job scored these values: reading them back differently would be a defect
         abort(409, description="; ".join(f"{p.column}: {p.reason}" for p in batch.problems))
-    return submit_cases([case], model["name"], JobKind.FORM, source=(job, row))
+    return submit_cases([case], model["name"], JobKind.FORM, source=(job.id, row))
 
 
 def row_values(session: Session, job: Job, result: Result, features: list[str]) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -173,7 +174,7 @@ def submit_cases(
     model_name: str | None,
     kind: JobKind,
     explain: str | None = None,
-    source: tuple[Job, int] | None = None,
+    source: tuple[uuid.UUID, int] | None = None,
 ) -> Job:
     """Store and queue cases that passed `check_cases`'s structural checks (row problems travel with the job).
 
@@ -182,10 +183,9 @@ def submit_cases(
     model = model_meta(model_name)
     explained = explain_wanted(explain, len(cases))
     content = json.dumps({"cases": list(cases)}, separators=(",", ":"), allow_nan=False).encode()
-    origin = None if source is None else (source[0].id, source[1])
     return _commit_and_queue(
-        detail=None if source is None else f"a single case from row {source[1]} of job {source[0].id}",
-        source=origin,
+        detail=None if source is None else f"a single case from row {source[1]} of job {source[0]}",
+        source=source,
         kind=kind,
         model=model,
         content=content,
