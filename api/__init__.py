@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
@@ -26,12 +25,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 class IntegerKey(IntegerConverter):
-    """`<int:…>` in a path is a row number or an id kept in a PostgreSQL integer column: a larger number matches no
-    route (404, as for a missing one) instead of reaching the database as a query it refuses (a 500)."""
+    """`<int:…>` in a path is a row number or an id kept in a PostgreSQL integer column: a larger number is a 404, as
+    for a missing one, instead of reaching the database as a query it refuses (a 500).
 
-    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(map, *args, **kwargs)
+    Refused here, once the route has matched, not with the converter's `max`: a number over `max` matches no rule, and
+    Werkzeug then answers 405 for another method of the same path (PATCH /api/v1/webhooks/<huge> said 405)."""
+
+    LARGEST = 2**31 - 1
+
+    def to_python(self, value: str) -> int:
+        number = int(super().to_python(value))
+        if number > self.LARGEST:
+            raise NotFound()
+        return number
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:

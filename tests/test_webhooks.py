@@ -239,6 +239,9 @@ def test_another_persons_webhooks_and_deliveries_answer_404_and_changes_are_audi
     assert all(h["id"] != hook["id"] for h in other.get("/api/v1/webhooks").get_json()["webhooks"])
     assert other.get("/api/v1/webhooks/999999/deliveries").status_code == 404  # the same answer as a missing one
     assert client.get("/api/v1/webhooks/175267854390/deliveries").status_code == 404  # beyond an integer column
+    for method in ("patch", "delete"):  # the same for every method of the path, not a 405 for one of them
+        answer = getattr(client, method)("/api/v1/webhooks/4553414310121969152", json={"active": False})
+        assert answer.status_code == 404
 
     assert client.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
     assert client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").status_code == 404
