@@ -21,7 +21,19 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from api import compare, downloads, job_search, job_views, rescore, results, review, row_case, schemas, validation
+from api import (
+    cancelling,
+    compare,
+    downloads,
+    job_search,
+    job_views,
+    rescore,
+    results,
+    review,
+    row_case,
+    schemas,
+    validation,
+)
 from api.access import may_see, record, viewer
 from api.database import db
 from api.openapi import CSV, XLSX, document, errors, responses, spec
@@ -63,6 +75,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "review": job.review,
         "reviewed_at": _iso(job.reviewed_at),
         "reviewed_by": job.reviewed_by,
+        "cancelled_by": job.cancelled_by,  # who stopped it (status cancelled); finished_at says when
         "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
         "input": {
             "filename": job.input_filename,
@@ -253,6 +266,16 @@ def confirm_job(job_id: str) -> ResponseReturnValue:
     """Release the results of a job held for review (`needs_review`): it becomes `succeeded`; audited."""
     job = find_job(job_id)
     review.confirm(job)
+    return jsonify(job_json(job))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@spec.validate(resp=responses(HTTP_200=schemas.Job, **errors(404, 409)), tags=["jobs"])
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    """Stop a job that is queued or running: it becomes `cancelled` at once, and its worker stops at its next write.
+    Its results are never served; its stored input stays, so `rescore` can score it again. 409 once it finished."""
+    job = find_job(job_id)
+    cancelling.cancel(job)
     return jsonify(job_json(job))
 
 

@@ -16,6 +16,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from api import (
+    cancelling,
     cases,
     charts,
     compare,
@@ -202,6 +203,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
             same_input=compare.same_input_jobs(session, job, may_see),
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
+    lab = current_user.may(Role.LAB, Role.ADMIN)
     return render_template(
         "job.html",
         job=job,
@@ -210,7 +212,8 @@ def job_page(job_id: str) -> ResponseReturnValue:
         page_size=job_views.PAGE_SIZE,
         time_left=job_views.time_left_sentence(left),
         notice=results.NOTICE,
-        may_confirm=current_user.may(Role.LAB, Role.ADMIN),
+        may_confirm=lab,
+        may_rescore=lab and job.kind == JobKind.UPLOAD.value and job.purged_at is None,
         **context,
     )
 
@@ -219,6 +222,13 @@ def job_page(job_id: str) -> ResponseReturnValue:
 def confirm_job(job_id: str) -> ResponseReturnValue:
     """The job page's button: release a held job's results, then show them."""
     review.confirm(find_job(job_id))
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    """The job page's button: stop a job that is queued or running, then show it."""
+    cancelling.cancel(find_job(job_id))
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 

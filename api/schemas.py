@@ -71,7 +71,7 @@ class ListQuery(Query):
     """The jobs list's arguments (read by `api.job_search`, which answers 400 listing every problem)."""
 
     q: str | None = Field(None, description="a file name contains it (any letter case), or a row has this case id")
-    status: str | None = Field(None, description="queued, running, succeeded, failed or needs_review")
+    status: str | None = Field(None, description="queued, running, succeeded, failed, needs_review or cancelled")
     model: str | None = Field(None, description="a model name")
     since: str | None = Field(None, alias="from", description="the first UTC day, YYYY-MM-DD")
     to: str | None = Field(None, description="the last UTC day, YYYY-MM-DD (included)")
@@ -186,7 +186,7 @@ class RowRef(BaseModel):
 class Job(BaseModel):
     id: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "needs_review"]
+    status: Literal["queued", "running", "succeeded", "failed", "needs_review", "cancelled"]
     rows_total: int
     rows_scored: int
     rows_rejected: int
@@ -194,6 +194,7 @@ class Job(BaseModel):
     review: str | None = Field(description="why the job was held for review (status needs_review)")
     reviewed_at: str | None
     reviewed_by: str | None
+    cancelled_by: str | None = Field(description="who cancelled the job (status cancelled); finished_at says when")
     seconds_left: float | None = Field(description="while it runs: the time left at the rate so far")
     model: ModelRef
     input: InputRef

@@ -2,7 +2,8 @@
 
 What goes to stdout is for programs (a job id, a status line, results); progress and messages go to stderr.
 Exit codes: 0 done; 1 the server could not be reached or refused the request; 3 the file was refused (nothing was
-created; every problem printed); 4 the job failed (its error printed); 2 a usage error (click's).
+created; every problem printed); 4 the job did not succeed: it failed (its error printed), was cancelled, or is held
+for review; 2 a usage error (click's).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json"}
 REFUSED, FAILED = 3, 4
 POLL_SECONDS = 0.5
+UNFINISHED = ("queued", "running")
 
 
 class Stop(click.ClickException):
@@ -74,7 +76,21 @@ def _summary(job: dict[str, Any]) -> str:
         f"{job['id']} {job['status']}: {job['rows_total']} rows, {job['rows_scored']} scored, "
         f"{job['rows_rejected']} rejected; model {model['name']} {model['version']} (sha256 {model['sha256']})"
     )
+    if job["status"] == "cancelled":
+        return f"{line}; cancelled by {job['cancelled_by']}"
+    if job["status"] == "needs_review":
+        return f"{line}; held for review: {job['review']}"
     return f"{line}; error: {job['error']}" if job.get("error") else line
+
+
+def _unsucceeded(job: dict[str, Any]) -> str:
+    """Why a finished job has no results to download."""
+    job_id = job["id"]
+    if job["status"] == "cancelled":
+        return f"job {job_id} was cancelled by {job['cancelled_by']}"
+    if job["status"] == "needs_review":
+        return f"job {job_id} is held for review ({job['review']}): a lab user must confirm it on its page"
+    return f"job {job_id} failed: {job['error']}"
 
 
 def _format_of(out: Path) -> str:
@@ -96,7 +112,7 @@ def _wait(api: Api, job_id: str) -> dict[str, Any]:
             if done > shown:
                 bar.update(done - shown)
                 shown = done
-            if job["status"] in ("succeeded", "failed"):
+            if job["status"] not in UNFINISHED:
                 return job
             time.sleep(POLL_SECONDS)
             job = _calling(lambda: api.job(job_id))
@@ -145,7 +161,7 @@ def submit(file: Path, url: str | None, model: str | None, wait: bool, out: Path
         job = _wait(api, job_id)
         click.echo(_summary(job), err=True)
         if job["status"] != "succeeded":
-            raise Failed(f"job {job_id} failed: {job['error']}")
+            raise Failed(_unsucceeded(job))
         if out and fmt:
             _download(api, job_id, out, fmt)
 
@@ -156,14 +172,26 @@ def submit(file: Path, url: str | None, model: str | None, wait: bool, out: Path
 @click.option("--json", "as_json", is_flag=True, help="Print the job as the API gives it.")
 @click.option("--wait", is_flag=True, help="Wait until the job finishes, with a progress bar.")
 def status(job_id: str, url: str | None, as_json: bool, wait: bool) -> None:
-    """Print a job's status: rows, scored, rejected, the model's name, version and sha256; exit 4 if it failed."""
+    """Print a job's status: rows, scored, rejected, the model's name, version and sha256; exit 4 if it failed or
+    was cancelled."""
     import json
 
     with _api(url) as api:
         job = _wait(api, job_id) if wait else _calling(lambda: api.job(job_id))
     click.echo(json.dumps(job, indent=2) if as_json else _summary(job))
-    if job["status"] == "failed":
+    if job["status"] in ("failed", "cancelled"):
         sys.exit(FAILED)
+
+
+@click.command()
+@click.argument("job_id")
+@url_option
+def cancel(job_id: str, url: str | None) -> None:
+    """Stop a job that is queued or running; print its status. Its stored file can be scored again from its page.
+    Exits 1 with the reason if the job has already finished."""
+    with _api(url) as api:
+        job = _calling(lambda: api.cancel(job_id))
+    click.echo(_summary(job))
 
 
 @click.command()
@@ -178,4 +206,4 @@ def results(job_id: str, url: str | None, out: Path | None) -> None:
         _download(api, job_id, out, fmt)
 
 
-COMMANDS = [submit, status, results]
+COMMANDS = [submit, status, results, cancel]

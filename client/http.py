@@ -94,6 +94,11 @@ class Api:
         body: dict[str, Any] = self._send("GET", f"/api/v1/jobs/{job_id}").json()
         return body
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop a queued or running job; the job as it now stands. ApiError (409) if it had already finished."""
+        body: dict[str, Any] = self._send("POST", f"/api/v1/jobs/{job_id}/cancel").json()
+        return body
+
     def results(self, job_id: str, fmt: str) -> Iterator[bytes]:
         """The job's results in `fmt` (csv, xlsx or json), as they arrive."""
         request = self._http.build_request("GET", f"/api/v1/jobs/{job_id}/results", params={"format": fmt})

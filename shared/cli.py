@@ -359,7 +359,8 @@ _register_admin_commands()
 
 
 def _register_client_commands() -> None:
-    """`cytoscore submit | status | results`: the client for scripts, which talks to a server over HTTP only."""
+    """`cytoscore submit | status | results | cancel`: the client for scripts, which talks to a server over HTTP
+    only."""
     from client.commands import COMMANDS
 
     for command in COMMANDS:

@@ -59,17 +59,20 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     NEEDS_REVIEW = "needs_review"  # every row read, but the input looks misread: results held until confirmed
+    CANCELLED = "cancelled"  # stopped by a person before it finished: its results are never served
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.NEEDS_REVIEW)
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint("kind IN ('form', 'upload')", name="kind"),
-        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'needs_review')", name="status"),
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'needs_review', 'cancelled')", name="status"
+        ),
         # The jobs list pages newest first after the last row seen, for everyone or for one owner (migration 0014).
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
@@ -92,6 +95,7 @@ class Job(Base):
     review: Mapped[str | None] = mapped_column(Text)  # why the job was held for review (docs/plausibility.md)
     reviewed_at: Mapped[datetime | None]  # when a lab user confirmed the held results
     reviewed_by: Mapped[str | None] = mapped_column(String(254))
+    cancelled_by: Mapped[str | None] = mapped_column(String(254))  # who cancelled it (status cancelled)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

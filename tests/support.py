@@ -16,7 +16,7 @@ def wait_for_job(client: Any, job_id: str, timeout: float = 120) -> dict[str, An
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/api/v1/jobs/{job_id}").get_json()
-        if body["status"] in ("succeeded", "failed", "needs_review"):
+        if body["status"] not in ("queued", "running"):
             return body  # type: ignore[no-any-return]
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} still {body['status']} after {timeout} s: {body}")
@@ -44,6 +44,21 @@ def stored_parts(dsn: str, parts: int, part_rows: int) -> uuid.UUID:
             "INSERT INTO job_input_parts (job_id, part, first_row, row_count, content) "
             "SELECT %s, part, part * %s + 1, %s, '' FROM generate_series(0, %s - 1) AS part",
             (job, part_rows, part_rows, parts),
+        )
+    return job
+
+
+def queued_case(dsn: str, owner_email: str) -> str:
+    """A single case stored as the web stores one, its id sent a moment ago: it waits, queued, as behind a busy
+    queue (the reconciler sends it again only after its resend delay)."""
+    job = str(uuid.uuid4())
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, kind, status, model_name, model_version, model_sha256, input_sha256, input_format, "
+            "rows_total, rows_scored, rows_rejected, attempts, created_at, enqueued_at, owner_id) "
+            "SELECT %s, 'form', 'queued', 'wdbc-rf4', '1', 'h', 'h', 'json', 1, 0, 0, 0, now(), now(), id "
+            "FROM users WHERE email = %s",
+            (job, owner_email),
         )
     return job
 

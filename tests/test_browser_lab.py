@@ -1,6 +1,7 @@
 """The lab's pages in a real browser: the upload panel picks the model from the file's header, a job offers a
 better model and rescores with one click, two jobs on the same input are compared, and the validation view sets the
-training rows apart and filters the rows whose answer differs from the supplied diagnosis."""
+training rows apart and filters the rows whose answer differs from the supplied diagnosis; a job started by mistake
+is cancelled from its page and scored again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import openpyxl
 from playwright.sync_api import expect
 
 from shared.features import FEATURES
-from testkit.support import case_ids, multipart, wdbc, wdbc_csv
+from testkit.support import case_ids, jittered_csv, multipart, wdbc, wdbc_csv
 from tests import test_browser as base
 from tests.browser_support import Watch, audit, chart_words_hidden, fits_the_width, screenshot
 from tests.test_browser import DESKTOP, PHONE, RF4, _context, api, finished, job_id_of
@@ -194,3 +195,30 @@ def test_the_new_pages_pass_axe_and_fit_a_phone(browser, stack, signed_in, lab):
         finally:
             context.close()
         watch.assert_clean()
+
+
+def test_a_job_started_by_mistake_is_cancelled_from_its_page_and_scored_again(browser, stack, signed_in, lab):
+    body, content_type = multipart({"model": "wdbc-rf4"}, jittered_csv(200_000), "wrong-week.csv")
+    job_id = api(stack, lab, "/api/v1/jobs", body, content_type)["id"]
+    context = _context(browser, stack, signed_in, bypass_csp=True)  # axe goes in inline
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        page.goto(f"/jobs/{job_id}")
+        page.get_by_role("button", name="Cancel this job").click()
+        page.wait_for_url(re.compile(rf".*/jobs/{job_id}$"))
+        expect(page.locator("#status")).to_contain_text("cancelled")
+        expect(page.locator("#cancelled")).to_contain_text(f"Cancelled by {lab.email} at ")
+        expect(page.get_by_role("button", name="Cancel this job")).to_have_count(0)
+        job = api(stack, lab, f"/api/v1/jobs/{job_id}")
+        assert job["status"] == "cancelled" and job["rows_scored"] < 200_000
+        audit(page, "job-cancelled, desktop")
+        screenshot(page, "job-cancelled-desktop")
+        page.get_by_role("button", name="Score it again").click()
+        page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+        again = job_id_of(page.url)
+        assert again != job_id
+        assert finished(stack, lab, again)["rows_scored"] == 200_000
+    finally:
+        context.close()
+    watch.assert_clean()

@@ -17,6 +17,8 @@ from openpyxl import Workbook, load_workbook
 
 from testkit.support import BIN, ServiceProcess, free_port, jittered_csv, wdbc_csv
 from tests.browser_support import wait_for_http
+from tests.support import queued_case
+from tests.test_plausibility import german_misread
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,26 @@ def test_a_failed_job_and_a_job_that_is_not_there_say_so(web, token_env, tmp_pat
     assert not_yet.returncode == 1 and not (tmp_path / "x.csv").exists() and not list(tmp_path.iterdir())
     bad_name = cytoscore("results", "x", "--url", web, "-o", str(tmp_path / "x.txt"), env=token_env)
     assert bad_name.returncode == 2 and "name a .csv, .xlsx or .json file" in bad_name.stderr
+
+
+def test_a_held_file_ends_the_wait_and_a_queued_job_is_cancelled(web, token_env, people, pg_url, tmp_path):
+    source = tmp_path / "libreoffice-de.csv"
+    source.write_bytes(german_misread(wdbc_csv()))
+    held = cytoscore("submit", str(source), "--url", web, "--wait", "--out", str(tmp_path / "x.csv"), env=token_env)
+    assert held.returncode == 4, held.stderr
+    job_id = held.stdout.strip()
+    assert f"job {job_id} is held for review (" in held.stderr and "check the decimal separator" in held.stderr
+    assert "a lab user must confirm it on its page" in held.stderr and not (tmp_path / "x.csv").exists()
+
+    queued = queued_case(pg_url.replace("postgresql+psycopg:", "postgresql:"), people["lab"].email)
+    cancelled = cytoscore("cancel", queued, "--url", web, env=token_env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.startswith(f"{queued} cancelled: 1 rows, 0 scored")
+    assert cancelled.stdout.rstrip().endswith(f"; cancelled by {people['lab'].email}")
+    status = cytoscore("status", queued, "--url", web, env=token_env)
+    assert status.returncode == 4 and f"{queued} cancelled" in status.stdout
+    again = cytoscore("cancel", queued, "--url", web, env=token_env)
+    assert again.returncode == 1 and "the job has already finished (cancelled)" in again.stderr
 
 
 def test_the_token_comes_from_the_environment_or_a_private_config_file_never_the_command_line(web, people, tmp_path):

@@ -162,7 +162,7 @@ def test_an_admin_sees_each_jobs_owner_and_no_one_else_sees_anothers_jobs(app, p
 @pytest.mark.parametrize(
     ("query", "problem"),
     [
-        ("status=done", "status 'done': must be one of queued, running, succeeded, failed, needs_review"),
+        ("status=done", "status 'done': must be one of queued, running, succeeded, failed, needs_review, cancelled"),
         ("from=03/01/2020", "from '03/01/2020': must be a date written YYYY-MM-DD"),
         ("from=2020-03-02&to=2020-03-01", "from 2020-03-02 is after to 2020-03-01"),
         ("limit=0", "limit '0': must be a whole number from 1 to 200"),

@@ -273,7 +273,7 @@ def _guarded(res: Resources, attempt: jobs.Attempt, work: Callable[[], str]) -> 
     try:
         outcome = work()
     except jobs.Superseded:
-        log.info("job %s: attempt %d superseded by a newer attempt", job_id, number)
+        log.info("job %s: attempt %d superseded: a newer attempt took the job, or it was cancelled", job_id, number)
         return "superseded"
     except HandBack:
         reason = f"attempt {number} handed back: its worker was stopping"

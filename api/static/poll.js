@@ -2,7 +2,7 @@
 "use strict";
 window.Cytoscore = window.Cytoscore || {};
 (function (ns) {
-  const TERMINAL = new Set(["succeeded", "failed", "needs_review"]);
+  const TERMINAL = new Set(["succeeded", "failed", "needs_review", "cancelled"]);
   const EVERY_MS = 1000; // at most one request a second
   const RETRY_MS = 2000;
 

@@ -13,9 +13,11 @@ and never commit: the web request or the worker's unit of work owns the transact
 - `stored`: the stored input, written in parts and read back a block at a time;
 - `reconciler`: the job rows are the truth, the queue a hint: requeue, give up, resend;
 - `review`: a job held for review (its input looked misread) is confirmed by a lab user;
+- `cancel`: a person stops a job that is queued or running; the attempt's next fenced write finds it gone;
 - `retention`: the inputs and results of old jobs are purged.
 """
 
+from shared.jobs.cancel import cancel
 from shared.jobs.claims import (
     GAVE_UP,
     Attempt,
@@ -46,6 +48,7 @@ __all__ = [
     "Stuck",
     "Superseded",
     "Unit",
+    "cancel",
     "claim_job",
     "claim_part",
     "close_if_exhausted",

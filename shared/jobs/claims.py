@@ -24,7 +24,8 @@ INLINE_BYTES = 1 << 20
 
 
 class Superseded(Exception):
-    """A newer attempt owns the job (or it was handed back, or it finished): this attempt stops without writing."""
+    """A newer attempt owns the job (or it was handed back, cancelled or finished): this attempt stops without
+    writing."""
 
 
 @dataclass(frozen=True)
