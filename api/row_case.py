@@ -3,8 +3,9 @@
 A spreadsheet's rows are answered without reasons; a lab reading one that disagrees with its supplied diagnosis,
 or a clinician given one patient's row, wants the single case's view of it. The row's values are read back from
 the job's stored input, as sent (only the part that holds the row), and scored again alone by the same model, as a
-new single case that names the job and row it came from. The same model and the same values give the same answer;
-a model changed since the job was scored is refused, never substituted.
+new single case that names the job and row it came from. The same model and the same values give the same answer,
+so opening the row again shows the case already opened, not a copy; a model changed since the job was scored is
+refused, never substituted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 import tempfile
 
 from flask import abort
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,6 +47,9 @@ def open_row(job: Job, row: int) -> Job:
     if model["sha256"] != job.model_sha256:
         abort(409, description=f"model {job.model_name} has changed since this job was scored: rescore the job "
                                "with it first, then open the row")  # fmt: skip
+    earlier = opened_before(session, job, row)
+    if earlier is not None:
+        return earlier
     case = row_values(session, job, result, model["features"])
     try:
         batch = check_cases([case], model["name"])
@@ -53,6 +58,23 @@ def open_row(job: Job, row: int) -> Job:
     if not batch.ok.all():  # the job scored these values: reading them back differently would be a defect
         abort(409, description="; ".join(f"{p.column}: {p.reason}" for p in batch.problems))
     return submit_cases([case], model["name"], JobKind.FORM, source=(job.id, row))
+
+
+def opened_before(session: Session, job: Job, row: int) -> Job | None:
+    """The case this person made of this row with this model before, unless it failed, was cancelled or purged."""
+    return session.scalar(
+        select(Job)
+        .where(
+            Job.source_job_id == job.id,
+            Job.source_row == row,
+            Job.owner_id == current_user.user_id,
+            Job.model_sha256 == job.model_sha256,
+            Job.status.not_in((JobStatus.FAILED.value, JobStatus.CANCELLED.value)),
+            Job.purged_at.is_(None),
+        )
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
 
 
 def row_values(session: Session, job: Job, result: Result, features: list[str]) -> dict[str, object]:

@@ -76,6 +76,13 @@ class Job(Base):
         # The jobs list pages newest first after the last row seen, for everyone or for one owner (migration 0014).
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        # The cases opened from a job's rows, found by their source (migration 0020).
+        Index(
+            "ix_jobs_source_job_id_source_row",
+            "source_job_id",
+            "source_row",
+            postgresql_where=text("source_job_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -62,6 +62,11 @@ def test_a_row_opened_as_a_case_answers_as_the_file_did_and_says_why(parts_app, 
     (sent,) = _results(client, case["id"])
     assert sent["input"]["radius_mean"] == as_written  # as the file wrote it, not as a float prints
 
+    again = _open(client, job["id"], 500)  # the same row again: the case already opened, not a copy of it
+    assert (again.status_code, again.get_json()["id"]) == (201, case["id"])
+    admin = _open(people["admin"].client(parts_app), job["id"], 500)  # someone else opening it gets their own
+    assert admin.status_code == 201 and admin.get_json()["id"] != case["id"]
+
 
 def test_a_decimal_comma_row_opens_as_the_job_read_it(client):
     job = post_upload(client, _wdbc_csv(";"), "komma.csv").get_json()
@@ -121,5 +126,8 @@ def test_the_rows_table_opens_a_row_and_the_case_names_where_it_came_from(app, c
     assert "Supplied diagnosis M: the model’s answer agrees." in " ".join(case_page.split())
     assert "row 7 of clinic-week.csv, opened as a case" in case_page
     assert f"row 7 of clinic-week.csv, job {job['id']}" in " ".join(case_page.split())
+    token = csrf(browser, f"/jobs/{job['id']}")
+    again = browser.post(f"/jobs/{job['id']}/rows/7/case", data={"csrf_token": token})
+    assert (again.status_code, again.headers["Location"].rsplit("/", 1)[-1]) == (303, new)  # no second copy
     listed = html.unescape(re.sub(r"<[^>]+>", "", browser.get("/jobs").get_data(as_text=True)))
     assert "case P0006, row 7 of clinic-week.csv" in " ".join(listed.split())  # the jobs list says so too
