@@ -27,6 +27,7 @@ from api import (
     downloads,
     job_search,
     job_views,
+    removal,
     rescore,
     results,
     review,
@@ -76,6 +77,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "reviewed_at": _iso(job.reviewed_at),
         "reviewed_by": job.reviewed_by,
         "cancelled_by": job.cancelled_by,  # who stopped it (status cancelled); finished_at says when
+        "purged_at": _iso(job.purged_at),  # when its file and results were removed
+        "purged_by": job.purged_by,  # by whom; null for the retention purge
         "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
         "input": {
             "filename": job.input_filename,
@@ -279,6 +282,16 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     return jsonify(job_json(job))
 
 
+@bp.post("/jobs/<job_id>/purge")
+@spec.validate(resp=responses(HTTP_200=schemas.Job, **errors(404, 409)), tags=["jobs"])
+def purge_job(job_id: str) -> ResponseReturnValue:
+    """Remove a finished job's stored file and results for good, for anyone who may see it (audited): the job stays,
+    with `purged_at` and `purged_by`; its results then answer 410. 409 while it runs (cancel it first)."""
+    job = find_job(job_id)
+    removal.remove(job)
+    return jsonify(job_json(job))
+
+
 @bp.post("/jobs/<job_id>/rescore")
 @spec.validate(
     query=schemas.WaitQuery,
@@ -318,12 +331,17 @@ def open_row(job_id: str, row: int) -> ResponseReturnValue:
 
 
 @bp.get("/jobs/<job_id>/validation")
-@spec.validate(resp=responses(HTTP_200=schemas.Validation, HTTP_409=schemas.Conflict, **errors(404)), tags=["jobs"])
+@spec.validate(
+    resp=responses(HTTP_200=schemas.Validation, HTTP_409=schemas.Conflict, **errors(404, 410)), tags=["jobs"]
+)
 def get_validation(job_id: str) -> ResponseReturnValue:
     """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
     PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
-    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis."""
+    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis.
+    410 once the job's results have been removed."""
     job = _finished_job(job_id)
+    if job.purged_at is not None:
+        abort(410, description="the job's results have been removed")
     session = db()
     record("job.view", job, detail="validation figures")
     session.commit()

@@ -37,6 +37,8 @@ def check(first: Job, second: Job) -> None:
         raise NotComparable("the two jobs did not read the same input (their inputs' sha256 differ)")
     if first.status != "succeeded" or second.status != "succeeded":
         raise NotComparable("both jobs must have succeeded to be compared")
+    if first.purged_at is not None or second.purged_at is not None:
+        raise NotComparable("a job whose results have been removed cannot be compared")
 
 
 def summary(session: Session, first: Job, second: Job) -> Comparison:
@@ -84,10 +86,12 @@ def differing_rows(session: Session, first: Job, second: Job, limit: int | None 
 
 
 def same_input_jobs(session: Session, job: Job, visible: Any) -> list[Job]:
-    """The other succeeded jobs on this job's input that the person may see (newest first)."""
+    """The other succeeded jobs on this job's input, results not removed, that the person may see (newest first)."""
     query = (
         select(Job)
-        .where(Job.input_sha256 == job.input_sha256, Job.id != job.id, Job.status == "succeeded")
+        .where(
+            Job.input_sha256 == job.input_sha256, Job.id != job.id, Job.status == "succeeded", Job.purged_at.is_(None)
+        )
         .order_by(Job.created_at.desc())
         .limit(20)
     )

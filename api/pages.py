@@ -23,6 +23,7 @@ from api import (
     feature_labels,
     job_search,
     job_views,
+    removal,
     reports,
     rescore,
     results,
@@ -182,7 +183,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
     case = cases.view(session, job, model_meta(job.model_name))
     if case is not None:
         context.update(case=case, single_case_id=case.case_id)
-    elif job.status == JobStatus.SUCCEEDED.value:
+    elif job.status == JobStatus.SUCCEEDED.value and job.purged_at is None:
         rows, matching = job_views.table_page(session, job, query)
         pages = max(1, -(-matching // job_views.PAGE_SIZE))
         if query.page > pages:  # a page past the end shows the last one
@@ -229,6 +230,16 @@ def confirm_job(job_id: str) -> ResponseReturnValue:
 def cancel_job(job_id: str) -> ResponseReturnValue:
     """The job page's button: stop a job that is queued or running, then show it."""
     cancelling.cancel(find_job(job_id))
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/purge")
+def purge_job(job_id: str) -> ResponseReturnValue:
+    """The job page's removal form, whose box must be ticked: remove the file and results, then show the job."""
+    job = find_job(job_id)
+    if request.form.get("understood") != "yes":
+        abort(422, description="tick the box to say you understand that the file and results cannot be recovered")
+    removal.remove(job)
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 

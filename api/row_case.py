@@ -33,13 +33,13 @@ from shared.schema import Job, JobInput, JobInputPart, JobKind, JobStatus, Resul
 def open_row(job: Job, row: int) -> Job:
     """Queue row `row` of `job` as a single case; 404 for a row the job does not have, 409 for one it cannot open."""
     session = db()
+    if job.purged_at is not None and not is_single_case(job) and 1 <= row <= job.rows_total:
+        abort(409, description="the job's input has been removed, so the row's values are gone")
     result = session.get(Result, (job.id, row)) if job.status == JobStatus.SUCCEEDED.value else None
     if result is None or is_single_case(job):
         abort(404, description=f"job {job.id} has no scored row {row} to open as a case")
     if result.diagnosis is None:
         abort(409, description=f"row {row} was not scored ({result.error}): there is no answer to explain")
-    if job.purged_at is not None:
-        abort(409, description="the job's input has been removed, so the row's values are gone")
     try:
         model = model_meta(job.model_name)
     except UnknownModel:

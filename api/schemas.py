@@ -195,6 +195,8 @@ class Job(BaseModel):
     reviewed_at: str | None
     reviewed_by: str | None
     cancelled_by: str | None = Field(description="who cancelled the job (status cancelled); finished_at says when")
+    purged_at: str | None = Field(description="when the job's file and results were removed")
+    purged_by: str | None = Field(description="who removed them; null when the retention purge did")
     seconds_left: float | None = Field(description="while it runs: the time left at the rate so far")
     model: ModelRef
     input: InputRef

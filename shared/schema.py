@@ -111,7 +111,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    purged_at: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]  # when its input and results were removed
+    purged_by: Mapped[str | None] = mapped_column(String(254))  # who removed them; NULL for the retention purge
     explain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # contributions per row
     # While the web stores a large upload part by part (the workers score the parts already stored): when it stored
     # the last one. NULL once the input is whole; a job is not finished while it is set (shared.jobs.create).

@@ -1,7 +1,7 @@
 """The lab's pages in a real browser: the upload panel picks the model from the file's header, a job offers a
 better model and rescores with one click, two jobs on the same input are compared, and the validation view sets the
 training rows apart and filters the rows whose answer differs from the supplied diagnosis; a job started by mistake
-is cancelled from its page and scored again."""
+is cancelled from its page and scored again, and a finished job's file and results are removed."""
 
 from __future__ import annotations
 
@@ -219,6 +219,31 @@ def test_a_job_started_by_mistake_is_cancelled_from_its_page_and_scored_again(br
         again = job_id_of(page.url)
         assert again != job_id
         assert finished(stack, lab, again)["rows_scored"] == 200_000
+    finally:
+        context.close()
+    watch.assert_clean()
+
+
+def test_a_finished_jobs_file_and_results_are_removed_once_the_box_is_ticked(browser, stack, signed_in, lab):
+    job_id = _validated_job(stack, lab)
+    context = _context(browser, stack, signed_in, bypass_csp=True)  # axe goes in inline
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        page.goto(f"/jobs/{job_id}")
+        remove = page.get_by_role("button", name="Remove the file and results")
+        remove.scroll_into_view_if_needed()
+        screenshot(page, "job-remove-desktop")
+        remove.click()  # the box is not ticked: the browser keeps the form, nothing is sent
+        expect(page.get_by_role("checkbox")).to_be_focused()
+        assert api(stack, lab, f"/api/v1/jobs/{job_id}")["purged_at"] is None
+        page.get_by_label("I understand that the file and results cannot be recovered").check()
+        remove.click()
+        expect(page.locator("#removed")).to_contain_text(f"Removed by {lab.email} at ")
+        expect(page.locator("#results")).to_have_count(0)
+        assert api(stack, lab, f"/api/v1/jobs/{job_id}")["purged_by"] == lab.email
+        audit(page, "job-removed, desktop")
+        screenshot(page, "job-removed-desktop")
     finally:
         context.close()
     watch.assert_clean()

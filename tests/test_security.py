@@ -249,7 +249,11 @@ def test_purge_removes_old_inputs_and_results_and_records_it(app, worker, people
     assert client.get(f"/api/v1/jobs/{job}/results?format=csv").status_code == 410
     waited = client.get(f"/api/v1/jobs/{job}?wait=1").get_json()  # small and succeeded, but its results are gone
     assert waited["status"] == "succeeded" and "results" not in waited
+    assert waited["purged_at"] is not None and waited["purged_by"] is None
     assert "purge" in run_cli(["audit"], service_env).stdout
+    page = sign_in(app, people["lab"].email, people["lab"].password).get(f"/jobs/{job}").get_data(as_text=True)
+    page = " ".join(page.split())
+    assert "Removed after the retention period at " in page and "malignant (M)" not in page  # no counts of nothing
 
 
 class _Payload:

@@ -14,7 +14,7 @@ and never commit: the web request or the worker's unit of work owns the transact
 - `reconciler`: the job rows are the truth, the queue a hint: requeue, give up, resend;
 - `review`: a job held for review (its input looked misread) is confirmed by a lab user;
 - `cancel`: a person stops a job that is queued or running; the attempt's next fenced write finds it gone;
-- `retention`: the inputs and results of old jobs are purged.
+- `retention`: the inputs and results of old jobs are purged, or of one job a person removes.
 """
 
 from shared.jobs.cancel import cancel
@@ -33,7 +33,7 @@ from shared.jobs.claims import (
 )
 from shared.jobs.create import create_job, create_rescore, create_upload
 from shared.jobs.reconciler import Report, Stuck, reconcile, stuck_jobs
-from shared.jobs.retention import purge
+from shared.jobs.retention import purge, remove
 from shared.jobs.review import confirm
 from shared.jobs.send import SMALL_JOB_ROWS, invite_helpers, mark_unsent, publish, queue_for, send
 from shared.jobs.stored import spool_input, spool_part
@@ -69,6 +69,7 @@ __all__ = [
     "purge",
     "queue_for",
     "reconcile",
+    "remove",
     "send",
     "spool_input",
     "spool_part",
