@@ -20,7 +20,7 @@ from shared.features import FEATURES
 from shared.settings import ROOT, Settings
 from shared.webhooks import Target, UrlRefused, backoff, check_url, signature
 from testkit.support import RF4, make_person, wdbc
-from tests.support import csrf, sign_in
+from tests.support import csrf, queued_case, sign_in
 
 
 class Receiver:
@@ -287,6 +287,16 @@ def test_a_job_failed_by_any_writer_is_told_too(client, hooks, receiver, people,
     assert (sent["id"], sent["status"], sent["rows_scored"]) == (str(job_id), "failed", 1)
     assert "stopped" not in r.received[0][1].decode()  # the error text stays in cytoscore
     assert [d["job_id"] for d in _deliveries(client, hook["id"])] == [str(job_id)]
+
+
+def test_a_cancelled_job_is_told_too(client, hooks, receiver, people, pg_url):
+    r = receiver(200)
+    hooks(r.url)
+    job_id = queued_case(pg_url.replace("postgresql+psycopg://", "postgresql://"), people["lab"].email)
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    _until(lambda: r.received, message="no delivery for the cancelled job")
+    sent = json.loads(r.received[0][1])["job"]
+    assert (sent["id"], sent["status"]) == (job_id, "cancelled")
 
 
 def test_a_failed_delivery_waits_three_times_as_long_each_time() -> None:
