@@ -278,7 +278,8 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     """Stop a job that is queued or running: it becomes `cancelled` at once, and its worker stops at its next write.
     Its results are never served; its stored input stays, so `rescore` can score it again. 409 once it finished."""
     job = find_job(job_id)
-    cancelling.cancel(job)
+    if not cancelling.cancel(job):
+        abort(409, description=cancelling.too_late(job))
     return jsonify(job_json(job))
 
 

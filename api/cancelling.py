@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import abort
 from flask_login import current_user
 
 from api.access import record
@@ -11,12 +10,17 @@ from shared import jobs
 from shared.schema import Job
 
 
-def cancel(job: Job) -> None:
-    """Stop the job; 409 if it has already finished. Its worker stops at its next write; its input stays stored."""
+def cancel(job: Job) -> bool:
+    """Stop the job; False if it had already finished. Its worker stops at its next write; its input stays stored."""
     session = db()
     was = jobs.cancel(session, job.id, by=current_user.email)  # `job` is the same object, refreshed under its lock
     if was is None:
-        abort(409, description=f"the job has already finished ({job.status}): there is nothing to cancel")
+        return False
     done = job.rows_scored + job.rows_rejected
     record("job.cancel", job, detail=f"cancelled while {was}, {done} of {job.rows_total} rows done")
     session.commit()
+    return True
+
+
+def too_late(job: Job) -> str:
+    return f"the job has already finished ({job.status}): there is nothing to cancel"

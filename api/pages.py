@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
@@ -228,8 +228,11 @@ def confirm_job(job_id: str) -> ResponseReturnValue:
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> ResponseReturnValue:
-    """The job page's button: stop a job that is queued or running, then show it."""
-    cancelling.cancel(find_job(job_id))
+    """The job page's button: stop a job that is queued or running, then show it (one that finished first, saying
+    so: the page's button was pressed as the job ended)."""
+    job = find_job(job_id)
+    if not cancelling.cancel(job):
+        flash(cancelling.too_late(job).capitalize() + ".")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 

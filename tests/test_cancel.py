@@ -112,6 +112,11 @@ def test_the_job_page_cancels_and_offers_to_score_the_file_again(parts_app, work
     assert "Nothing from it is shown or can be downloaded." in page and "Download results" not in page
 
     token = csrf(browser, f"/jobs/{job_id}")
+    late = browser.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token})  # pressed again, from an old page
+    assert late.status_code == 303
+    assert "The job has already finished (cancelled): there is nothing to cancel." in browser.get(
+        f"/jobs/{job_id}"
+    ).get_data(as_text=True)
     again = browser.post(f"/jobs/{job_id}/rescore", data={"csrf_token": token, "model": "wdbc-rf4"})
     assert again.status_code in (302, 303)
     new_id = again.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
