@@ -196,6 +196,26 @@ def names_broken_inside(page: Any) -> list[str]:
     )
 
 
+def values_under_labels(page: Any) -> list[str]:
+    """Cells of a table stacked one block per row (a phone's width) whose value does not all stand beside its label:
+    a cell holding a link and some words, say, whose words wrapped under the label instead of after the link."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+          const off = [];
+          for (const cell of document.querySelectorAll("table.stack td[data-label]")) {
+            if (getComputedStyle(cell, "::before").content === "none") continue;  // a wide screen: a plain table
+            const range = document.createRange();
+            range.selectNodeContents(cell);
+            const lefts = [...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.left));
+            if (lefts.some(left => left < lefts[0] - 1)) {  // a line of the value starts left of where it began
+              off.push(cell.dataset.label + ": " + cell.textContent.trim().replace(/\\s+/g, " "));
+            }
+          }
+          return [...new Set(off)];
+        }"""
+    )
+
+
 def icon(page: Any) -> list[Any] | None:
     """The status and type of the icon the page names for its tab, fetched as the browser would; None if it names
     none (the browser then asks for /favicon.ico, once per run, which a test's page may never see)."""

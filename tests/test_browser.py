@@ -45,6 +45,7 @@ from tests.browser_support import (
     launch,
     names_broken_inside,
     screenshot,
+    values_under_labels,
     wait_for_http,
 )
 
@@ -602,6 +603,7 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, stack, signed_in, sa
             assert chart_words_hidden(page) == [], name
             assert fields_out_of_line(page) == [], name
             assert names_broken_inside(page) == [], name
+            assert values_under_labels(page) == [], name
             screenshot(page, f"{name}-{width}")
         page.goto(f"/jobs/{sample_job}?show=flagged")
         expect(page.locator("#results tbody tr.flagged").first).to_be_visible()
