@@ -111,6 +111,10 @@ def test_the_job_page_cancels_and_offers_to_score_the_file_again(parts_app, work
     assert f"Cancelled by {lab.email} at " in page
     assert "Nothing from it is shown or can be downloaded." in page and "Download results" not in page
 
+    listed = browser.get("/jobs?q=wrong-model.csv").get_data(as_text=True)
+    row = next(r for r in listed.split("<tr>") if job_id[:8] in r)
+    assert 'data-label="M">–</td>' in row and 'data-label="B">–</td>' in row  # no counts of unserved results
+
     token = csrf(browser, f"/jobs/{job_id}")
     late = browser.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token})  # pressed again, from an old page
     assert late.status_code == 303
