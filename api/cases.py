@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from api import charts, feature_labels, results
 from shared import jobs
+from shared.features import CASE_ID, FEATURES
 from shared.intake.cells import cell_text
 from shared.intake.columns import resolve_name
 from shared.intake.validate import RANGE_MARGIN
@@ -81,6 +82,18 @@ def view(session: Session, job: Job, model: dict[str, Any]) -> Case | None:
     owner = session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None
     origin = session.get(Job, job.source_job_id) if job.source_job_id else None
     return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at, origin)
+
+
+def form_values(session: Session, job: Job) -> dict[str, str] | None:
+    """A single case's case id and measurements as sent, keyed as the Score page's form takes them; None for any
+    other job, or a case whose values were removed."""
+    if not is_single_case(job) or job.purged_at is not None:
+        return None
+    entered = _entered(session, job)
+    values = {name: text for name, text in entered.items() if name in FEATURES}
+    if entered.get(CASE_ID):
+        values["case_id"] = entered[CASE_ID]
+    return values
 
 
 def _entered(session: Session, job: Job) -> dict[str, str]:

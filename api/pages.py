@@ -49,8 +49,8 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
-def _home(status: int = 200, **context: Any) -> ResponseReturnValue:
-    chosen = request.values.get("model") or None
+def _home(status: int = 200, chosen: str | None = None, **context: Any) -> ResponseReturnValue:
+    chosen = chosen or request.values.get("model") or None
     try:
         model = model_meta(chosen)
     except UnknownModel as exc:
@@ -77,7 +77,18 @@ def _may_upload() -> bool:
 
 @bp.get("/")
 def home() -> ResponseReturnValue:
-    return _home()
+    """The Score page; `?from=<job id>` fills the case form with that single case's values, to change and score
+    again as a new case (the first one stays as it was)."""
+    if not request.args.get("from"):
+        return _home()
+    job = find_job(request.args["from"])
+    session = db()
+    values = cases.form_values(session, job)
+    if values is None:
+        abort(404, description="only a single case whose values are kept can be copied to the form")
+    record("job.view", job, detail="values copied to the Score page's form")
+    session.commit()
+    return _home(chosen=job.model_name, values=values, copied_from=job)
 
 
 def _accepted(job: Job) -> ResponseReturnValue:

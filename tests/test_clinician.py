@@ -18,7 +18,7 @@ from shared.features import FEATURES
 from shared.modelstore import load_model
 from shared.settings import ROOT
 from testkit.support import RF4, wdbc
-from tests.support import post_upload
+from tests.support import csrf, post_upload, sign_in, wait_for_job
 
 MODELS = ("wdbc-rf4", "wdbc-rf30")
 
@@ -205,6 +205,45 @@ def test_a_clinicians_home_page_offers_no_upload(people, app):
     assert home.count("Decision support only") == 1
 
 
+def test_a_case_is_copied_to_the_form_changed_and_scored_as_a_new_case(app, people, client):
+    clinician = people["clinician"]
+    browser = sign_in(app, clinician.email, clinician.password)
+    first = (
+        people["clinician"]
+        .client(app)
+        .post("/api/v1/jobs?wait=30", json={"cases": [_case(12, "ward-12", radius_mean="13.50")]})
+        .get_json()
+    )
+    case_page = browser.get(f"/jobs/{first['id']}").get_data(as_text=True)
+    assert f'href="/?from={first["id"]}"' in case_page and "Change a value and score again" in case_page
+
+    form = browser.get(f"/?from={first['id']}").get_data(as_text=True)
+    assert 'id="copied-from"' in form and "The values of case" in form and first["id"][:8] in form
+    assert 'name="case_id" value="ward-12"' in form.replace('id="case_id" ', "")
+    assert 'value="13.50"' in form  # as it was sent, not as a float prints
+    fields = dict(re.findall(r'name="([a-z_ ]+)"\s[^>]*?value="([^"]*)"', form))
+    assert {f: fields[f] for f in RF4} == {f: str(_case(12, "x", radius_mean="13.50")[f]) for f in RF4}
+
+    changed = {"csrf_token": csrf(browser, "/"), "model": "wdbc-rf4", "case_id": "ward-12", **fields}
+    changed["texture_mean"] = "31.0"
+    answered = browser.post("/cases", data={k: changed[k] for k in ("csrf_token", "model", "case_id", *RF4)})
+    assert answered.status_code == 303
+    second = answered.headers["Location"].rsplit("/", 1)[-1]
+    assert second != first["id"]
+    sent = wait_for_job(people["clinician"].client(app), second)
+    assert sent["status"] == "succeeded"
+    (now,) = people["clinician"].client(app).get(f"/api/v1/jobs/{second}/results?format=json").get_json()["results"]
+    assert now["input"]["texture_mean"] == "31.0" and now["input"]["radius_mean"] == "13.50"
+    (before,) = (
+        people["clinician"].client(app).get(f"/api/v1/jobs/{first['id']}/results?format=json").get_json()["results"]
+    )
+    assert before["input"]["texture_mean"] == str(_case(12, "x")["texture_mean"])  # the first case is as it was
+
+    upload = post_upload(client, b"id," + ",".join(RF4).encode() + b"\nA,14,20,0.1,0.1\n", "one.csv").get_json()
+    wait_for_job(client, upload["id"])
+    assert people["lab"].client(app).get(f"/?from={upload['id']}").status_code == 404  # a file is not one case
+
+
 @pytest.fixture(scope="module")
 def single_cases(app, worker, people):
     """A single case of the clinician's and one of the lab's, both answered."""
@@ -216,10 +255,12 @@ def single_cases(app, worker, people):
     return owned
 
 
-@pytest.mark.parametrize("door", ["/jobs/{id}/case", "/jobs/{id}/report.pdf"])
+@pytest.mark.parametrize("door", ["/jobs/{id}/case", "/jobs/{id}/report.pdf", "/?from={id}"])
 @pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
 @pytest.mark.parametrize("owner", ["clinician", "lab"])
-def test_access_matrix_for_the_answer_card_and_the_report(app, people, single_cases, door, who, owner):
+def test_access_matrix_for_the_answer_card_the_report_and_the_copy_to_the_form(
+    app, people, single_cases, door, who, owner
+):
     client = people[who].client(app) if who else app.test_client()
     response = client.get(door.format(id=single_cases[owner]))
     expected = 302 if who is None else 200 if who in (owner, "admin") else 404  # someone else's: as if missing
