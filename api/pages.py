@@ -226,6 +226,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
         notice=results.NOTICE,
         may_confirm=lab,
         may_rescore=lab and job.kind == JobKind.UPLOAD.value and job.purged_at is None,
+        fits=rescore.fitting_models(session, job) if job.status == JobStatus.CANCELLED.value else [],
         **context,
     )
 

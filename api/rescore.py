@@ -67,6 +67,12 @@ def better_models(session: Session, job: Job) -> list[dict[str, Any]]:
     return [m for m in fitting(all_models(), present) if float(m["metrics"]["roc_auc"]) > current]
 
 
+def fitting_models(session: Session, job: Job) -> list[dict[str, Any]]:
+    """Every model the job's stored file has the columns of, best held-out ROC AUC first; none once it is removed."""
+    present = input_features(session, job) if job.purged_at is None else None
+    return fitting(all_models(), present) if present else []
+
+
 def _known(name: str) -> bool:
     return any(m["name"] == name for m in all_models())
 

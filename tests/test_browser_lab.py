@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from shared.features import FEATURES
 from testkit.support import case_ids, jittered_csv, multipart, wdbc, wdbc_csv
 from tests import test_browser as base
-from tests.browser_support import Watch, audit, chart_words_hidden, fits_the_width, screenshot
+from tests.browser_support import Watch, audit, chart_words_hidden, fields_out_of_line, fits_the_width, screenshot
 from tests.test_browser import DESKTOP, PHONE, RF4, _context, api, finished, job_id_of
 
 # The browser tests' fixtures, so this module gets a web and a worker of its own as test_browser does.
@@ -213,7 +213,11 @@ def test_a_job_started_by_mistake_is_cancelled_from_its_page_and_scored_again(br
         job = api(stack, lab, f"/api/v1/jobs/{job_id}")
         assert job["status"] == "cancelled" and job["rows_scored"] < 200_000
         audit(page, "job-cancelled, desktop")
+        assert fields_out_of_line(page) == []
         screenshot(page, "job-cancelled-desktop")
+        model = page.get_by_label("Model")
+        expect(model).to_have_value("wdbc-rf4")  # the job's own, among every model the file fits
+        assert model.locator("option").all_inner_texts() == ["wdbc-rf4 (4 features, ROC AUC 0.979)"]
         page.get_by_role("button", name="Score it again").click()
         page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
         again = job_id_of(page.url)

@@ -4,6 +4,7 @@ served, and its stored file can be scored again without uploading it."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -126,3 +127,21 @@ def test_the_job_page_cancels_and_offers_to_score_the_file_again(parts_app, work
     new_id = again.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
     assert new_id != job_id
     assert wait_for_job(lab.client(parts_app), new_id, timeout=180)["rows_scored"] == 300_000
+
+
+def test_a_cancelled_file_is_scored_again_with_any_model_it_fits(app, client, people, pg_url):
+    """Cancelled because the wrong model was chosen: the page offers every model the stored file fits."""
+    lab = people["lab"]
+    job_id = post_upload(client, wdbc_csv(), "ward-all-columns.csv", model="wdbc-rf4").get_json()["id"]
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
+    with psycopg.connect(_dsn(pg_url)) as conn:  # as if cancelled mid-way: the page reads only the status
+        conn.execute("UPDATE jobs SET status = 'cancelled', cancelled_by = %s WHERE id = %s", (lab.email, job_id))
+    browser = sign_in(app, lab.email, lab.password)
+    page = browser.get(f"/jobs/{job_id}").get_data(as_text=True)
+    offered = re.findall(r'<option value="([^"]+)"( selected)?>', page[page.index('id="again-model"') :])
+    assert offered == [("wdbc-rf30", ""), ("wdbc-rf4", " selected")]  # best first; the job's own chosen
+
+    token = csrf(browser, f"/jobs/{job_id}")
+    again = browser.post(f"/jobs/{job_id}/rescore", data={"csrf_token": token, "model": "wdbc-rf30"})
+    new = wait_for_job(client, again.headers["Location"].rsplit("/", 1)[-1])
+    assert (new["status"], new["model"]["name"], new["rows_scored"]) == ("succeeded", "wdbc-rf30", 569)
