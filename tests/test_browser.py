@@ -521,6 +521,16 @@ def test_a_clinician_reads_the_values_and_why_then_prints_the_case_and_files_its
         page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
         expect(page.locator("article.case h2")).to_have_text(f"Case clin-{width}")
         expect(page.get_by_role("button", name="Print this case")).to_be_visible()
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page.get_by_role("button", name="Copy a summary for the record").click()
+        expect(page.locator("#copy-status")).to_have_text("Copied: paste it into the record.")
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        said = "malignant" if result["diagnosis"] == "M" else "benign"
+        assert copied.startswith(f"Case clin-{width}: {result['diagnosis']} ({said}), probability of malignancy ")
+        assert "; flagged: radius_mean 45 above training range 6.981–28.11. " in copied, copied
+        assert f"model wdbc-rf4 1.0.0 (sha256 {result['model_sha256']}), job {job_id}, " in copied
+        assert copied.endswith("Decision support only: this is not a diagnosis. A qualified clinician must interpret "
+                               "every result.")  # fmt: skip
         assert fits_the_width(page), f"the case page scrolls sideways at {viewport['width']} px"
         screenshot(page, f"case-{width}")
         page.emulate_media(media="print")  # what the printer gets: the case, once, without the site around it
