@@ -48,6 +48,33 @@ def test_the_upload_panel_preselects_the_best_model_the_files_header_fits(page, 
     assert finished(stack, lab, job_id_of(page.url))["model"]["name"] == "wdbc-rf30"
 
 
+def test_several_files_are_sent_at_once_each_with_the_model_its_columns_fit(page, stack, lab):
+    page.goto("/")
+    expect(page.locator("#file-hint")).to_contain_text("Choose one or more files, or drop them here.")
+    files = [
+        {"name": "ward-4.csv", "mimeType": "text/csv", "buffer": rf4_csv()},
+        {"name": "ward-30.csv", "mimeType": "text/csv", "buffer": wdbc_csv()},
+        {"name": "ward-broken.csv", "mimeType": "text/csv", "buffer": b"id,radius_mean\nA,14.1\n"},
+    ]
+    page.set_input_files("#file", files=files)
+    expect(page.locator("#chosen")).to_contain_text("ward-4.csv (")
+    expect(page.locator("#chosen")).to_contain_text("ward-broken.csv (")
+    expect(page.locator("#upload-model")).to_have_value("")  # each file gets the best model it fits
+    page.click("text=Upload and score")
+    expect(page.locator("#upload-status")).to_have_text("2 of 3 files accepted; they are on the Jobs page too.")
+    sent = page.locator("#upload-results li")
+    expect(sent).to_have_count(3)
+    expect(sent.nth(2)).to_contain_text("ward-broken.csv was refused; nothing was created: missing required columns")
+    models = {}
+    for at, name in ((0, "ward-4.csv"), (1, "ward-30.csv")):
+        link = sent.nth(at).get_by_role("link", name=f"{name}: accepted, see its job")
+        job = finished(stack, lab, job_id_of(link.get_attribute("href") or ""))
+        models[job["input"]["filename"]] = job["model"]["name"]
+    assert models == {"ward-4.csv": "wdbc-rf4", "ward-30.csv": "wdbc-rf30"}
+    assert page.url.endswith("/")  # the page stays, listing each file's outcome
+    screenshot(page, "upload-several-desktop")
+
+
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

@@ -1,5 +1,7 @@
 // The upload form: drag and drop onto the file picker, the size limit checked before sending, and a refused
-// file's problems shown in place. Without this script the form posts as usual.
+// file's problems shown in place. With this script several files may be chosen or dropped at once: each is sent
+// as its own upload, one after the other, and the page lists what became of each. Without it the form posts one
+// file as usual.
 "use strict";
 (function () {
   const form = document.getElementById("upload-form");
@@ -10,7 +12,11 @@
   const box = document.getElementById("upload-problems");
   const statusLine = document.getElementById("upload-status");
   const maxBytes = Number(form.dataset.maxBytes);
+  const sent = document.getElementById("upload-results");
   let busy = false;
+  input.multiple = true;
+  const hint = document.getElementById("file-hint");
+  hint.textContent = hint.textContent.replace("Choose a file or drop it here.", "Choose one or more files, or drop them here.");
 
   // A size as people read it: 22 bytes, 20 KiB, 3.4 MiB (a small file is never "0.0 MiB").
   function mib(bytes) {
@@ -20,8 +26,10 @@
   function say(text) { statusLine.textContent = text; }
 
   function describe() {
-    const file = input.files[0];
-    chosen.textContent = file ? "Chosen: " + file.name + " (" + mib(file.size) + ")" : "";
+    const files = Array.from(input.files);
+    chosen.textContent = files.length ? "Chosen: " + files.map(function (file) {
+      return file.name + " (" + mib(file.size) + ")";
+    }).join(", ") : "";
   }
 
   function showProblems(summary, problems) {
@@ -178,6 +186,12 @@
   async function preselect() {
     const file = input.files[0];
     if (!file || (modelSelect.value && !chosenByScript)) return; // a person's choice stands
+    if (input.files.length > 1) { // each file gets the best model its own columns fit, as the server chooses it
+      chosenByScript = true;
+      modelSelect.value = "";
+      fitLine.textContent = "Each file is scored with the best held-out ROC AUC among the models whose columns it has.";
+      return;
+    }
     let fields;
     if (/\.xlsx$/i.test(file.name)) {
       fields = await workbookHeader(file).catch(function () { return null; });
@@ -223,43 +237,70 @@
     window.addEventListener(type, function (event) { if (hasFiles(event)) event.preventDefault(); });
   }
 
-  async function send(file) {
-    const name = file ? file.name : "";
-    if (file && file.size > maxBytes) {
-      showProblems(name + " was not sent: it is " + mib(file.size) + ", over the limit of " + mib(maxBytes) + ".", []);
-      return;
+  // One file as its own upload: {job} when accepted, {problems} when refused (what the server said, or why not sent).
+  async function upload(file) {
+    if (file.size > maxBytes) {
+      return { problems: ["it is " + mib(file.size) + ", over the limit of " + mib(maxBytes) + "; it was not sent"] };
     }
-    box.hidden = true;
-    say(file ? "Uploading and checking " + name + "…" : "Checking…");
+    const data = new FormData(form); // every field, so a CSRF token added to the form rides along
+    data.delete("file");
+    data.append("file", file); // last, as the server reads it
     const response = await fetch(form.action, {
-      method: "POST",
-      body: new FormData(form), // every field, so a CSRF token added to the form rides along
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
+      method: "POST", body: data, headers: { Accept: "application/json" }, credentials: "same-origin",
     });
-    if (response.status === 413) {
-      showProblems(name + " was refused: it is over the limit of " + mib(maxBytes) + ".", []);
-      return;
-    }
+    if (response.status === 413) return { problems: ["it is over the limit of " + mib(maxBytes)] };
     const body = await response.json().catch(function () { return null; });
-    if (response.status === 202 && body && body.job) {
-      say("Accepted; opening the job page…");
-      window.location.assign(body.job);
-      return;
-    }
-    if (body && body.problems) {
-      const summary = body.filename ? body.filename + " was refused; nothing was created." : "Nothing was uploaded.";
-      showProblems(summary, body.problems);
-      return;
-    }
+    if (response.status === 202 && body && body.job) return { job: body.job };
+    if (body && body.problems) return { problems: body.problems };
     throw new Error(window.Cytoscore ? window.Cytoscore.refusal(response.status) : "HTTP " + response.status);
+  }
+
+  async function sendOne(file) {
+    box.hidden = true;
+    say("Uploading and checking " + file.name + "…");
+    const outcome = await upload(file);
+    if (outcome.job) {
+      say("Accepted; opening the job page…");
+      window.location.assign(outcome.job);
+      return;
+    }
+    const summary = file.size > maxBytes ? file.name + " was not sent." : file.name + " was refused; nothing was created.";
+    showProblems(summary, outcome.problems);
+  }
+
+  // Several files, one after the other; a refused one stops none of the others.
+  async function sendEach(files) {
+    box.hidden = true;
+    const list = sent.querySelector("ul");
+    let accepted = 0;
+    list.replaceChildren();
+    sent.hidden = false;
+    for (const [at, file] of files.entries()) {
+      say("Uploading and checking " + file.name + " (" + (at + 1) + " of " + files.length + ")…");
+      const item = document.createElement("li");
+      const outcome = await upload(file).catch(function (err) { return { problems: [err.message] }; });
+      if (outcome.job) {
+        const link = document.createElement("a");
+        link.href = outcome.job;
+        link.textContent = file.name + ": accepted, see its job";
+        item.append(link);
+        accepted += 1;
+      } else {
+        item.className = "refused";
+        item.append(file.name + " was refused; nothing was created: " + outcome.problems.join("; "));
+      }
+      list.append(item);
+    }
+    say(accepted + " of " + files.length + " files accepted" + (accepted ? "; they are on the Jobs page too." : "."));
   }
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     if (busy) return;
+    const files = Array.from(input.files);
+    if (!files.length) { showProblems("Nothing was uploaded.", ["choose a CSV or XLSX file to upload"]); return; }
     busy = true;
-    send(input.files[0])
+    (files.length === 1 ? sendOne(files[0]) : sendEach(files))
       .catch(function (err) { showProblems("The upload did not complete: " + err.message + ".", []); })
       .finally(function () { busy = false; });
   });
