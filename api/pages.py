@@ -220,6 +220,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
         "job.html",
         job=job,
         source=session.get(Job, job.source_job_id) if job.source_job_id else None,
+        owner=session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None,
         query=query,
         page_size=job_views.PAGE_SIZE,
         time_left=job_views.time_left_sentence(left),

@@ -72,6 +72,7 @@ def test_the_job_page_removes_on_a_ticked_box_and_says_what_stays(app, client, p
     browser = sign_in(app, lab.email, lab.password)
     page = browser.get(f"/jobs/{job_id}")
     assert "Remove this job’s file and results" in _text(page) and 'id="remove-data"' in page.get_data(as_text=True)
+    assert f" UTC by {lab.email} " in _text(page)  # who sent it, beside when
 
     token = csrf(browser, f"/jobs/{job_id}")
     unticked = browser.post(f"/jobs/{job_id}/purge", data={"csrf_token": token})
