@@ -136,6 +136,32 @@ def diagnosis_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UU
     return out
 
 
+@dataclass(frozen=True)
+class RecentCase:
+    job: Job
+    case_id: str | None
+    diagnosis: str | None  # None until answered, or for a case whose values were refused
+    probability: float | None
+
+
+def recent_cases(session: Session, owner_id: int, limit: int = 5) -> list[RecentCase]:
+    """The person's latest single cases, newest first, each with its answer once there is one to show."""
+    found = session.execute(
+        select(Job, Result.case_id, Result.diagnosis, Result.probability_malignant)
+        .outerjoin(Result, (Result.job_id == Job.id) & (Result.row_number == 1))
+        .where(Job.owner_id == owner_id, Job.rows_total == 1, Job.input_format == "json")
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+    cases = []
+    for job, case_id, diagnosis, probability in found:
+        answered = job.status == JobStatus.SUCCEEDED.value and job.purged_at is None
+        cases.append(
+            RecentCase(job, case_id, diagnosis, probability) if answered else RecentCase(job, None, None, None)
+        )
+    return cases
+
+
 def single_case_ids(session: Session, listed: list[Job]) -> dict[uuid.UUID, str | None]:
     """The case id of each single case among the jobs (None for a case sent without one, or not yet scored)."""
     ids = [job.id for job in listed if job.rows_total == 1 and job.input_format == "json"]

@@ -58,6 +58,8 @@ def _home(status: int = 200, chosen: str | None = None, **context: Any) -> Respo
         context.setdefault("model_problem", str(exc.args[0]))
     context.setdefault("values", {})
     context.setdefault("field_errors", {})
+    user_id = getattr(current_user, "user_id", None)
+    context.setdefault("recent", job_views.recent_cases(db(), user_id) if user_id is not None else [])
     return render_template(
         "home.html",
         models=all_models(),

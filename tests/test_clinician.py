@@ -206,6 +206,24 @@ def test_a_clinicians_home_page_offers_no_upload(people, app):
     assert home.count("Decision support only") == 1
 
 
+def test_the_score_page_lists_the_persons_own_recent_cases_with_their_answers(app, worker, people):
+    mine = people["clinician"].client(app)
+    answers = []
+    for i, case_id in ((3, "recent-a"), (7, "recent-b")):
+        job = mine.post("/api/v1/jobs?wait=30", json={"cases": [_case(i, case_id)]}).get_json()
+        answers.append(job["results"][0])
+    theirs = people["lab"].client(app).post("/api/v1/jobs?wait=30", json={"cases": [_case(9, "not-mine")]})
+    assert theirs.status_code == 201
+    page = mine.get("/").get_data(as_text=True)
+    recent = page[page.index('id="recent-cases"') :]
+    answer = r'<span class="case-id">([^<]+)</span>.*?<span class="dx dx-([MB])">[MB]</span>.*?</span> ([^<]+)</td>'
+    rows = re.findall(answer, recent, re.S)
+    assert rows[:2] == [
+        (a["case_id"], a["diagnosis"], html.escape(_probability(a["probability_malignant"]))) for a in answers[::-1]
+    ]  # newest first, each with its answer as the case page shows it
+    assert "not-mine" not in recent
+
+
 def test_a_case_is_copied_to_the_form_changed_and_scored_as_a_new_case(app, people, client):
     clinician = people["clinician"]
     browser = sign_in(app, clinician.email, clinician.password)
