@@ -71,6 +71,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "rows_scored": job.rows_scored,
         "rows_rejected": job.rows_rejected,
         "seconds_left": _rounded(job_views.seconds_left(job, utcnow())),
+        "jobs_ahead": job_views.jobs_ahead(db(), job),
         "rows_out_of_range": job.rows_out_of_range,
         # Set when the input looked misread: why the job was held (status needs_review) and, once released, by whom.
         "review": job.review,

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from shared import jobs
 from shared.schema import Job, JobStatus, Result
 
 SORTS = {
@@ -179,6 +180,25 @@ def source_names(session: Session, listed: list[Job]) -> dict[uuid.UUID, str]:
         return {}
     query = select(Job.id, Job.input_filename).where(Job.id.in_(ids))
     return {job_id: name or f"job {str(job_id)[:8]}" for job_id, name in session.execute(query)}
+
+
+def jobs_ahead(session: Session, job: Job) -> int | None:
+    """While the job is queued: the unfinished jobs on its queue (single cases, or files) sent before it, which the
+    workers take first; None once a worker has it."""
+    if job.status != JobStatus.QUEUED.value:
+        return None
+    small = Job.rows_total.between(1, jobs.SMALL_JOB_ROWS)
+    same_queue = small if 0 < job.rows_total <= jobs.SMALL_JOB_ROWS else ~small
+    unfinished = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+    query = select(func.count()).where(Job.status.in_(unfinished), Job.created_at < job.created_at, same_queue)
+    return int(session.scalar(query) or 0)
+
+
+def waiting_sentence(ahead: int | None) -> str:
+    """A queued job's wait as the page's script words it."""
+    if not ahead:
+        return "Waiting for a worker."
+    return f"Waiting for a worker: {ahead} {'job is' if ahead == 1 else 'jobs are'} ahead of it."
 
 
 def seconds_left(job: Job, now: datetime) -> float | None:

@@ -226,6 +226,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
         query=query,
         page_size=job_views.PAGE_SIZE,
         time_left=job_views.time_left_sentence(left),
+        waiting=job_views.waiting_sentence(job_views.jobs_ahead(session, job)),
         notice=results.NOTICE,
         may_confirm=lab,
         may_rescore=lab and job.kind == JobKind.UPLOAD.value and job.purged_at is None,

@@ -198,6 +198,9 @@ class Job(BaseModel):
     purged_at: str | None = Field(description="when the job's file and results were removed")
     purged_by: str | None = Field(description="who removed them; null when the retention purge did")
     seconds_left: float | None = Field(description="while it runs: the time left at the rate so far")
+    jobs_ahead: int | None = Field(
+        description="while it is queued: the unfinished jobs on its queue sent before it, which workers take first"
+    )
     model: ModelRef
     input: InputRef
     created_at: str | None

@@ -11,12 +11,14 @@ import re
 from typing import Any
 
 import openpyxl
+import psycopg
 from playwright.sync_api import expect
 
 from shared.features import FEATURES
 from testkit.support import case_ids, jittered_csv, multipart, wdbc, wdbc_csv
 from tests import test_browser as base
 from tests.browser_support import Watch, audit, chart_words_hidden, fields_out_of_line, fits_the_width, screenshot
+from tests.support import queued_case
 from tests.test_browser import DESKTOP, PHONE, RF4, _context, api, finished, job_id_of
 
 # The browser tests' fixtures, so this module gets a web and a worker of its own as test_browser does.
@@ -278,3 +280,22 @@ def test_a_finished_jobs_file_and_results_are_removed_once_the_box_is_ticked(bro
     finally:
         context.close()
     watch.assert_clean()
+
+
+def test_a_queued_jobs_page_keeps_saying_how_many_jobs_are_ahead_of_it(page, stack, lab, pg_url):
+    dsn = pg_url.replace("postgresql+psycopg:", "postgresql:")
+    first, second = (queued_case(dsn, lab.email) for _ in range(2))
+    with psycopg.connect(dsn) as conn:  # waiting since yesterday, the second a second after the first
+        for job_id, seconds in ((first, 0), (second, 1)):
+            conn.execute(
+                "UPDATE jobs SET created_at = now() - interval '1 day' + make_interval(secs => %s) WHERE id = %s",
+                (seconds, job_id),
+            )
+    try:
+        page.goto(f"/jobs/{second}")
+        with page.expect_response(re.compile(rf".*/api/v1/jobs/{second}$")):  # the page's script has polled
+            pass
+        expect(page.locator("#eta")).to_have_text("Waiting for a worker: 1 job is ahead of it.")
+    finally:
+        for job_id in (first, second):
+            api(stack, lab, f"/api/v1/jobs/{job_id}/cancel", b"")

@@ -145,3 +145,25 @@ def test_a_cancelled_file_is_scored_again_with_any_model_it_fits(app, client, pe
     again = browser.post(f"/jobs/{job_id}/rescore", data={"csrf_token": token, "model": "wdbc-rf30"})
     new = wait_for_job(client, again.headers["Location"].rsplit("/", 1)[-1])
     assert (new["status"], new["model"]["name"], new["rows_scored"]) == ("succeeded", "wdbc-rf30", 569)
+
+
+def test_a_queued_job_says_how_many_jobs_are_ahead_of_it(app, people, pg_url):
+    """Two cases waiting since yesterday, one sent a second after the other: the second has the first ahead."""
+    clinician = people["clinician"].client(app)
+    first, second = (queued_case(_dsn(pg_url), people["clinician"].email) for _ in range(2))
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        for job_id, seconds in ((first, 0), (second, 1)):
+            conn.execute(
+                "UPDATE jobs SET created_at = now() - interval '1 day' + make_interval(secs => %s) WHERE id = %s",
+                (seconds, job_id),
+            )
+    try:
+        ahead = [clinician.get(f"/api/v1/jobs/{job_id}").get_json()["jobs_ahead"] for job_id in (first, second)]
+        assert ahead == [0, 1]
+        page = clinician.get(f"/jobs/{second}").get_data(as_text=True)
+        assert "Waiting for a worker: 1 job is ahead of it." in page
+        assert "Waiting for a worker.<" in clinician.get(f"/jobs/{first}").get_data(as_text=True)
+    finally:
+        for job_id in (first, second):
+            clinician.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert clinician.get(f"/api/v1/jobs/{second}").get_json()["jobs_ahead"] is None  # once it is not waiting

@@ -9,7 +9,10 @@
   function byId(id) { return document.getElementById(id); }
 
   function timeLeft(job, done) {
-    if (job.status === "queued") return "Waiting for a worker.";
+    if (job.status === "queued") {
+      if (!job.jobs_ahead) return "Waiting for a worker.";
+      return "Waiting for a worker: " + job.jobs_ahead + (job.jobs_ahead === 1 ? " job is" : " jobs are") + " ahead of it.";
+    }
     if (job.status !== "running") return "";
     if (!job.rows_total) return "Reading the file…"; // a workbook's rows are counted once it is read
     if (done >= job.rows_total) return "";
