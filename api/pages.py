@@ -320,13 +320,32 @@ def case_card(job_id: str) -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>/report.pdf")
 def case_report(job_id: str) -> ResponseReturnValue:
-    """The single case's report as a PDF, made from the same template as its page."""
-    case = _single_case(job_id)
-    record("job.download", case.job, detail="report as PDF")
-    db().commit()
-    pdf = reports.pdf(render_template("report.html", case=case, notice=results.NOTICE))
-    name = f"cytoscore-case-{case.job.id}.pdf"
-    return pdf, 200, {"Content-Type": "application/pdf", "Content-Disposition": f'attachment; filename="{name}"'}
+    """The job's report as a PDF: a single case's is its page's card; a file's, what was scored, by which model,
+    what came of it and how it compares with a supplied diagnosis. 404 until the job has succeeded."""
+    job = find_job(job_id)
+    session = db()
+    case = cases.view(session, job, model_meta(job.model_name))
+    if case is None and not (job.status == JobStatus.SUCCEEDED.value and job.purged_at is None):
+        abort(404, description="a report is made once the job has succeeded, while its results are kept")
+    record("job.download", job, detail="report as PDF")
+    session.commit()
+    if case is not None:
+        html, name = render_template("report.html", case=case, notice=results.NOTICE), f"cytoscore-case-{job.id}.pdf"
+    else:
+        html = render_template(
+            "job_report.html",
+            job=job,
+            owner=session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None,
+            counts=results.counts(session, job),
+            flags=job_views.flag_counts(session, job),
+            v=validation.validation(session, job),
+            roc_chart=_roc_chart,
+            model_metrics=model_meta(job.model_name)["metrics"],
+            notice=results.NOTICE,
+        )
+        name = f"cytoscore-job-{job.id}.pdf"
+    headers = {"Content-Type": "application/pdf", "Content-Disposition": f'attachment; filename="{name}"'}
+    return reports.pdf(html), 200, headers
 
 
 @bp.get("/models")

@@ -132,7 +132,9 @@ def test_the_pdf_report_holds_the_case_and_reads_back_as_text(client, people, ap
     assert text.count("Decision support only") == 1
     assert ("malignant" if result["diagnosis"] == "M" else "benign") in text
     other = client.post("/api/v1/jobs?wait=30", json={"cases": [_case(1, "a"), _case(2, "b")]}).get_json()
-    assert people["lab"].client(app).get(f"/jobs/{other['id']}/report.pdf").status_code == 404  # not a single case
+    several = people["lab"].client(app).get(f"/jobs/{other['id']}/report.pdf")  # not a single case: the job's report
+    assert several.status_code == 200 and "cytoscore-job-" in several.headers["Content-Disposition"]
+    assert "Cases sent as JSON" in PdfReader(io.BytesIO(several.data)).pages[0].extract_text()
     assert people["clinician"].client(app).get(f"/jobs/{job['id']}/report.pdf").status_code == 404  # not theirs
 
 

@@ -9,7 +9,9 @@ import math
 import re
 
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
+from pypdf import PdfReader
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from api.validation import bootstrap_auc, figures, wilson
@@ -18,6 +20,7 @@ from shared.modelstore import load_model, read_metadata
 from shared.training import load_split
 from testkit.support import case_ids, wdbc, wdbc_csv
 from tests.support import post_upload
+from tests.test_clinician import words_off_the_page
 
 Z = 1.959963984540054
 
@@ -144,3 +147,36 @@ def test_no_validation_without_a_supplied_diagnosis(client, finished):
     job = finished(post_upload(client, content).get_json()["id"])
     assert client.get(f"/api/v1/jobs/{job['id']}/validation").get_json()["validation"] is None
     assert 'id="validation"' not in client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+
+
+def test_a_job_report_holds_the_file_the_model_the_counts_and_the_figures_for_the_records(client, finished):
+    job = finished(post_upload(client, wdbc_csv(), "kaggle.csv", model="wdbc-rf4").get_json()["id"])
+    page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert f'href="/jobs/{job["id"]}/report.pdf"' in page and "Download a report of this job (PDF)" in page
+    report = client.get(f"/jobs/{job['id']}/report.pdf")
+    assert report.status_code == 200 and report.mimetype == "application/pdf"
+    assert f'filename="cytoscore-job-{job["id"]}.pdf"' in report.headers["Content-Disposition"]
+    pdf = report.get_data()
+    text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf)).pages)
+    counts = {r["diagnosis"] for r in client.get(f"/api/v1/jobs/{job['id']}/results?format=json").get_json()["results"]}
+    assert counts == {"M", "B"}
+    for said in (
+        "kaggle.csv",
+        job["id"],
+        job["model"]["sha256"],
+        "Malignant (M) 213",
+        "Benign (B) 356",
+        "426 of these rows were used to train this model",
+        "Rows not used in training",
+        "Sensitivity",
+    ):
+        assert said in text, said  # fmt: skip
+    assert text.count("Decision support only") == 1
+    assert words_off_the_page(pdf) == []
+    # The ROC curves are lines: drawn filled (black), each would darken a few per cent of its page.
+    for number, drawn in enumerate(pdfium.PdfDocument(pdf), 1):
+        gray = drawn.render(scale=1).to_numpy()[..., :3].mean(axis=2)
+        assert (gray < 60).mean() < 0.02, f"page {number} is {100 * (gray < 60).mean():.1f} % dark"
+
+    assert client.post(f"/api/v1/jobs/{job['id']}/purge").status_code == 200
+    assert client.get(f"/jobs/{job['id']}/report.pdf").status_code == 404  # its results removed: nothing to report
