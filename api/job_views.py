@@ -182,6 +182,12 @@ def source_names(session: Session, listed: list[Job]) -> dict[uuid.UUID, str]:
     return {job_id: name or f"job {str(job_id)[:8]}" for job_id, name in session.execute(query)}
 
 
+def opened_cases(session: Session, job: Job) -> int:
+    """How many single cases opened from the job's rows still hold their values (each a copy of its row's)."""
+    query = select(func.count()).where(Job.source_job_id == job.id, Job.purged_at.is_(None))
+    return int(session.scalar(query) or 0)
+
+
 def jobs_ahead(session: Session, job: Job) -> int | None:
     """While the job is queued: the unfinished jobs on its queue (single cases, or files) sent before it, which the
     workers take first; None once a worker has it."""

@@ -231,6 +231,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
         may_confirm=lab,
         may_rescore=lab and job.kind == JobKind.UPLOAD.value and job.purged_at is None,
         fits=rescore.fitting_models(session, job) if job.status == JobStatus.CANCELLED.value else [],
+        opened=job_views.opened_cases(session, job) if job.kind == JobKind.UPLOAD.value and not job.purged_at else 0,
         **context,
     )
 

@@ -129,5 +129,9 @@ def test_the_rows_table_opens_a_row_and_the_case_names_where_it_came_from(app, c
     token = csrf(browser, f"/jobs/{job['id']}")
     again = browser.post(f"/jobs/{job['id']}/rows/7/case", data={"csrf_token": token})
     assert (again.status_code, again.headers["Location"].rsplit("/", 1)[-1]) == (303, new)  # no second copy
+    source_page = " ".join(
+        html.unescape(re.sub(r"<[^>]+>", "", browser.get(f"/jobs/{job['id']}").get_data(as_text=True))).split()
+    )
+    assert "1 case opened from its rows keeps its own copy of the row’s values: remove it from its page." in source_page
     listed = html.unescape(re.sub(r"<[^>]+>", "", browser.get("/jobs").get_data(as_text=True)))
     assert "case P0006, row 7 of clinic-week.csv" in " ".join(listed.split())  # the jobs list says so too
