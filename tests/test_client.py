@@ -70,8 +70,12 @@ def test_submit_waits_and_writes_the_results_and_status_and_results_read_the_job
     assert on_stdout.returncode == 0 and on_stdout.stdout == out.read_text()
     book = tmp_path / "scored.xlsx"
     assert cytoscore("results", job_id, "--url", web, "-o", str(book), env=token_env).returncode == 0
-    sheet = load_workbook(book, read_only=True).active
-    assert sheet is not None and sum(1 for _ in sheet.iter_rows()) == 301
+    workbook = load_workbook(book, read_only=True)  # read-only keeps the file open until closed
+    try:
+        sheet = workbook.active
+        assert sheet is not None and sum(1 for _ in sheet.iter_rows()) == 301
+    finally:
+        workbook.close()
 
 
 def test_submit_without_wait_prints_the_job_id_and_a_chosen_model_is_used(web, token_env, tmp_path):
