@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import charts, feature_labels, results
+from api import charts, feature_labels, job_views, results
 from shared import jobs
 from shared.features import CASE_ID, FEATURES
 from shared.intake.cells import cell_text
 from shared.intake.columns import resolve_name
 from shared.intake.validate import RANGE_MARGIN
-from shared.schema import Job, JobInput, User
+from shared.schema import Job, JobInput
 from shared.spreadsheets import utf8_safe
 
 
@@ -79,7 +78,7 @@ def view(session: Session, job: Job, model: dict[str, Any]) -> Case | None:
     if contributions and record["probability_malignant"] is not None:
         labels = {f.name: f.label for f in fields}
         chart = charts.contributions(labels, explanation["base"], contributions, record["probability_malignant"])
-    owner = session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None
+    owner = job_views.owner_email(session, job)
     origin = session.get(Job, job.source_job_id) if job.source_job_id else None
     return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at, origin)
 

@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from shared import jobs
-from shared.schema import Job, JobStatus, Result
+from shared.schema import Job, JobStatus, Result, User
 
 SORTS = {
     "row": Result.row_number,
@@ -180,6 +180,11 @@ def source_names(session: Session, listed: list[Job]) -> dict[uuid.UUID, str]:
         return {}
     query = select(Job.id, Job.input_filename).where(Job.id.in_(ids))
     return {job_id: name or f"job {str(job_id)[:8]}" for job_id, name in session.execute(query)}
+
+
+def owner_email(session: Session, job: Job) -> str | None:
+    """Who sent the job (None for one whose account is gone, or made before accounts)."""
+    return session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None
 
 
 def opened_cases(session: Session, job: Job) -> int:

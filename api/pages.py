@@ -14,6 +14,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api import (
     cancelling,
@@ -206,15 +207,11 @@ def job_page(job_id: str) -> ResponseReturnValue:
             rows=rows,
             matching=matching,
             pages=pages,
-            counts=results.counts(session, job),
-            flags=job_views.flag_counts(session, job),
             chart=charts.histogram(job_views.probability_bins(session, job)),
             better=rescore.better_models(session, job),
             model_auc=model_meta(job.model_name)["metrics"]["roc_auc"],
-            model_metrics=model_meta(job.model_name)["metrics"],
-            v=validation.validation(session, job),
-            roc_chart=_roc_chart,
             same_input=compare.same_input_jobs(session, job, may_see),
+            **_figures(session, job),
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
     lab = current_user.may(Role.LAB, Role.ADMIN)
@@ -222,7 +219,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
         "job.html",
         job=job,
         source=session.get(Job, job.source_job_id) if job.source_job_id else None,
-        owner=session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None,
+        owner=job_views.owner_email(session, job),
         query=query,
         page_size=job_views.PAGE_SIZE,
         time_left=job_views.time_left_sentence(left),
@@ -261,6 +258,18 @@ def purge_job(job_id: str) -> ResponseReturnValue:
         abort(422, description="tick the box to say you understand that the file and results cannot be recovered")
     removal.remove(job)
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+def _figures(session: Session, job: Job) -> dict[str, Any]:
+    """What a succeeded job's page and its PDF report both show: the counts, and the figures against a supplied
+    diagnosis (`v`, drawn with `roc_chart`, beside the model's held-out `model_metrics`)."""
+    return {
+        "counts": results.counts(session, job),
+        "flags": job_views.flag_counts(session, job),
+        "v": validation.validation(session, job),
+        "roc_chart": _roc_chart,
+        "model_metrics": model_meta(job.model_name)["metrics"],
+    }
 
 
 def _roc_chart(figures: dict[str, Any]) -> charts.RocCurve:
@@ -336,13 +345,9 @@ def case_report(job_id: str) -> ResponseReturnValue:
         html = render_template(
             "job_report.html",
             job=job,
-            owner=session.scalar(select(User.email).where(User.id == job.owner_id)) if job.owner_id else None,
-            counts=results.counts(session, job),
-            flags=job_views.flag_counts(session, job),
-            v=validation.validation(session, job),
-            roc_chart=_roc_chart,
-            model_metrics=model_meta(job.model_name)["metrics"],
+            owner=job_views.owner_email(session, job),
             notice=results.NOTICE,
+            **_figures(session, job),
         )
         name = f"cytoscore-job-{job.id}.pdf"
     headers = {"Content-Type": "application/pdf", "Content-Disposition": f'attachment; filename="{name}"'}
