@@ -50,13 +50,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import account, admin, api_v1, auth, health, pages, webhooks
+    from api import account, admin, api_v1, auth, health, pages, two_step, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(two_step.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
 

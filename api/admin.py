@@ -1,5 +1,5 @@
-"""The admin pages: the accounts (add, disable, enable, role, reset a password, revoke access) and the audit trail,
-with filters and a CSV export. Every change is audited."""
+"""The admin pages: the accounts (add, disable, enable, role, reset a password, revoke access, turn off two-step
+sign-in) and the audit trail, with filters and a CSV export. Every change is audited."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from flask_login import current_user
 
 from api.auth import record, require, require_password_session
 from api.database import db
-from shared import accounts, signins, trail
+from shared import accounts, signins, trail, two_step
 from shared.schema import Role, User
 from shared.spreadsheets import csv_writer, neutralise
 
@@ -139,6 +139,16 @@ def revoke(user_id: int) -> ResponseReturnValue:
         return f"{accounts.revoke_access(db(), user)} sessions and tokens"
 
     return _change(user_id, "user.revoke", "Every session and token of {email} has ended.", change)
+
+
+@bp.post("/users/<int:user_id>/two-step-off")
+def two_step_off(user_id: int) -> ResponseReturnValue:
+    def change(user: User) -> str:
+        two_step.turn_off(db(), user)
+        return "for a lost phone; recovery codes removed"
+
+    return _change(user_id, "user.two_step_off", "Two-step sign-in of {email} is off: their password alone signs "
+                   "them in.", change)  # fmt: skip
 
 
 @bp.post("/users/<int:user_id>/reset-password")

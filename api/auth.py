@@ -26,14 +26,18 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from api.database import db
 from shared import accounts, signins
 from shared.passwords import MAX_LENGTH
-from shared.schema import Role, User
+from shared.schema import Role, User, utcnow
 from shared.settings import Settings
 
 bp = Blueprint("auth", __name__)
-OPEN_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz", "health.prometheus",
-                            "api_v1.openapi", "api_v1.docs"})  # fmt: skip
+OPEN_ENDPOINTS = frozenset({"static", "auth.login", "two_step.code", "health.healthz", "health.readyz",
+                            "health.prometheus", "api_v1.openapi", "api_v1.docs"})  # fmt: skip
 #: While a one-time password is unchanged, only these answer; everything else leads to the change.
 BEFORE_THE_CHANGE = frozenset({"static", "account.password", "auth.logout"})
+#: Where two-step sign-in is required (CYTOSCORE_REQUIRE_TWO_STEP), a person without it reaches only these.
+BEFORE_TWO_STEP = BEFORE_THE_CHANGE | {"two_step.setup"}
+#: The browser session's key while a person whose password was right has yet to give their app's code.
+AWAITING_CODE = "awaiting_code"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Principal(UserMixin):  # type: ignore[misc]
     email: str
     role: str
     must_change_password: bool = False
+    two_step: bool = False  # signs in with an app's code after the password
     session_id: int | None = None  # the `user_sessions` row of a browser; None for a token
     secret: str = ""  # the cookie's secret, which finds that row again
     via_token: bool = False
@@ -60,7 +65,8 @@ class Principal(UserMixin):  # type: ignore[misc]
 
     @classmethod
     def of(cls, user: User, session_id: int | None = None, secret: str = "", via_token: bool = False) -> Principal:
-        return cls(user.id, user.email, user.role, user.must_change_password, session_id, secret, via_token)
+        return cls(user.id, user.email, user.role, user.must_change_password, user.totp_secret is not None, session_id,
+                   secret, via_token)  # fmt: skip
 
 
 def init_app(app: Flask) -> None:
@@ -119,6 +125,11 @@ def _require_login() -> ResponseReturnValue | None:
         if request.path.startswith("/api/"):
             return jsonify(error="change your one-time password first, at /account/password"), 403
         return redirect(url_for("account.password"))
+    if _settings().require_two_step and not current_user.two_step and not current_user.via_token \
+            and request.endpoint not in BEFORE_TWO_STEP:  # fmt: skip
+        if request.path.startswith("/api/"):
+            return jsonify(error="turn on two-step sign-in first, at /account/two-step"), 403
+        return redirect(url_for("two_step.setup"))
     return None
 
 
@@ -191,15 +202,28 @@ def login() -> ResponseReturnValue:
         accounts.audit(session_, "login.failed", actor=_typed_email(email), address=address())
         session_.commit()
         return _login_page(401, failed=True, email=email[:254])
-    signins.succeeded(session_, email)
+    target = safe_next(request.form.get("next"))
+    if user.totp_secret is not None:  # the password is right; the app's code comes next (api.two_step)
+        session_.commit()
+        session.clear()
+        session[AWAITING_CODE] = {"user": user.id, "at": utcnow().timestamp(), "next": target}
+        return redirect(url_for("two_step.code"))
+    return sign_in(user, target)
+
+
+def sign_in(user: User, target: str, detail: str | None = None) -> ResponseReturnValue:
+    """Sign this browser in as the person whose password (and code) was right: a new session on the server,
+    audited; then the page asked for, or first the change of a one-time password."""
+    session_ = db()
+    signins.succeeded(session_, user.email)
+    user.last_login_at = utcnow()
     secret = signins.start(session_, user, address(), request.headers.get("User-Agent"))
     principal = Principal.of(user, None, secret)
-    accounts.audit(session_, "login", actor=user.email, address=address())
+    accounts.audit(session_, "login", actor=user.email, address=address(), detail=detail)
     session_.commit()
     session.clear()  # a new session at sign-in: nothing from before survives
     login_user(principal)
     session.permanent = True  # the cookie expires after the idle timeout (renewed per request); the row decides
-    target = safe_next(request.form.get("next"))
     if user.must_change_password:  # the page says why; the page asked for follows the change
         return redirect(url_for("account.password", next=None if target == url_for("pages.home") else target))
     return redirect(target)

@@ -126,9 +126,10 @@ def _limit(app: Flask, settings: Settings) -> None:
     # Refused sign-ins per address, whatever the email: spraying one password over many accounts stops here. The
     # per-email back-off, from any address, is the login view's (shared.signins), in PostgreSQL, so it holds when
     # Redis does not.
-    view["auth.login"] = limiter.limit(
-        settings.login_rate_limit, key_func=get_remote_address, methods=["POST"], deduct_when=_refused_sign_in
-    )(view["auth.login"])
+    for endpoint in ("auth.login", "two_step.code"):  # the password, then an authenticator's code
+        view[endpoint] = limiter.limit(
+            settings.login_rate_limit, key_func=get_remote_address, methods=["POST"], deduct_when=_refused_sign_in
+        )(view[endpoint])
     for endpoint in JOB_CREATION:
         if endpoint in view:
             view[endpoint] = limiter.limit(settings.jobs_rate_limit, key_func=_person_key)(view[endpoint])

@@ -98,7 +98,6 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
         return None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-    user.last_login_at = utcnow()
     return user
 
 

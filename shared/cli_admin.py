@@ -12,7 +12,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import accounts, jobs, signins
+from shared import accounts, jobs, signins, two_step
 from shared.db import database_url, make_engine, make_sessionmaker
 from shared.schema import AuditEvent, Role, User
 from shared.settings import get_settings
@@ -125,9 +125,22 @@ def users_reset_password(email: str) -> None:
     _one_time(email.strip().lower(), made[0])
 
 
+@users.command("two-step-off")
+@click.argument("email")
+def users_two_step_off(email: str) -> None:
+    """Turn off two-step sign-in for someone who lost their phone and their recovery codes."""
+
+    def change(session: Session, user: User) -> str:
+        two_step.turn_off(session, user)
+        return "for a lost phone; recovery codes removed"
+
+    _change(email, "user.two_step_off", change)
+    click.echo(f"two-step sign-in of {email.strip().lower()} is off: the password alone signs in")
+
+
 @users.command("list")
 def users_list() -> None:
-    """Every account: role, status, last sign-in, jobs and live tokens."""
+    """Every account: role, status, last sign-in, two-step sign-in, jobs and live tokens."""
     from shared.cli import _table
 
     with _sessions().begin() as session:
@@ -136,10 +149,10 @@ def users_list() -> None:
              ("active" if row.user.active else "disabled") + (", one-time password" if row.user.must_change_password
                                                                else ""),
              f"{row.user.last_login_at:%Y-%m-%d %H:%M}" if row.user.last_login_at else "never",
-             str(row.jobs), str(row.tokens))
+             "on" if row.user.totp_secret else "off", str(row.jobs), str(row.tokens))
             for row in accounts.list_users(session)
         ]  # fmt: skip
-    _table(("email", "role", "status", "last sign-in", "jobs", "live tokens"), rows)
+    _table(("email", "role", "status", "last sign-in", "two-step", "jobs", "live tokens"), rows)
 
 
 @click.group()

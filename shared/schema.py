@@ -226,6 +226,11 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
+    # Two-step sign-in (`shared.two_step`): the authenticator's base32 secret, since when, and the last 30-second
+    # step whose code signed in (a code is good once). NULL secret: the password alone signs in.
+    totp_secret: Mapped[str | None] = mapped_column(String(32))
+    totp_since: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UserSession(Base):
@@ -244,6 +249,8 @@ class UserSession(Base):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     ended_at: Mapped[datetime | None]
     ended_by: Mapped[str | None] = mapped_column(String(32))  # sign-out, idle, password, disabled, reset, admin
+    # A two-step secret shown on this browser's set-up page and not yet confirmed: kept here, not in the cookie.
+    totp_pending: Mapped[str | None] = mapped_column(String(32))
 
 
 class ApiToken(Base):
@@ -260,6 +267,18 @@ class ApiToken(Base):
     expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class RecoveryCode(Base):
+    """A one-use code that signs in instead of an authenticator's, for a lost phone; only its sha256 is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
 
 
 class LoginThrottle(Base):

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     secret_key: str = Field("", validation_alias="SECRET_KEY", repr=False)
     secure_cookies: bool | None = None  # None: Secure cookies whenever not embedded (TLS in front)
     session_idle_minutes: int = 30
+    # Every person must sign in with an authenticator app's code after the password (shared.two_step); one without
+    # it is sent to set it up before anything else. Off: each person chooses.
+    require_two_step: bool = False
     # Failed sign-ins: per address, whatever the email (Flask-Limiter); per email, from any address, after which each
     # try waits twice as long as the one before (shared.signins.Backoff).
     login_rate_limit: str = "30 per minute"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -242,8 +244,48 @@ def test_the_audit_page_filters_and_exports_csv(new_page, people, service_env):
     assert [(r["actor"], r["action"]) for r in rows] == [(person.email, "login")]
 
 
+def test_two_step_sign_in_is_set_up_by_scanning_and_then_asks_for_the_app_code(browser, stack, service_env):
+    person = make_person(service_env, "clinician")
+    # axe goes in as an inline script, which the pages' policy forbids; the other tests keep the policy on.
+    context = browser.new_context(base_url=stack, viewport=PHONE, bypass_csp=True)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        sign_in(page, person.email, person.password)
+        page.goto("/account")
+        page.get_by_role("link", name="Turn on two-step sign-in").click()
+        expect(page.get_by_role("img", name="A QR code holding the key below")).to_be_visible()
+        qr = page.locator(".qr svg").bounding_box()
+        assert qr is not None and qr["width"] >= 150 and qr["width"] == qr["height"], qr
+        key = page.locator("#totp-key").inner_text().replace(" ", "")
+        audit(page, "two-step set-up, phone")
+        assert fits_the_width(page)
+        screenshot(page, "two-step-setup")
+        page.get_by_label("Code from the app").fill(pyotp.TOTP(key).now())
+        page.get_by_label("Your password").fill(person.password)
+        page.get_by_role("button", name="Turn on two-step sign-in").click()
+        expect(page.locator("#recovery-codes li")).to_have_count(10)
+        expect(page.get_by_role("button", name="Print them")).to_be_visible()
+        assert fits_the_width(page)
+        screenshot(page, "two-step-recovery-codes")
+
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, person.email, person.password)
+        expect(page).to_have_url(re.compile(r"/login/code$"))
+        audit(page, "two-step code, phone")
+        screenshot(page, "two-step-code")
+        page.get_by_label("Code").fill(pyotp.TOTP(key).at(time.time() + 30))  # the one shown before was used up
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(r"/$"))
+        page.goto("/account")
+        expect(page.locator("#two-step")).to_contain_text("on, since")
+    finally:
+        context.close()
+    watch.assert_clean()
+
+
 PAGES = [("account", "/account"), ("password", "/account/password"), ("users", "/admin/users"),
-         ("user", None), ("audit", "/admin/audit")]  # fmt: skip
+         ("user", None), ("audit", "/admin/audit"), ("two-step", "/account/two-step")]  # fmt: skip
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
