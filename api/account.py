@@ -1,4 +1,5 @@
-"""Your account: change your password, see your sessions and end them, make and revoke your API tokens."""
+"""Your account: change your password, see your sessions and end them, make and revoke your API tokens, and read
+what happened to the account."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask_login import current_user, login_user
 
 from api.auth import Principal, address, end_browser_session, record, require_password_session, safe_next
 from api.database import db
-from shared import accounts, signins
+from shared import accounts, signins, trail
 from shared.passwords import MIN_LENGTH
 from shared.schema import User
 
@@ -76,6 +77,13 @@ def password() -> ResponseReturnValue:
     login_user(Principal.of(me, None, secret))
     flash("Your password was changed. Every other session of your account has ended.")
     return redirect(safe_next(after) if forced else url_for("account.overview"))
+
+
+@bp.get("/activity")
+def activity() -> ResponseReturnValue:
+    """Sign-ins, failed ones and changes to the account, by its owner or an admin: the last 100."""
+    events = trail.of_account(db(), current_user.email)
+    return render_template("activity.html", events=events, said=trail.ACCOUNT_ACTIONS)
 
 
 @bp.post("/sessions/end-all")

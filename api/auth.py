@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
 from api.database import db
-from shared import accounts, signins
+from shared import accounts, signins, trail
 from shared.passwords import MAX_LENGTH
 from shared.schema import Role, User, utcnow
 from shared.settings import Settings
@@ -216,6 +216,7 @@ def sign_in(user: User, target: str, detail: str | None = None) -> ResponseRetur
     audited; then the page asked for, or first the change of a one-time password."""
     session_ = db()
     signins.succeeded(session_, user.email)
+    failures = trail.failed_sign_ins(session_, user.email, user.last_login_at)
     user.last_login_at = utcnow()
     secret = signins.start(session_, user, address(), request.headers.get("User-Agent"))
     principal = Principal.of(user, None, secret)
@@ -224,9 +225,25 @@ def sign_in(user: User, target: str, detail: str | None = None) -> ResponseRetur
     session.clear()  # a new session at sign-in: nothing from before survives
     login_user(principal)
     session.permanent = True  # the cookie expires after the idle timeout (renewed per request); the row decides
+    _tell_of(failures)
     if user.must_change_password:  # the page says why; the page asked for follows the change
         return redirect(url_for("account.password", next=None if target == url_for("pages.home") else target))
     return redirect(target)
+
+
+def _tell_of(failures: trail.Failures) -> None:
+    """Say what failed since the person's last sign-in: a right password with a wrong code means someone has it."""
+    if failures.last is None:
+        return
+    at, where = failures.last.at.astimezone(UTC), failures.last.address or "an unknown address"
+    last = f"the last at {at:%Y-%m-%d %H:%M} UTC from {where}"
+    if failures.codes:
+        times = "once" if failures.codes == 1 else f"{failures.codes} times"
+        flash(f"Someone typed your password correctly but not your app's code, {times} since your last sign-in, "
+              f"{last}. If that was not you, change your password now.", "warning")  # fmt: skip
+    else:
+        tries = "1 failed sign-in" if failures.passwords == 1 else f"{failures.passwords} failed sign-ins"
+        flash(f"{tries} to your account since your last sign-in, {last}. Your account activity lists them.")
 
 
 def end_browser_session(reason: str) -> None:

@@ -1,4 +1,5 @@
-"""Reading the audit trail: the filters of the admin page and of its CSV export."""
+"""Reading the audit trail: the filters of the admin page and of its CSV export, and a person's own account
+activity (sign-ins, failed ones, and every change to the account, by them or by an admin)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.schema import AuditEvent
 
 PAGE = 100
+#: What a person's activity page shows, in its words: sign-ins and changes to the account, not their jobs' views
+#: and downloads.
+ACCOUNT_ACTIONS = {
+    "login": "Signed in", "login.failed": "Failed sign-in", "login.throttled": "Sign-in held back after failures",
+    "logout": "Signed out", "password.change": "Password changed", "sessions.end": "Sessions ended",
+    "token.add": "API token made", "token.revoke": "API token revoked", "two_step.on": "Two-step sign-in turned on",
+    "two_step.off": "Two-step sign-in turned off", "two_step.recovery_codes": "New recovery codes made",
+    "webhook.add": "Webhook added", "webhook.delete": "Webhook deleted", "webhook.pause": "Webhook paused",
+    "webhook.resume": "Webhook resumed", "user.add": "Account made", "user.role": "Role changed",
+    "user.disable": "Account disabled", "user.enable": "Account enabled",
+    "user.revoke": "Every session and token revoked", "user.reset_password": "One-time password given",
+    "user.two_step_off": "Two-step sign-in turned off",
+}  # fmt: skip
 COLUMNS = ("at", "actor", "address", "action", "target", "job_id", "detail")
 
 
@@ -106,3 +120,41 @@ def rows(session: Session, filters: Filters) -> Iterator[tuple[str, ...]]:
         for event in found:
             yield (event.at.astimezone(UTC).isoformat(), event.actor or "", event.address or "", event.action,
                    event.target or "", str(event.job_id or ""), event.detail or "")  # fmt: skip
+
+
+def of_account(session: Session, email: str, limit: int = PAGE) -> list[AuditEvent]:
+    """The account's own activity, newest first: what was done to it, by it or by an admin (an admin's changes
+    to other accounts are theirs)."""
+    own = and_(AuditEvent.actor == email, or_(AuditEvent.target.is_(None), AuditEvent.target == email))
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(or_(AuditEvent.target == email, own))
+            .where(AuditEvent.action.in_(list(ACCOUNT_ACTIONS)))
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Failed sign-ins of an account since its last sign-in: wrong passwords, and right passwords with wrong codes
+    (which mean someone knows the password), with the latest of them."""
+
+    passwords: int
+    codes: int
+    last: AuditEvent | None
+
+
+def failed_sign_ins(session: Session, email: str, since: datetime | None) -> Failures:
+    """The failed sign-ins of this email after `since` (its last sign-in)."""
+    failed = [AuditEvent.actor == email, AuditEvent.action == "login.failed"]
+    if since is not None:
+        failed.append(AuditEvent.at > since)
+    code = AuditEvent.detail == "two-step code"
+    counts: dict[bool | None, int] = dict(
+        session.execute(select(code, func.count()).where(*failed).group_by(code)).all()
+    )
+    last = session.scalars(select(AuditEvent).where(*failed).order_by(AuditEvent.id.desc()).limit(1)).first()
+    return Failures(counts.get(False, 0) + counts.get(None, 0), counts.get(True, 0), last)

@@ -279,3 +279,51 @@ def test_the_cli_manages_users_and_tokens(service_env, app):
         run_cli(["tokens", "add", email, "--days", "400"], service_env)
     with pytest.raises(AssertionError, match="already has an account"):
         run_cli(["users", "add", email, "--role", "lab", "--one-time"], service_env)
+
+
+def _activity(client) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The rows of the activity page, each as its columns' texts."""
+    page = client.get("/account/activity").get_data(as_text=True)
+    head = re.findall(r'<th scope="col">([^<]+)</th>', page)
+    rows = re.findall(r"<tr[^>]*>\s*(<td>.*?)</tr>", page, re.S)
+    return [dict(zip(head, (re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)),
+                     strict=True)) for row in rows]  # fmt: skip
+
+
+def test_a_person_reads_their_sign_ins_failures_and_changes_by_whoever_made_them(app, lab, admin, people):
+    person, client = lab
+    stranger = app.test_client()
+    stranger.environ_base["REMOTE_ADDR"] = "203.0.113.77"
+    refused = stranger.post("/login", data={"email": person.email, "password": "guessing",
+                                            "csrf_token": csrf(stranger, "/login")})  # fmt: skip
+    assert refused.status_code == 401
+    client.post("/account/tokens", data={"name": "import", "days": "7", "csrf_token": csrf(client)})
+    user_id = _user_id(admin, person.email)
+    admin.post(f"/admin/users/{user_id}/role", data={"role": "clinician", "csrf_token": csrf(admin, "/admin/users")})
+
+    assert "/account/activity" in client.get("/account").get_data(as_text=True)
+    rows = [(r["What"], r["From"], r["By"]) for r in _activity(client)]
+    assert rows == [
+        ("Role changed", "127.0.0.1", people["admin"].email),
+        ("API token made", "127.0.0.1", "you"),
+        ("Failed sign-in", "203.0.113.77", "you"),
+        ("Signed in", "127.0.0.1", "you"),
+        ("API token made", "–", "cli"),  # make_person: `cytoscore users add`, then `tokens add`
+        ("Account made", "–", "cli"),
+    ]
+    assert _activity(client)[0]["Details"] == "lab to clinician"
+    assert "Role changed" not in [r["What"] for r in _activity(admin)]  # the admin's changes are the person's
+
+
+def test_a_sign_in_tells_of_the_failed_ones_since_the_last(app, service_env):
+    person = make_person(service_env, "lab")
+    stranger = app.test_client()
+    stranger.environ_base["REMOTE_ADDR"] = "203.0.113.78"
+    for _ in range(2):
+        stranger.post("/login", data={"email": person.email, "password": "guessing",
+                                      "csrf_token": csrf(stranger, "/login")})  # fmt: skip
+    told = sign_in(app, person.email, person.password).get("/jobs").get_data(as_text=True)
+    assert re.search(r'<p class="flash" role="status">2 failed sign-ins to your account since your last sign-in, the '
+                     r"last at \d{4}-\d\d-\d\d \d\d:\d\d UTC from 203.0.113.78", told)  # fmt: skip
+    again = sign_in(app, person.email, person.password).get("/jobs").get_data(as_text=True)
+    assert "failed sign-in" not in again  # told once: they are before this sign-in now

@@ -285,7 +285,8 @@ def test_two_step_sign_in_is_set_up_by_scanning_and_then_asks_for_the_app_code(b
 
 
 PAGES = [("account", "/account"), ("password", "/account/password"), ("users", "/admin/users"),
-         ("user", None), ("audit", "/admin/audit"), ("two-step", "/account/two-step")]  # fmt: skip
+         ("user", None), ("audit", "/admin/audit"), ("two-step", "/account/two-step"),
+         ("activity", "/account/activity")]  # fmt: skip
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])

@@ -236,3 +236,23 @@ def test_where_it_is_required_nobody_reaches_a_page_without_it(strict_app, perso
     refused = client.post("/account/two-step/off", data={"off_password": person.password,
                                                          "csrf_token": csrf(client, "/account/two-step")})  # fmt: skip
     assert refused.status_code == 403
+
+
+def test_a_right_password_with_a_wrong_code_is_a_warning_at_the_next_sign_in(app, person):
+    key, _ = _turn_on(sign_in(app, person.email, person.password), person)
+    intruder, _ = _password_step(app, person.email, person.password)
+    intruder.environ_base["REMOTE_ADDR"] = "203.0.113.99"
+    wrong = f"{(int(_next_code(key)) + 1) % 1_000_000:06d}"
+    assert _code(intruder, wrong).status_code == 401
+
+    owner, _ = _password_step(app, person.email, person.password)
+    assert _code(owner, _next_code(key)).status_code == 302
+    page = owner.get("/").get_data(as_text=True)
+    warning = re.search(r'<p class="flash warning" role="alert">([^<]+)</p>', page)
+    assert warning, page[:3000]
+    assert "Someone typed your password correctly but not your app&#39;s code, once since your last sign-in" in (
+        warning.group(1)
+    )
+    assert "from 203.0.113.99" in warning.group(1) and "change your password now" in warning.group(1)
+    activity = owner.get("/account/activity").get_data(as_text=True)
+    assert re.search(r'<tr class="alarm">.*?Right password, wrong code.*?203\.0\.113\.99', activity, re.S)
