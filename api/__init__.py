@@ -41,12 +41,13 @@ class IntegerKey(IntegerConverter):
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
-    from api import auth, database, queueing, registry
+    from api import auth, database, queueing, registry, times
 
     database.init_app(app, settings)
     queueing.init_app(app, settings)
     registry.init_app(app, settings)
     auth.init_app(app)
+    times.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

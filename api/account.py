@@ -3,7 +3,7 @@ what happened to the account."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -134,9 +134,3 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     db().commit()
     flash(f"The token “{token.name}” is revoked.")
     return redirect(url_for("account.overview", _anchor="tokens"))
-
-
-@bp.app_template_filter("when")
-def _when(moment: datetime | None, seconds: bool = False) -> str:
-    """A moment in UTC, to the minute (or the second); a dash for never."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "")) if moment else "–"

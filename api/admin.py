@@ -23,6 +23,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from api import times
 from api.auth import record, require, require_password_session
 from api.database import db
 from shared import accounts, signins, trail, two_step
@@ -162,7 +163,7 @@ def reset_password(user_id: int) -> ResponseReturnValue:
 
 @bp.get("/audit")
 def audit() -> ResponseReturnValue:
-    filters = trail.Filters.parse(request.args)
+    filters = trail.Filters.parse(request.args, times.zone())
     events, older = trail.page(db(), filters)
     return render_template(
         "admin_audit.html", filters=filters, events=events, older=older, actions=trail.actions(db()),
@@ -172,7 +173,7 @@ def audit() -> ResponseReturnValue:
 
 @bp.get("/audit.csv")
 def audit_csv() -> ResponseReturnValue:
-    filters = trail.Filters.parse(request.args)
+    filters = trail.Filters.parse(request.args, times.zone())
     if filters.errors:
         return redirect(f"{url_for('admin.audit')}?{request.query_string.decode('latin-1')}")
     record("audit.export", detail=", ".join(f"{k}={v}" for k, v in filters.args().items()) or "everything")

@@ -229,8 +229,9 @@ def _create_from_json(body: Any, explain: str | None) -> ResponseReturnValue:
 def list_jobs() -> ResponseReturnValue:
     """The jobs the caller may see, newest first, a page at a time: `jobs` and `next` (the next page's URL, or
     null on the last page). Arguments as the jobs page takes them: `q` (a file name contains it, or a row has
-    exactly this case id), `status`, `model`, `from` and `to` (UTC days, both included), `owner` (an email;
-    admins only), `limit` (1 to 200, default 50) and `after` (the position `next` carries)."""
+    exactly this case id), `status`, `model`, `from` and `to` (days in the site's time zone, CYTOSCORE_TIME_ZONE,
+    both included), `owner` (an email; admins only), `limit` (1 to 200, default 50) and `after` (the position
+    `next` carries)."""
     who = viewer()
     try:
         wanted = job_search.JobFilter.from_args(request.args, who)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -23,6 +23,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
+from api import times
 from api.database import db
 from shared import accounts, signins, trail
 from shared.passwords import MAX_LENGTH
@@ -235,11 +236,10 @@ def _tell_of(failures: trail.Failures) -> None:
     """Say what failed since the person's last sign-in: a right password with a wrong code means someone has it."""
     if failures.last is None:
         return
-    at, where = failures.last.at.astimezone(UTC), failures.last.address or "an unknown address"
-    last = f"the last at {at:%Y-%m-%d %H:%M} UTC from {where}"
+    last = f"the last at {times.when(failures.last.at)} from {failures.last.address or 'an unknown address'}"
     if failures.codes:
-        times = "once" if failures.codes == 1 else f"{failures.codes} times"
-        flash(f"Someone typed your password correctly but not your app's code, {times} since your last sign-in, "
+        how_often = "once" if failures.codes == 1 else f"{failures.codes} times"
+        flash(f"Someone typed your password correctly but not your app's code, {how_often} since your last sign-in, "
               f"{last}. If that was not you, change your password now.", "warning")  # fmt: skip
     else:
         tries = "1 failed sign-in" if failures.passwords == 1 else f"{failures.passwords} failed sign-ins"

@@ -13,12 +13,13 @@ import binascii
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, exists, select, tuple_
 from sqlalchemy.orm import Session
 
+from api import times
 from shared.schema import Job, JobStatus, Result, User
 
 PAGE_SIZE = 50
@@ -47,7 +48,7 @@ class JobFilter:
     """The list's state, as it travels in the query string (so the page works without JS and links are shareable).
 
     `q` matches a job whose file name contains it (any case) or that has a row with exactly this case id.
-    `since` and `until` are whole UTC days, both included.
+    `since` and `until` are whole days in the site's time zone, both included.
     """
 
     q: str = ""
@@ -136,10 +137,6 @@ def _cursor(value: str) -> tuple[datetime, uuid.UUID] | None:
         return None
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
 def query(wanted: JobFilter, viewer: Viewer) -> Select[Job, str]:
     """The jobs the viewer may see that match, newest first, from the cursor on, one more than a page."""
     # A large upload being received is not listed: it is the uploader's until the request answers, and may be refused.
@@ -157,9 +154,9 @@ def query(wanted: JobFilter, viewer: Viewer) -> Select[Job, str]:
     if wanted.model:
         stmt = stmt.where(Job.model_name == wanted.model)
     if wanted.since:
-        stmt = stmt.where(Job.created_at >= _midnight(wanted.since))
+        stmt = stmt.where(Job.created_at >= times.midnight(wanted.since))
     if wanted.until:
-        stmt = stmt.where(Job.created_at < _midnight(wanted.until + timedelta(days=1)))
+        stmt = stmt.where(Job.created_at < times.midnight(wanted.until + timedelta(days=1)))
     position = _cursor(wanted.after) if wanted.after else None
     if position is not None:
         stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(*position))

@@ -73,8 +73,10 @@ class ListQuery(Query):
     q: str | None = Field(None, description="a file name contains it (any letter case), or a row has this case id")
     status: str | None = Field(None, description="queued, running, succeeded, failed, needs_review or cancelled")
     model: str | None = Field(None, description="a model name")
-    since: str | None = Field(None, alias="from", description="the first UTC day, YYYY-MM-DD")
-    to: str | None = Field(None, description="the last UTC day, YYYY-MM-DD (included)")
+    since: str | None = Field(
+        None, alias="from", description="the first day, YYYY-MM-DD, in the site's time zone (CYTOSCORE_TIME_ZONE)"
+    )
+    to: str | None = Field(None, description="the last day, YYYY-MM-DD (included), in the site's time zone")
     owner: str | None = Field(None, description="an email (admins only)")
     limit: str | None = Field(None, description="jobs per page, 1 to 200 (default 50)")
     after: str | None = Field(None, description="the position the previous page's `next` carries")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
 from pydantic import Field, model_validator
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
     max_jobs_in_flight: int = 20
     retention_days: int = 30
     log_json: bool | None = None  # None: JSON lines whenever not embedded
+    # The pages, PDF reports and day filters show times in this IANA zone, with its abbreviation (CET, EST);
+    # the JSON API, CSV and XLSX keep UTC with an offset.
+    time_zone: str = "UTC"
 
     # Webhooks. Only https URLs whose host resolves to public addresses, unless the host is listed here (comma-
     # separated names or addresses, as written in the URL): a listed host may also be http and private.
@@ -103,7 +107,16 @@ class Settings(BaseSettings):
             raise ValueError("need max_attempts >= 1 and reconcile_interval > 0")
         for limit in (self.login_rate_limit, self.login_account_limit, self.jobs_rate_limit):
             parse_limit(limit)  # a limit that does not parse stops the start, not the first sign-in
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"CYTOSCORE_TIME_ZONE {self.time_zone!r}: not a time zone; use a name like "
+                             "Europe/Berlin or America/New_York") from None  # fmt: skip
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)  # cached by zoneinfo itself
 
     @property
     def webhook_hosts(self) -> frozenset[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
@@ -41,9 +41,10 @@ class Filters:
     until: date | None = None
     before: int | None = None  # the page: events older than this id
     errors: dict[str, str] = field(default_factory=dict)
+    zone: tzinfo = UTC  # whose days `since` and `until` are
 
     @classmethod
-    def parse(cls, args: Mapping[str, str]) -> Filters:
+    def parse(cls, args: Mapping[str, str], zone: tzinfo = UTC) -> Filters:
         errors: dict[str, str] = {}
 
         def day(name: str) -> date | None:
@@ -74,6 +75,7 @@ class Filters:
             until=until,
             before=int(before) if before.isdigit() and len(before) < 19 else None,
             errors=errors,
+            zone=zone,
         )
 
     def query(self) -> Select[AuditEvent]:
@@ -88,9 +90,9 @@ class Filters:
         if self.job:
             query = query.where(AuditEvent.job_id == self.job)
         if self.since:
-            query = query.where(AuditEvent.at >= datetime.combine(self.since, time(), UTC))
+            query = query.where(AuditEvent.at >= datetime.combine(self.since, time(), self.zone))
         if self.until:
-            query = query.where(AuditEvent.at < datetime.combine(self.until + timedelta(days=1), time(), UTC))
+            query = query.where(AuditEvent.at < datetime.combine(self.until + timedelta(days=1), time(), self.zone))
         return query
 
     def args(self) -> dict[str, str]:

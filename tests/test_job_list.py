@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from api import job_search
-from testkit.support import jittered_csv
-from tests.support import post_upload
+from testkit.support import jittered_csv, make_person
+from tests.support import post_upload, sign_in
 
 # Jobs written straight into PostgreSQL, on days no test creates jobs on: three to a second, so many share a time.
 MANY = (
@@ -174,3 +174,38 @@ def test_a_list_argument_it_does_not_take_is_refused_with_the_reason(client, que
     assert response.status_code == 400 and response.get_json()["problems"] == [problem]
     page = client.get(f"/jobs?{query}")
     assert page.status_code == 400 and problem.replace("'", "&#39;") in page.get_data(as_text=True)
+
+
+@pytest.fixture
+def berlin(settings):  # type: ignore[no-untyped-def]
+    """The web of a site in Berlin (CYTOSCORE_TIME_ZONE=Europe/Berlin)."""
+    from api import create_app
+
+    flask_app = create_app(settings.model_copy(update={"time_zone": "Europe/Berlin"}))
+    flask_app.config.update(TESTING=True)
+    yield flask_app
+    flask_app.extensions["cytoscore.engine"].dispose()
+
+
+def test_a_site_reads_its_own_time_and_days_and_the_api_keeps_utc(berlin, app, service_env, stored):
+    person = make_person(service_env, "lab")
+    (job,) = stored(1, person.email, day="2031-01-15T23:30:00Z")  # half past midnight on the 16th in Berlin
+    page = sign_in(berlin, person.email, person.password)
+    assert "2031-01-16 00:30:00 CET" in page.get(f"/jobs/{job}").get_data(as_text=True)
+    listed = page.get("/jobs").get_data(as_text=True)
+    assert "2031-01-16 00:30:00 CET" in listed and "Times are UTC" not in listed
+    api = person.client(berlin)
+    assert _ids(api, "/api/v1/jobs?from=2031-01-16&to=2031-01-16") == [job]
+    assert _ids(api, "/api/v1/jobs?from=2031-01-15&to=2031-01-15") == []
+    assert api.get(f"/api/v1/jobs/{job}").get_json()["created_at"] == "2031-01-15T23:30:00+00:00"
+    assert "2031-01-16 00:30:00 CET" in page.get("/jobs?from=2031-01-16&to=2031-01-16").get_data(as_text=True)
+    at_utc = person.client(app)  # the same job, on a site left at UTC
+    assert _ids(at_utc, "/api/v1/jobs?from=2031-01-15&to=2031-01-15") == [job]
+    assert "2031-01-15 23:30:00 UTC" in sign_in(app, person.email, person.password).get(f"/jobs/{job}").get_data(
+        as_text=True
+    )
+
+
+def test_a_time_zone_that_does_not_exist_stops_the_start(settings):
+    with pytest.raises(ValueError, match="CYTOSCORE_TIME_ZONE 'Mars/Olympus': not a time zone"):
+        settings.model_validate({**settings.model_dump(), "time_zone": "Mars/Olympus"})
