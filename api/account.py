@@ -113,13 +113,14 @@ def end_session(session_id: int) -> ResponseReturnValue:
 
 @bp.post("/tokens")
 def add_token() -> ResponseReturnValue:
-    values = {"name": request.form.get("name", ""), "days": request.form.get("days", "")}
+    values = {"name": request.form.get("name", ""), "days": request.form.get("days", ""),
+              "may": request.form.get("may", "write")}  # fmt: skip
     try:
-        token, plain = accounts.add_token(db(), _me(), values["name"], values["days"])
+        token, plain = accounts.add_token(db(), _me(), values["name"], values["days"], values["may"] == "read")
     except accounts.AccountError as exc:
         db().rollback()
         return _page(422, field_errors={exc.field or "name": str(exc)}, values=values)
-    record("token.add", target=current_user.email, detail=f"token {token.id} “{token.name}”")
+    record("token.add", target=current_user.email, detail=accounts.described(token))
     db().commit()
     return _page(201, new_token=plain, new_token_name=token.name)
 
@@ -130,7 +131,7 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
         token = accounts.revoke_token(db(), token_id, owner_id=current_user.user_id)
     except accounts.AccountError:
         abort(404, description="you have no such token")
-    record("token.revoke", target=current_user.email, detail=f"token {token.id} “{token.name}”")
+    record("token.revoke", target=current_user.email, detail=accounts.described(token))
     db().commit()
     flash(f"The token “{token.name}” is revoked.")
     return redirect(url_for("account.overview", _anchor="tokens"))

@@ -37,6 +37,8 @@ OPEN_ENDPOINTS = frozenset({"static", "auth.login", "two_step.code", "health.hea
 BEFORE_THE_CHANGE = frozenset({"static", "account.password", "auth.logout"})
 #: Where two-step sign-in is required (CYTOSCORE_REQUIRE_TWO_STEP), a person without it reaches only these.
 BEFORE_TWO_STEP = BEFORE_THE_CHANGE | {"two_step.setup"}
+#: What a read-only token may do.
+READING = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The browser session's key while a person whose password was right has yet to give their app's code.
 AWAITING_CODE = "awaiting_code"
 
@@ -53,6 +55,7 @@ class Principal(UserMixin):  # type: ignore[misc]
     session_id: int | None = None  # the `user_sessions` row of a browser; None for a token
     secret: str = ""  # the cookie's secret, which finds that row again
     via_token: bool = False
+    read_only: bool = False  # a token that may only read
 
     def get_id(self) -> str:
         return self.secret
@@ -65,9 +68,10 @@ class Principal(UserMixin):  # type: ignore[misc]
         return self.role in {r.value for r in roles}
 
     @classmethod
-    def of(cls, user: User, session_id: int | None = None, secret: str = "", via_token: bool = False) -> Principal:
+    def of(cls, user: User, session_id: int | None = None, secret: str = "", via_token: bool = False,
+           read_only: bool = False) -> Principal:  # fmt: skip
         return cls(user.id, user.email, user.role, user.must_change_password, user.totp_secret is not None, session_id,
-                   secret, via_token)  # fmt: skip
+                   secret, via_token, read_only)  # fmt: skip
 
 
 def init_app(app: Flask) -> None:
@@ -102,13 +106,13 @@ def _load_from_bearer(req: object) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    user = accounts.user_for_token(db(), token.strip())
-    if user is None:
+    found = accounts.token_and_user(db(), token.strip())
+    if found is None:
         return None
     if db().dirty:
         db().commit()  # last_used_at, touched at most once a minute
     g.via_token = True
-    return Principal.of(user, via_token=True)
+    return Principal.of(found[1], via_token=True, read_only=found[0].read_only)
 
 
 def _unauthorized() -> ResponseReturnValue:
@@ -122,6 +126,9 @@ def _require_login() -> ResponseReturnValue | None:
         return None
     if not current_user.is_authenticated:
         return _unauthorized()
+    if current_user.read_only and request.method not in READING:
+        return jsonify(error="this token may only read: make one that may also send and change jobs, under "
+                             "Account in the browser"), 403  # fmt: skip
     if current_user.must_change_password and not current_user.via_token and request.endpoint not in BEFORE_THE_CHANGE:
         if request.path.startswith("/api/"):
             return jsonify(error="change your one-time password first, at /account/password"), 403

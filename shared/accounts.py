@@ -206,17 +206,25 @@ def token_days(days: int | str) -> int:
     return value
 
 
-def add_token(session: Session, user: User, name: str, days: int | str) -> tuple[ApiToken, str]:
-    """Create a token; the plain text is returned once and never stored."""
+def add_token(
+    session: Session, user: User, name: str, days: int | str, read_only: bool = False
+) -> tuple[ApiToken, str]:
+    """Create a token; the plain text is returned once and never stored. A read-only one answers GET only."""
     if not user.active:
         raise AccountError(f"{user.email} is disabled")
     name, lifetime = token_name(name), timedelta(days=token_days(days))
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
-    token = ApiToken(user_id=user.id, token_sha256=_digest(plain), name=name, created_at=now, expires_at=now + lifetime)
+    token = ApiToken(user_id=user.id, token_sha256=_digest(plain), name=name, created_at=now, expires_at=now + lifetime,
+                     read_only=read_only)  # fmt: skip
     session.add(token)
     session.flush()
     return token, plain
+
+
+def described(token: ApiToken) -> str:
+    """A token as the audit trail names it."""
+    return f"token {token.id} “{token.name}”" + (", read only" if token.read_only else "")
 
 
 def tokens_of(session: Session, user_id: int | None = None) -> list[tuple[ApiToken, str]]:
@@ -242,7 +250,8 @@ def token_state(token: ApiToken, now: datetime | None = None) -> str:
     return "expired" if token.expires_at <= (now or utcnow()) else "active"
 
 
-def user_for_token(session: Session, plain: str) -> User | None:
+def token_and_user(session: Session, plain: str) -> tuple[ApiToken, User] | None:
+    """The live token with this text, and its active owner."""
     found = session.execute(_TOKEN_AND_USER, {"digest": _digest(plain)}).first()
     if found is None:
         return None
@@ -252,7 +261,7 @@ def user_for_token(session: Session, plain: str) -> User | None:
         return None
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_EVERY:
         token.last_used_at = now  # a write per minute at most, not one per request
-    return user
+    return token, user
 
 
 def audit(

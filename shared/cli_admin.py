@@ -170,14 +170,14 @@ def tokens() -> None:
     show_default=True,
     help=f"Days until it expires (at most {max(accounts.TOKEN_DAYS)}).",
 )
-def tokens_add(email: str, name: str, days: int) -> None:
+@click.option("--read-only", "read_only", is_flag=True, help="It may only read (GET): jobs, results, models.")
+def tokens_add(email: str, name: str, days: int, read_only: bool) -> None:
     """Create a token and print it once; only its hash is stored."""
     try:
         with _sessions().begin() as session:
             user = accounts.get_user(session, email)
-            token, plain = accounts.add_token(session, user, name, days)
-            accounts.audit(session, "token.add", actor=_ACTOR, target=user.email,
-                           detail=f"token {token.id} “{token.name}”")  # fmt: skip
+            token, plain = accounts.add_token(session, user, name, days, read_only)
+            accounts.audit(session, "token.add", actor=_ACTOR, target=user.email, detail=accounts.described(token))
     except accounts.AccountError as exc:
         _fail(exc)
     click.echo(plain)
@@ -193,7 +193,7 @@ def tokens_revoke(token_id: int) -> None:
             token = accounts.revoke_token(session, token_id)
             owner = session.get(User, token.user_id)
             accounts.audit(session, "token.revoke", actor=_ACTOR, target=owner.email if owner else None,
-                           detail=f"token {token_id} “{token.name}”")  # fmt: skip
+                           detail=accounts.described(token))  # fmt: skip
     except accounts.AccountError as exc:
         _fail(exc)
     click.echo(f"revoked token {token_id}")
@@ -202,7 +202,7 @@ def tokens_revoke(token_id: int) -> None:
 @tokens.command("list")
 @click.option("--email", default=None, help="Only this account's tokens.")
 def tokens_list(email: str | None) -> None:
-    """Tokens, newest first: id, account, state, expiry, last use and name."""
+    """Tokens, newest first: id, account, state, expiry, last use, what it may do, and name."""
     from shared.cli import _table
 
     try:
@@ -210,12 +210,13 @@ def tokens_list(email: str | None) -> None:
             owner = accounts.get_user(session, email).id if email else None
             rows = [
                 (str(token.id), owner_email, accounts.token_state(token), f"{token.expires_at:%Y-%m-%d}",
-                 f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never", token.name)
+                 f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never",
+                 "read" if token.read_only else "read/write", token.name)
                 for token, owner_email in accounts.tokens_of(session, owner)
             ]  # fmt: skip
     except accounts.AccountError as exc:
         _fail(exc)
-    _table(("id", "email", "state", "expires", "last used", "name"), rows)
+    _table(("id", "email", "state", "expires", "last used", "may", "name"), rows)
 
 
 @click.command()

@@ -327,3 +327,57 @@ def test_a_sign_in_tells_of_the_failed_ones_since_the_last(app, service_env):
                      r"last at \d{4}-\d\d-\d\d \d\d:\d\d UTC from 203.0.113.78", told)  # fmt: skip
     again = sign_in(app, person.email, person.password).get("/jobs").get_data(as_text=True)
     assert "failed sign-in" not in again  # told once: they are before this sign-in now
+
+
+def test_a_read_only_token_reads_jobs_and_results_and_may_change_nothing(app, lab, service_env, worker):
+    person, client = lab
+    full = person.client(app)
+    job = full.post(
+        "/api/v1/jobs?wait=30",
+        json={
+            "cases": [
+                {
+                    "id": "r1",
+                    "radius_mean": 14.1,
+                    "texture_mean": 19.3,
+                    "smoothness_mean": 0.096,
+                    "compactness_mean": 0.104,
+                }
+            ]
+        },
+    )
+    assert job.status_code == 201, job.get_json()
+    job_id = job.get_json()["id"]
+    made = client.post("/account/tokens", data={"name": "results download", "days": "30", "may": "read",
+                                                "csrf_token": csrf(client)})  # fmt: skip
+    plain = re.search(r'<code id="token-value">([^<]+)</code>', made.get_data(as_text=True)).group(1)
+    reader = app.test_client()
+    reader.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {plain}"
+    assert reader.get(f"/api/v1/jobs/{job_id}").get_json()["status"] == "succeeded"
+    assert "r1" in reader.get(f"/api/v1/jobs/{job_id}/results?format=csv").get_data(as_text=True)
+    assert reader.get("/api/v1/jobs").status_code == 200
+    for method, path, body in [
+        ("post", "/api/v1/jobs", {"cases": [{"id": "r2", "radius_mean": 14.1, "texture_mean": 19.3,
+                                             "smoothness_mean": 0.096, "compactness_mean": 0.104}]}),
+        ("post", f"/api/v1/jobs/{job_id}/purge", None),
+        ("post", f"/api/v1/jobs/{job_id}/rescore", {"model": "wdbc-rf30"}),
+        ("post", "/api/v1/webhooks", {"url": "https://example.org/hook"}),
+    ]:  # fmt: skip
+        refused = getattr(reader, method)(path, json=body)
+        assert refused.status_code == 403, (path, refused.status_code)
+        assert "this token may only read" in refused.get_json()["error"]
+    assert full.get(f"/api/v1/jobs/{job_id}/results?format=csv").status_code == 200  # nothing was removed
+    listing = client.get("/account").get_data(as_text=True)
+    assert re.search(r"results download</td>.*?<td>read only</td>", listing, re.S)
+    listed = run_cli(["tokens", "list", "--email", person.email], service_env).stdout
+    assert re.search(r"\sread\s+results download$", listed, re.M), listed
+
+
+def test_the_cli_makes_a_read_only_token(app, service_env):
+    person = make_person(service_env, "lab")
+    plain = run_cli(["tokens", "add", person.email, "--read-only", "--name", "nightly pull"], service_env).stdout
+    reader = app.test_client()
+    reader.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {plain.strip()}"
+    assert reader.get("/api/v1/models").status_code == 200
+    assert reader.post("/api/v1/jobs", json={"cases": []}).status_code == 403
+    assert "“nightly pull”, read only" in run_cli(["audit", "--limit", "20"], service_env).stdout
