@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user
 
@@ -84,6 +84,15 @@ def activity() -> ResponseReturnValue:
     """Sign-ins, failed ones and changes to the account, by its owner or an admin: the last 100."""
     events = trail.of_account(db(), current_user.email)
     return render_template("activity.html", events=events, said=trail.ACCOUNT_ACTIONS)
+
+
+@bp.post("/keep-alive")
+def keep_alive() -> ResponseReturnValue:
+    """Stay signed in: the page's "Stay signed in" before an idle sign-out. Seconds left, from now."""
+    if not signins.touch(db(), current_user.session_id):
+        abort(404)
+    db().commit()
+    return jsonify(seconds_left=int(_idle().total_seconds()))
 
 
 @bp.post("/sessions/end-all")

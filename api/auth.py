@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -56,6 +56,7 @@ class Principal(UserMixin):  # type: ignore[misc]
     secret: str = ""  # the cookie's secret, which finds that row again
     via_token: bool = False
     read_only: bool = False  # a token that may only read
+    seen_at: datetime | None = None  # the browser session's last request, as its row keeps it (once a minute)
 
     def get_id(self) -> str:
         return self.secret
@@ -69,9 +70,15 @@ class Principal(UserMixin):  # type: ignore[misc]
 
     @classmethod
     def of(cls, user: User, session_id: int | None = None, secret: str = "", via_token: bool = False,
-           read_only: bool = False) -> Principal:  # fmt: skip
+           read_only: bool = False, seen_at: datetime | None = None) -> Principal:  # fmt: skip
         return cls(user.id, user.email, user.role, user.must_change_password, user.totp_secret is not None, session_id,
-                   secret, via_token, read_only)  # fmt: skip
+                   secret, via_token, read_only, seen_at)  # fmt: skip
+
+    def session_left(self, idle: timedelta) -> int | None:
+        """Seconds until this browser's session ends if nothing happens; None for a token."""
+        if self.session_id is None or self.seen_at is None:
+            return None
+        return max(0, int((self.seen_at + idle - utcnow()).total_seconds()))
 
 
 def init_app(app: Flask) -> None:
@@ -81,6 +88,15 @@ def init_app(app: Flask) -> None:
     manager.request_loader(_load_from_bearer)
     manager.unauthorized_handler(_unauthorized)
     app.before_request(_require_login)
+    app.context_processor(_session_clock)
+
+
+def _session_clock() -> dict[str, object]:
+    """What the pages' session script needs to warn before an idle sign-out (WCAG 2.2.1): seconds left and the
+    idle limit; nothing for a page without a browser session."""
+    if not current_user.is_authenticated:
+        return {}
+    return {"session_left": current_user.session_left(_idle()), "session_idle": int(_idle().total_seconds())}
 
 
 def _settings() -> Settings:
@@ -98,7 +114,7 @@ def _load_from_session(secret: str) -> Principal | None:
     if found is None:
         return None
     row, user = found
-    return Principal.of(user, row.id, secret)
+    return Principal.of(user, row.id, secret, seen_at=row.last_seen_at)
 
 
 def _load_from_bearer(req: object) -> Principal | None:

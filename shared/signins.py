@@ -57,6 +57,19 @@ def find(session: Session, secret: str, idle: timedelta) -> tuple[UserSession, U
     return row, user
 
 
+def touch(session: Session, session_id: int | None) -> bool:
+    """Count this moment as the session's last use, whatever the once-a-minute rule; whether it is live."""
+    if session_id is None:
+        return False
+    touched = session.scalar(
+        update(UserSession)
+        .where(UserSession.id == session_id, UserSession.ended_at.is_(None))
+        .values(last_seen_at=utcnow())
+        .returning(UserSession.id)
+    )
+    return touched is not None
+
+
 def end(session: Session, session_id: int, user_id: int, reason: str) -> bool:
     """End one of this person's sessions; False if they have no such live session."""
     ended = session.scalars(

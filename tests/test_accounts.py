@@ -381,3 +381,31 @@ def test_the_cli_makes_a_read_only_token(app, service_env):
     assert reader.get("/api/v1/models").status_code == 200
     assert reader.post("/api/v1/jobs", json={"cases": []}).status_code == 403
     assert "“nightly pull”, read only" in run_cli(["audit", "--limit", "20"], service_env).stdout
+
+
+def _session_left(client) -> int:  # type: ignore[no-untyped-def]
+    return int(re.search(r'data-session-left="(\d+)"', client.get("/account").get_data(as_text=True)).group(1))
+
+
+def test_stay_signed_in_restarts_the_idle_clock_and_an_ended_session_stays_ended(app, lab, pg_url):
+    person, client = lab
+    engine = create_engine(pg_url)
+
+    def last_seen(seconds_ago: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE user_sessions SET last_seen_at = now() - make_interval(secs => :s) "
+                              "FROM users WHERE users.id = user_id AND email = :e AND ended_at IS NULL"),
+                         {"s": seconds_ago, "e": person.email})  # fmt: skip
+
+    # The server counts a use at most once a minute: 50 seconds after the last, a page leaves 29 min 10 s.
+    last_seen(50)
+    assert 1740 <= _session_left(client) <= 1750
+    kept = client.post("/account/keep-alive", headers={"X-CSRFToken": csrf(client)})
+    assert kept.status_code == 200 and kept.get_json() == {"seconds_left": 1800}
+    assert _session_left(client) >= 1795  # counted from the click, not from the last counted use
+    assert person.client(app).post("/account/keep-alive").status_code == 403  # a token has no session to keep
+    last_seen(31 * 60)
+    late = client.post("/account/keep-alive", headers={"X-CSRFToken": csrf(app.test_client(), "/login")})
+    assert late.status_code == 302 and late.headers["Location"].startswith("/login")
+    assert client.get("/jobs").headers["Location"].startswith("/login")  # ended, and not brought back
+    engine.dispose()

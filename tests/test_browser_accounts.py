@@ -284,6 +284,41 @@ def test_two_step_sign_in_is_set_up_by_scanning_and_then_asks_for_the_app_code(b
     watch.assert_clean()
 
 
+def test_before_an_idle_sign_out_the_page_warns_and_keeps_what_was_typed(browser, stack, service_env):
+    person = make_person(service_env, "clinician")
+    # axe goes in as an inline script, which the pages' policy forbids; the other tests keep the policy on.
+    context = browser.new_context(base_url=stack, viewport=PHONE, bypass_csp=True)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        page.clock.install()  # the page's timers run on a clock the test moves; the server keeps real time
+        sign_in(page, person.email, person.password)
+        expect(page).to_have_url(re.compile(r"/$"))
+        page.wait_for_load_state("load")  # its scripts have run: the clock moves from here
+        page.get_by_label("Radius (mean)").fill("14.1")
+        warning = page.locator("#idle-warning")
+        page.clock.run_for("27:50")
+        expect(warning).to_be_hidden()
+        page.clock.run_for("00:20")  # two minutes before the 30-minute limit
+        expect(warning).to_be_visible()
+        expect(warning).to_contain_text("signed out in about 2 minutes")
+        radius = page.get_by_label("Radius (mean)").bounding_box()
+        assert radius["y"] + radius["height"] <= warning.bounding_box()["y"], "the field typed in is under the notice"
+        audit(page, "idle warning, phone")
+        screenshot(page, "idle-warning")
+        page.get_by_role("button", name="Stay signed in").click()
+        expect(warning).to_be_hidden()
+        page.clock.run_for("27:50")
+        expect(warning).to_be_hidden()  # the clock started again at the click
+        page.clock.run_for("02:30")
+        expect(warning).to_contain_text("You have been signed out after 30 minutes")
+        expect(page.get_by_role("link", name="Sign in again (in a new tab)")).to_be_visible()
+        expect(page.get_by_label("Radius (mean)")).to_have_value("14.1")  # nothing typed was lost
+    finally:
+        context.close()
+    watch.assert_clean()
+
+
 PAGES = [("account", "/account"), ("password", "/account/password"), ("users", "/admin/users"),
          ("user", None), ("audit", "/admin/audit"), ("two-step", "/account/two-step"),
          ("activity", "/account/activity")]  # fmt: skip

@@ -50,6 +50,7 @@
   async function showAnswer(jobUrl) {
     const response = await fetch(jobUrl + "/case", { headers: { Accept: "text/html" }, credentials: "same-origin" });
     if (!response.ok) throw new Error("the answer could not be read (" + response.status + ")");
+    if (ns.sessionUsed) ns.sessionUsed(); // session.js: the page is in use
     const card = new DOMParser().parseFromString(await response.text(), "text/html").body;
     slot("card").replaceChildren(...card.childNodes);
     slot("job-link").href = jobUrl;

@@ -22,6 +22,7 @@ window.Cytoscore = window.Cytoscore || {};
       try {
         const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
         if (response.ok) {
+          if (ns.sessionUsed) ns.sessionUsed(); // session.js: the page is in use
           const job = await response.json();
           onUpdate(job);
           if (TERMINAL.has(job.status)) return job;

@@ -248,6 +248,7 @@
     const response = await fetch(form.action, {
       method: "POST", body: data, headers: { Accept: "application/json" }, credentials: "same-origin",
     });
+    if (window.Cytoscore && window.Cytoscore.sessionUsed) window.Cytoscore.sessionUsed(); // session.js
     if (response.status === 413) return { problems: ["it is over the limit of " + mib(maxBytes)] };
     const body = await response.json().catch(function () { return null; });
     if (response.status === 202 && body && body.job) return { job: body.job };
