@@ -299,3 +299,40 @@ def test_a_queued_jobs_page_keeps_saying_how_many_jobs_are_ahead_of_it(page, sta
     finally:
         for job_id in (first, second):
             api(stack, lab, f"/api/v1/jobs/{job_id}/cancel", b"")
+
+
+# The browser's own Notification, watched: each one shown is kept in sessionStorage, which outlives the reload.
+KEEP_NOTIFICATIONS = """
+(() => {
+  const Shown = window.Notification;
+  if (!Shown) return;
+  window.Notification = class extends Shown {
+    constructor(title, options) {
+      super(title, options);
+      const kept = JSON.parse(sessionStorage.getItem("shown") || "[]");
+      kept.push({ title: title, body: (options && options.body) || "" });
+      sessionStorage.setItem("shown", JSON.stringify(kept));
+    }
+  };
+})();
+"""
+
+
+def test_a_waiting_job_s_tab_says_how_far_it_is_and_tells_when_it_ends(browser, stack, signed_in, lab, pg_url):
+    job_id = queued_case(pg_url.replace("postgresql+psycopg:", "postgresql:"), lab.email)
+    context = _context(browser, stack, signed_in, permissions=["notifications"])
+    context.add_init_script(KEEP_NOTIFICATIONS)
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    try:
+        page.goto(f"/jobs/{job_id}")
+        expect(page).to_have_title(re.compile(rf"^Waiting · Job {job_id[:8]} · cytoscore$"))
+        page.get_by_role("button", name="Tell me when it is done").click()
+        expect(page.locator("#notify-status")).to_contain_text("You will be told when it ends")
+        api(stack, lab, f"/api/v1/jobs/{job_id}/cancel", b"")  # it ends (here: stopped from elsewhere)
+        expect(page).to_have_title(f"Job {job_id[:8]} (cancelled) · cytoscore")  # reloaded, finished
+        shown = page.evaluate("JSON.parse(sessionStorage.getItem('shown') || '[]')")
+        assert shown == [{"title": f"cytoscore: job {job_id[:8]} cancelled", "body": ""}], shown
+    finally:
+        context.close()
+    watch.assert_clean()

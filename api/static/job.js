@@ -1,10 +1,14 @@
-// Keep the job page current while the job runs: status, progress, time left; reload once it has finished.
+// Keep the job page current while the job runs: status, progress, time left, and the tab's title (so a tab in
+// the background says how far it is); on request, a notification when it ends; reload once it has finished.
 "use strict";
 (function () {
   const root = document.getElementById("job");
   const ns = window.Cytoscore;
   if (!root || !ns || ns.TERMINAL.has(root.dataset.status)) return;
   const samples = []; // [milliseconds, rows done] while running, for the rate
+  const title = document.title;
+  const shortId = document.querySelector("h1 code").textContent;
+  let tell = false; // the person asked to be told when it ends
 
   function byId(id) { return document.getElementById(id); }
 
@@ -51,8 +55,27 @@
     const error = byId("error");
     error.textContent = job.error || "";
     error.hidden = !job.error;
+    const far = job.status === "queued" ? "Waiting" : job.rows_total ? ns.percent(done, job.rows_total) : "Reading";
+    document.title = far + " · " + title;
+  }
+
+  // A notification says only that the job ended, never a file name or a result: it may show on a locked screen.
+  const notifyLine = byId("notify-line");
+  if (notifyLine && "Notification" in window && Notification.permission !== "denied") {
+    notifyLine.hidden = false;
+    byId("notify").addEventListener("click", async function () {
+      const answer = Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
+      tell = answer === "granted";
+      byId("notify").hidden = tell;
+      byId("notify-status").textContent = tell
+        ? "You will be told when it ends, even if this tab is in the background."
+        : "The browser did not allow notifications; the tab's title shows how far it is.";
+    });
   }
 
   // The finished page (counts, chart, table) is drawn by the server: reload once, when the job is done.
-  ns.watchJob(root.dataset.statusUrl, show, 0, 500).then(function () { window.location.reload(); });
+  ns.watchJob(root.dataset.statusUrl, show, 0, 500).then(function (job) {
+    if (tell) new Notification("cytoscore: job " + shortId + " " + job.status.replace("_", " "), { tag: job.id });
+    window.location.reload();
+  });
 })();
