@@ -1,114 +1,26 @@
-"""The JSON API, version 1."""
+"""Jobs through the API: sent (a file or JSON cases), listed, followed (with `?wait=`), confirmed, cancelled,
+removed, rescored, and a row opened as a case."""
 
 from __future__ import annotations
 
-import json
 import math
-import uuid
-from datetime import datetime
 from typing import Any
 
-from flask import (
-    Blueprint,
-    Response,
-    abort,
-    current_app,
-    jsonify,
-    render_template,
-    request,
-    stream_with_context,
-    url_for,
-)
+from flask import abort, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
-from api import (
-    cancelling,
-    compare,
-    downloads,
-    job_search,
-    job_views,
-    removal,
-    rescore,
-    results,
-    review,
-    row_case,
-    schemas,
-    validation,
-)
-from api.access import may_see, record, viewer
+from api import cancelling, job_search, job_views, removal, rescore, results, review, row_case, schemas
+from api.access import record, viewer
+from api.api_v1 import INLINE_RESULTS, TERMINAL, bp, find_job, job_json
 from api.database import db
-from api.openapi import CSV, XLSX, document, errors, responses, spec
-from api.registry import UnknownModel, all_models, model_meta
+from api.openapi import errors, responses, spec
+from api.registry import UnknownModel
 from api.submit import check_cases, submit_cases, submit_upload
 from api.uploads import stream_form
 from api.waiting import wait_until_finished
 from shared.intake import FileRejected
 from shared.intake.cases import loads, too_deep
-from shared.schema import Job, JobInput, JobKind, JobStatus, utcnow
-from shared.spreadsheets import neutralise, template_csv, template_xlsx
-
-bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-TERMINAL = tuple(status.value for status in JobStatus if status.terminal)
-# A job this small that has succeeded answers `?wait=` with its results too, so a single case is one request.
-INLINE_RESULTS = 100
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _rounded(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds, 1)
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """The job as the API shows it."""
-    return {
-        "id": str(job.id),
-        "kind": job.kind,
-        "status": job.status,
-        "rows_total": job.rows_total,
-        "rows_scored": job.rows_scored,
-        "rows_rejected": job.rows_rejected,
-        "seconds_left": _rounded(job_views.seconds_left(job, utcnow())),
-        "jobs_ahead": job_views.jobs_ahead(db(), job),
-        "rows_out_of_range": job.rows_out_of_range,
-        # Set when the input looked misread: why the job was held (status needs_review) and, once released, by whom.
-        "review": job.review,
-        "reviewed_at": _iso(job.reviewed_at),
-        "reviewed_by": job.reviewed_by,
-        "cancelled_by": job.cancelled_by,  # who stopped it (status cancelled); finished_at says when
-        "purged_at": _iso(job.purged_at),  # when its file and results were removed
-        "purged_by": job.purged_by,  # by whom; null for the retention purge
-        "model": {"name": job.model_name, "version": job.model_version, "sha256": job.model_sha256},
-        "input": {
-            "filename": job.input_filename,
-            "sha256": job.input_sha256,
-            "format": job.input_format,
-            "delimiter": job.input_delimiter,
-        },
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "attempts": job.attempts,
-        "error": job.error,
-        "source": None if job.source_row is None else {"job_id": _id(job.source_job_id), "row": job.source_row},
-    }
-
-
-def _id(value: uuid.UUID | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def find_job(job_id: str) -> Job:
-    try:
-        parsed = uuid.UUID(job_id)
-    except ValueError:
-        abort(404, description="no such job")
-    job = db().get(Job, parsed)
-    if job is None or not may_see(job):
-        abort(404, description="no such job")  # someone else's job answers exactly like a missing one
-    return job
+from shared.schema import Job, JobKind, JobStatus
 
 
 def _accepted(job: Job) -> ResponseReturnValue:
@@ -331,165 +243,3 @@ def open_row(job_id: str, row: int) -> ResponseReturnValue:
     model with its explanation, naming this job and row as its `source`; answered as `POST /jobs` answers. 409 for
     a rejected row, a purged input, or a model changed since the job was scored."""
     return _accepted(row_case.open_row(find_job(job_id), row))
-
-
-@bp.get("/jobs/<job_id>/validation")
-@spec.validate(
-    resp=responses(HTTP_200=schemas.Validation, HTTP_409=schemas.Conflict, **errors(404, 410)), tags=["jobs"]
-)
-def get_validation(job_id: str) -> ResponseReturnValue:
-    """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
-    PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
-    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis.
-    410 once the job's results have been removed."""
-    job = _finished_job(job_id)
-    if job.purged_at is not None:
-        abort(410, description="the job's results have been removed")
-    session = db()
-    record("job.view", job, detail="validation figures")
-    session.commit()
-    return jsonify(job=str(job.id), model=job.model_name, validation=validation.validation(session, job))
-
-
-@bp.get("/jobs/<job_id>/compare/<other_id>")
-@spec.validate(
-    query=schemas.CompareQuery,
-    resp=responses(HTTP_200=schemas.Comparison, **errors(400, 404, 409)),
-    files={"200": (CSV,)},
-    tags=["jobs"],
-)
-def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
-    """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV."""
-    fmt = _format(schemas.CompareQuery)
-    first, second = find_job(job_id), find_job(other_id)
-    session = db()
-    try:
-        found = compare.summary(session, first, second)
-    except compare.NotComparable as exc:
-        return jsonify(error=str(exc)), 409
-    record("job.download", first, detail=f"rows differing from job {second.id}, as {fmt}")
-    session.commit()
-    rows = compare.differing_rows(session, first, second)
-    if fmt == "csv":
-        lines = ([neutralise(v) if isinstance(v, str) else v for v in r.values()] for r in rows)
-        body = stream_with_context(downloads.csv_stream(compare.FIELDS, lines))
-        return _attachment(body, f"cytoscore-{first.id}-vs-{second.id}.csv", "text/csv")
-    return jsonify(compared=found.compared, differing=found.differing, rows=list(rows))
-
-
-def _format(
-    query: type[schemas.ResultsQuery | schemas.ErrorsQuery | schemas.TemplateQuery | schemas.CompareQuery],
-) -> str:
-    """The `?format=` asked for, read with the handler's query model (400 for any other)."""
-    return str(query.parse(request.args).format)
-
-
-def _attachment(body: Any, filename: str, mimetype: str) -> Response:
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
-    return Response(body, mimetype=mimetype, headers=headers)
-
-
-def _finished_job(job_id: str) -> Job:
-    job = find_job(job_id)
-    if job.status != JobStatus.SUCCEEDED.value:
-        message = f"the job is {job.status}; results are served once it has succeeded"
-        if job.status == JobStatus.NEEDS_REVIEW.value:
-            message = f"the job is held for review: {job.review} Confirm it with POST /api/v1/jobs/{job.id}/confirm"
-        abort(Response(json.dumps({"error": message, "status": job.status, "job_error": job.error}), 409,
-                       mimetype="application/json"))  # fmt: skip
-    return job
-
-
-@bp.get("/jobs/<job_id>/results")
-@spec.validate(
-    query=schemas.ResultsQuery,
-    resp=responses(HTTP_200=schemas.Results, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
-    files={"200": (CSV, XLSX)},
-    tags=["jobs"],
-)
-def get_results(job_id: str) -> ResponseReturnValue:
-    """The results, one row per input row, in input order (JSON, or a CSV or XLSX file); `show` keeps some."""
-    asked = schemas.ResultsQuery.parse(request.args)
-    fmt, show = asked.format, asked.show
-    job = _finished_job(job_id)
-    session = db()
-    source = session.get(JobInput, job.id)
-    if source is None:
-        abort(410, description="the job's input has been removed; its results can no longer be exported")
-    record("job.download", job, detail=f"results as {fmt}" + ("" if show == "all" else f", {show} rows"))
-    session.commit()
-    if fmt == "json":
-        records = list(downloads.json_records(session, job, source, show))
-        return jsonify(job=job_json(job), notice=results.NOTICE, results=records)
-    header, rows = downloads.table(session, job, source, typed=fmt == "xlsx", show=show)
-    name = f"cytoscore-{job.id}" + ("" if show == "all" else f"-{show}")
-    if fmt == "xlsx":
-        return _attachment(downloads.xlsx_bytes(header, rows), f"{name}.xlsx", XLSX)
-    body = stream_with_context(downloads.csv_stream(header, rows))
-    return _attachment(body, f"{name}.csv", "text/csv")
-
-
-@bp.get("/jobs/<job_id>/errors")
-@spec.validate(
-    query=schemas.ErrorsQuery,
-    resp=responses(HTTP_200=schemas.ErrorReport, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
-    files={"200": (CSV,)},
-    tags=["jobs"],
-)
-def get_errors(job_id: str) -> ResponseReturnValue:
-    """The error report: one line per rejected value, with row, case id, column, value and reason."""
-    fmt = _format(schemas.ErrorsQuery)
-    job = _finished_job(job_id)
-    source = db().get(JobInput, job.id)
-    if source is None:
-        abort(410, description="the job's input has been removed; its error report can no longer be made")
-    record("job.download", job, detail=f"error report as {fmt}")
-    db().commit()
-    lines = downloads.problems(job, source, model_meta(job.model_name))
-    if fmt == "json":
-        return jsonify(problems=[dict(zip(downloads.PROBLEM_FIELDS, line, strict=True)) for line in lines])
-    body = stream_with_context(downloads.csv_stream(downloads.PROBLEM_FIELDS, lines))
-    return _attachment(body, f"cytoscore-{job.id}-errors.csv", "text/csv")
-
-
-MODEL_KEYS = (
-    "name", "version", "sha256", "engine", "features", "metrics", "calibration", "best_params", "sklearn_version",
-    "feature_ranges",
-)  # fmt: skip
-
-
-@bp.get("/models")
-@spec.validate(resp=responses(HTTP_200=schemas.Models), tags=["models"])
-def models() -> ResponseReturnValue:
-    """Every model: features, held-out metrics, calibration, sha256, engine, and which is the default."""
-    default = current_app.config["CYTOSCORE"].default_model
-    listed = [{**{k: m.get(k) for k in MODEL_KEYS}, "default": m["name"] == default} for m in all_models()]
-    return jsonify(models=listed, notice=results.NOTICE)
-
-
-@bp.get("/models/<name>/template")
-@spec.validate(
-    query=schemas.TemplateQuery, resp=responses(**errors(400, 404)), files={"200": (CSV, XLSX)}, tags=["models"]
-)
-def template(name: str) -> ResponseReturnValue:
-    """A blank spreadsheet with the columns this model needs."""
-    fmt = _format(schemas.TemplateQuery)
-    try:
-        features = model_meta(name)["features"]
-    except UnknownModel as exc:
-        abort(404, description=str(exc.args[0]))
-    if fmt == "xlsx":
-        return _attachment(template_xlsx(features), f"cytoscore-{name}-template.xlsx", XLSX)
-    return _attachment(template_csv(features), f"cytoscore-{name}-template.csv", "text/csv")
-
-
-@bp.get("/openapi.json")
-def openapi() -> ResponseReturnValue:
-    """This API's OpenAPI 3.1 document, made from the handlers' own models (no sign-in needed)."""
-    return jsonify(document())
-
-
-@bp.get("/docs")
-def docs() -> ResponseReturnValue:
-    """The document as a reference page: Swagger UI, vendored under static/vendor/ (no CDN)."""
-    return render_template("api_docs.html")

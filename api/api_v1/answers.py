@@ -1,0 +1,125 @@
+"""What a finished job answered: its results and error report as JSON, CSV or XLSX, its validation against a
+supplied diagnosis, and how two jobs on the same input differ."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, abort, jsonify, request, stream_with_context
+from flask.typing import ResponseReturnValue
+
+from api import compare, downloads, results, schemas, validation
+from api.access import record
+from api.api_v1 import attachment, bp, find_job, job_json, wanted_format
+from api.database import db
+from api.openapi import CSV, XLSX, errors, responses, spec
+from api.registry import model_meta
+from shared.schema import Job, JobInput, JobStatus
+from shared.spreadsheets import neutralise
+
+
+@bp.get("/jobs/<job_id>/validation")
+@spec.validate(
+    resp=responses(HTTP_200=schemas.Validation, HTTP_409=schemas.Conflict, **errors(404, 410)), tags=["jobs"]
+)
+def get_validation(job_id: str) -> ResponseReturnValue:
+    """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
+    PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
+    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis.
+    410 once the job's results have been removed."""
+    job = _finished_job(job_id)
+    if job.purged_at is not None:
+        abort(410, description="the job's results have been removed")
+    session = db()
+    record("job.view", job, detail="validation figures")
+    session.commit()
+    return jsonify(job=str(job.id), model=job.model_name, validation=validation.validation(session, job))
+
+
+@bp.get("/jobs/<job_id>/compare/<other_id>")
+@spec.validate(
+    query=schemas.CompareQuery,
+    resp=responses(HTTP_200=schemas.Comparison, **errors(400, 404, 409)),
+    files={"200": (CSV,)},
+    tags=["jobs"],
+)
+def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
+    """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV."""
+    fmt = wanted_format(schemas.CompareQuery)
+    first, second = find_job(job_id), find_job(other_id)
+    session = db()
+    try:
+        found = compare.summary(session, first, second)
+    except compare.NotComparable as exc:
+        return jsonify(error=str(exc)), 409
+    record("job.download", first, detail=f"rows differing from job {second.id}, as {fmt}")
+    session.commit()
+    rows = compare.differing_rows(session, first, second)
+    if fmt == "csv":
+        lines = ([neutralise(v) if isinstance(v, str) else v for v in r.values()] for r in rows)
+        body = stream_with_context(downloads.csv_stream(compare.FIELDS, lines))
+        return attachment(body, f"cytoscore-{first.id}-vs-{second.id}.csv", "text/csv")
+    return jsonify(compared=found.compared, differing=found.differing, rows=list(rows))
+
+
+def _finished_job(job_id: str) -> Job:
+    job = find_job(job_id)
+    if job.status != JobStatus.SUCCEEDED.value:
+        message = f"the job is {job.status}; results are served once it has succeeded"
+        if job.status == JobStatus.NEEDS_REVIEW.value:
+            message = f"the job is held for review: {job.review} Confirm it with POST /api/v1/jobs/{job.id}/confirm"
+        abort(Response(json.dumps({"error": message, "status": job.status, "job_error": job.error}), 409,
+                       mimetype="application/json"))  # fmt: skip
+    return job
+
+
+@bp.get("/jobs/<job_id>/results")
+@spec.validate(
+    query=schemas.ResultsQuery,
+    resp=responses(HTTP_200=schemas.Results, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
+    files={"200": (CSV, XLSX)},
+    tags=["jobs"],
+)
+def get_results(job_id: str) -> ResponseReturnValue:
+    """The results, one row per input row, in input order (JSON, or a CSV or XLSX file); `show` keeps some."""
+    asked = schemas.ResultsQuery.parse(request.args)
+    fmt, show = asked.format, asked.show
+    job = _finished_job(job_id)
+    session = db()
+    source = session.get(JobInput, job.id)
+    if source is None:
+        abort(410, description="the job's input has been removed; its results can no longer be exported")
+    record("job.download", job, detail=f"results as {fmt}" + ("" if show == "all" else f", {show} rows"))
+    session.commit()
+    if fmt == "json":
+        records = list(downloads.json_records(session, job, source, show))
+        return jsonify(job=job_json(job), notice=results.NOTICE, results=records)
+    header, rows = downloads.table(session, job, source, typed=fmt == "xlsx", show=show)
+    name = f"cytoscore-{job.id}" + ("" if show == "all" else f"-{show}")
+    if fmt == "xlsx":
+        return attachment(downloads.xlsx_bytes(header, rows), f"{name}.xlsx", XLSX)
+    body = stream_with_context(downloads.csv_stream(header, rows))
+    return attachment(body, f"{name}.csv", "text/csv")
+
+
+@bp.get("/jobs/<job_id>/errors")
+@spec.validate(
+    query=schemas.ErrorsQuery,
+    resp=responses(HTTP_200=schemas.ErrorReport, HTTP_409=schemas.Conflict, **errors(400, 404, 410)),
+    files={"200": (CSV,)},
+    tags=["jobs"],
+)
+def get_errors(job_id: str) -> ResponseReturnValue:
+    """The error report: one line per rejected value, with row, case id, column, value and reason."""
+    fmt = wanted_format(schemas.ErrorsQuery)
+    job = _finished_job(job_id)
+    source = db().get(JobInput, job.id)
+    if source is None:
+        abort(410, description="the job's input has been removed; its error report can no longer be made")
+    record("job.download", job, detail=f"error report as {fmt}")
+    db().commit()
+    lines = downloads.problems(job, source, model_meta(job.model_name))
+    if fmt == "json":
+        return jsonify(problems=[dict(zip(downloads.PROBLEM_FIELDS, line, strict=True)) for line in lines])
+    body = stream_with_context(downloads.csv_stream(downloads.PROBLEM_FIELDS, lines))
+    return attachment(body, f"cytoscore-{job.id}-errors.csv", "text/csv")
