@@ -149,7 +149,7 @@ def _require_login() -> ResponseReturnValue | None:
         if request.path.startswith("/api/"):
             return jsonify(error="change your one-time password first, at /account/password"), 403
         return redirect(url_for("account.password"))
-    if _settings().require_two_step and not current_user.two_step and not current_user.via_token \
+    if _settings().two_step_required(current_user.role) and not current_user.two_step and not current_user.via_token \
             and request.endpoint not in BEFORE_TWO_STEP:  # fmt: skip
         if request.path.startswith("/api/"):
             return jsonify(error="turn on two-step sign-in first, at /account/two-step"), 403

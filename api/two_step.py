@@ -97,7 +97,7 @@ def _setup_page(me: User, status: int = 200, **context: Any) -> ResponseReturnVa
                        app_link=two_step.address(secret, me.email))  # fmt: skip
     else:
         context["left"] = two_step.recovery_left(db(), me.id)
-    required = current_app.config["CYTOSCORE"].require_two_step
+    required = current_app.config["CYTOSCORE"].two_step_required(me.role)
     return render_template("two_step.html", me=me, required=required, **context), status
 
 
@@ -142,8 +142,8 @@ def new_recovery_codes() -> ResponseReturnValue:
 @bp.post("/account/two-step/off")
 def turn_off() -> ResponseReturnValue:
     me = _me()
-    if current_app.config["CYTOSCORE"].require_two_step:
-        abort(403, description="two-step sign-in is required here: it cannot be turned off")
+    if current_app.config["CYTOSCORE"].two_step_required(current_user.role):
+        abort(403, description="two-step sign-in is required for your role here: it cannot be turned off")
     if me.totp_secret is None:
         return redirect(url_for("two_step.setup"))
     if not _password_right(me, "off_password"):

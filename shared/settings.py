@@ -72,9 +72,10 @@ class Settings(BaseSettings):
     secret_key: str = Field("", validation_alias="SECRET_KEY", repr=False)
     secure_cookies: bool | None = None  # None: Secure cookies whenever not embedded (TLS in front)
     session_idle_minutes: int = 30
-    # Every person must sign in with an authenticator app's code after the password (shared.two_step); one without
-    # it is sent to set it up before anything else. Off: each person chooses.
-    require_two_step: bool = False
+    # Who must sign in with an authenticator app's code after the password (shared.two_step): "all", or roles
+    # separated by commas ("admin", "admin,lab"); one without it is sent to set it up before anything else.
+    # Empty: each person chooses.
+    require_two_step: str = ""
     # Failed sign-ins: per address, whatever the email (Flask-Limiter); per email, from any address, after which each
     # try waits twice as long as the one before (shared.signins.Backoff).
     login_rate_limit: str = "30 per minute"
@@ -107,12 +108,24 @@ class Settings(BaseSettings):
             raise ValueError("need max_attempts >= 1 and reconcile_interval > 0")
         for limit in (self.login_rate_limit, self.login_account_limit, self.jobs_rate_limit):
             parse_limit(limit)  # a limit that does not parse stops the start, not the first sign-in
+        roles = {"all", "clinician", "lab", "admin"}
+        if unknown := self.two_step_roles - roles:
+            raise ValueError(f"CYTOSCORE_REQUIRE_TWO_STEP: {', '.join(sorted(unknown))} is not all or a role "
+                             f"({', '.join(sorted(roles - {'all'}))})")  # fmt: skip
         try:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"CYTOSCORE_TIME_ZONE {self.time_zone!r}: not a time zone; use a name like "
                              "Europe/Berlin or America/New_York") from None  # fmt: skip
         return self
+
+    @property
+    def two_step_roles(self) -> frozenset[str]:
+        return frozenset(r.strip().lower() for r in self.require_two_step.split(",") if r.strip())
+
+    def two_step_required(self, role: str) -> bool:
+        """Whether a person of this role must sign in with two-step sign-in."""
+        return bool({"all", role} & self.two_step_roles)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -216,14 +216,19 @@ def test_an_admin_or_the_cli_turns_it_off_for_a_lost_phone(app, people, person, 
 def strict_app(settings):  # type: ignore[no-untyped-def]
     from api import create_app
 
-    strict = create_app(settings.model_copy(update={"require_two_step": True}))
+    strict = create_app(settings.model_copy(update={"require_two_step": "admin,lab"}))
     strict.config.update(TESTING=True)
     yield strict
     strict.extensions["cytoscore.engine"].dispose()
 
 
-def test_where_it_is_required_nobody_reaches_a_page_without_it(strict_app, person):
-    client = sign_in(strict_app, person.email, person.password)
+def test_where_it_is_required_for_a_role_nobody_of_it_reaches_a_page_without_it(strict_app, person, service_env):
+    clinician = make_person(service_env, "clinician")  # not a role it is required of: free to choose
+    free = sign_in(strict_app, clinician.email, clinician.password)
+    assert free.get("/jobs").status_code == 200
+    assert "required here" not in free.get("/account/two-step").get_data(as_text=True)
+
+    client = sign_in(strict_app, person.email, person.password)  # lab
     for path in ("/", "/jobs", "/account"):
         assert client.get(path).headers["Location"] == "/account/two-step", path
     assert client.get("/api/v1/jobs").status_code == 403
@@ -256,3 +261,9 @@ def test_a_right_password_with_a_wrong_code_is_a_warning_at_the_next_sign_in(app
     assert "from 203.0.113.99" in warning.group(1) and "change your password now" in warning.group(1)
     activity = owner.get("/account/activity").get_data(as_text=True)
     assert re.search(r'<tr class="alarm">.*?Right password, wrong code.*?203\.0\.113\.99', activity, re.S)
+
+
+@pytest.mark.parametrize("value", ["everyone", "admin,nurse"])
+def test_a_requirement_naming_no_role_stops_the_start(settings, value):
+    with pytest.raises(ValueError, match=r"CYTOSCORE_REQUIRE_TWO_STEP: .* is not all or a role"):
+        settings.model_validate({**settings.model_dump(), "require_two_step": value})
