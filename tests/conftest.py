@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -147,14 +148,27 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def parts_app(settings: Settings):  # type: ignore[no-untyped-def]
-    """The web with every upload stored in parts of 64 kB."""
+def app_with(settings: Settings):  # type: ignore[no-untyped-def]
+    """`app_with(time_zone="Europe/Berlin")`: the web of a site configured so, closed after the test."""
     from api import create_app
 
-    flask_app = create_app(settings.model_copy(update={"parallel_min_bytes": 1, "part_bytes": 64 * 1024}))
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["cytoscore.engine"].dispose()
+    made: list[Any] = []
+
+    def make(**changes: Any) -> Any:
+        flask_app = create_app(settings.model_copy(update=changes))
+        flask_app.config.update(TESTING=True)
+        made.append(flask_app)
+        return flask_app
+
+    yield make
+    for flask_app in made:
+        flask_app.extensions["cytoscore.engine"].dispose()
+
+
+@pytest.fixture
+def parts_app(app_with):  # type: ignore[no-untyped-def]
+    """The web with every upload stored in parts of 64 kB."""
+    return app_with(parallel_min_bytes=1, part_bytes=64 * 1024)
 
 
 @pytest.fixture(scope="session")

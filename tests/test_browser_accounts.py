@@ -244,79 +244,76 @@ def test_the_audit_page_filters_and_exports_csv(new_page, people, service_env):
     assert [(r["actor"], r["action"]) for r in rows] == [(person.email, "login")]
 
 
-def test_two_step_sign_in_is_set_up_by_scanning_and_then_asks_for_the_app_code(browser, stack, service_env):
-    person = make_person(service_env, "clinician")
-    # axe goes in as an inline script, which the pages' policy forbids; the other tests keep the policy on.
+@pytest.fixture
+def phone_checked(browser: Any, stack: str) -> Iterator[Any]:
+    """A fresh browser at 375 px whose pages axe can check: axe goes in as an inline script, which the pages'
+    policy forbids, so this one context runs without it; the others keep the policy on."""
     context = browser.new_context(base_url=stack, viewport=PHONE, bypass_csp=True)
     watch = Watch()
-    page = watch.attach(context.new_page())
-    try:
-        sign_in(page, person.email, person.password)
-        page.goto("/account")
-        page.get_by_role("link", name="Turn on two-step sign-in").click()
-        expect(page.get_by_role("img", name="A QR code holding the key below")).to_be_visible()
-        qr = page.locator(".qr svg").bounding_box()
-        assert qr is not None and qr["width"] >= 150 and qr["width"] == qr["height"], qr
-        key = page.locator("#totp-key").inner_text().replace(" ", "")
-        audit(page, "two-step set-up, phone")
-        assert fits_the_width(page)
-        screenshot(page, "two-step-setup")
-        page.get_by_label("Code from the app").fill(pyotp.TOTP(key).now())
-        page.get_by_label("Your password").fill(person.password)
-        page.get_by_role("button", name="Turn on two-step sign-in").click()
-        expect(page.locator("#recovery-codes li")).to_have_count(10)
-        expect(page.get_by_role("button", name="Print them")).to_be_visible()
-        assert fits_the_width(page)
-        screenshot(page, "two-step-recovery-codes")
-
-        page.get_by_role("button", name="Sign out").click()
-        sign_in(page, person.email, person.password)
-        expect(page).to_have_url(re.compile(r"/login/code$"))
-        audit(page, "two-step code, phone")
-        screenshot(page, "two-step-code")
-        page.get_by_label("Code").fill(pyotp.TOTP(key).at(time.time() + 30))  # the one shown before was used up
-        page.get_by_role("button", name="Sign in").click()
-        expect(page).to_have_url(re.compile(r"/$"))
-        page.goto("/account")
-        expect(page.locator("#two-step")).to_contain_text("on, since")
-    finally:
-        context.close()
+    yield watch.attach(context.new_page())
+    context.close()
     watch.assert_clean()
 
 
-def test_before_an_idle_sign_out_the_page_warns_and_keeps_what_was_typed(browser, stack, service_env):
+def test_two_step_sign_in_is_set_up_by_scanning_and_then_asks_for_the_app_code(phone_checked, service_env):
     person = make_person(service_env, "clinician")
-    # axe goes in as an inline script, which the pages' policy forbids; the other tests keep the policy on.
-    context = browser.new_context(base_url=stack, viewport=PHONE, bypass_csp=True)
-    watch = Watch()
-    page = watch.attach(context.new_page())
-    try:
-        page.clock.install()  # the page's timers run on a clock the test moves; the server keeps real time
-        sign_in(page, person.email, person.password)
-        expect(page).to_have_url(re.compile(r"/$"))
-        page.wait_for_load_state("load")  # its scripts have run: the clock moves from here
-        page.get_by_label("Radius (mean)").fill("14.1")
-        warning = page.locator("#idle-warning")
-        page.clock.run_for("27:50")
-        expect(warning).to_be_hidden()
-        page.clock.run_for("00:20")  # two minutes before the 30-minute limit
-        expect(warning).to_be_visible()
-        expect(warning).to_contain_text("signed out in about 2 minutes")
-        radius = page.get_by_label("Radius (mean)").bounding_box()
-        assert radius["y"] + radius["height"] <= warning.bounding_box()["y"], "the field typed in is under the notice"
-        audit(page, "idle warning, phone")
-        screenshot(page, "idle-warning")
-        page.get_by_role("button", name="Stay signed in").click()
-        expect(warning).to_be_hidden()
-        page.clock.run_for("27:50")
-        expect(warning).to_be_hidden()  # the clock started again at the click
-        page.clock.run_for("02:30")
-        expect(warning).to_contain_text("You have been signed out after 30 minutes")
-        expect(page.get_by_role("link", name="Sign in again (in a new tab)")).to_be_visible()
-        expect(page.get_by_label("Radius (mean)")).to_have_value("14.1")  # nothing typed was lost
-    finally:
-        context.close()
-    watch.assert_clean()
+    page = phone_checked
+    sign_in(page, person.email, person.password)
+    page.goto("/account")
+    page.get_by_role("link", name="Turn on two-step sign-in").click()
+    expect(page.get_by_role("img", name="A QR code holding the key below")).to_be_visible()
+    qr = page.locator(".qr svg").bounding_box()
+    assert qr is not None and qr["width"] >= 150 and qr["width"] == qr["height"], qr
+    key = page.locator("#totp-key").inner_text().replace(" ", "")
+    audit(page, "two-step set-up, phone")
+    assert fits_the_width(page)
+    screenshot(page, "two-step-setup")
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(key).now())
+    page.get_by_label("Your password").fill(person.password)
+    page.get_by_role("button", name="Turn on two-step sign-in").click()
+    expect(page.locator("#recovery-codes li")).to_have_count(10)
+    expect(page.get_by_role("button", name="Print them")).to_be_visible()
+    assert fits_the_width(page)
+    screenshot(page, "two-step-recovery-codes")
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, person.email, person.password)
+    expect(page).to_have_url(re.compile(r"/login/code$"))
+    audit(page, "two-step code, phone")
+    screenshot(page, "two-step-code")
+    page.get_by_label("Code").fill(pyotp.TOTP(key).at(time.time() + 30))  # the one shown before was used up
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    page.goto("/account")
+    expect(page.locator("#two-step")).to_contain_text("on, since")
+
+
+def test_before_an_idle_sign_out_the_page_warns_and_keeps_what_was_typed(phone_checked, service_env):
+    person = make_person(service_env, "clinician")
+    page = phone_checked
+    page.clock.install()  # the page's timers run on a clock the test moves; the server keeps real time
+    sign_in(page, person.email, person.password)
+    expect(page).to_have_url(re.compile(r"/$"))
+    page.wait_for_load_state("load")  # its scripts have run: the clock moves from here
+    page.get_by_label("Radius (mean)").fill("14.1")
+    warning = page.locator("#idle-warning")
+    page.clock.run_for("27:50")
+    expect(warning).to_be_hidden()
+    page.clock.run_for("00:20")  # two minutes before the 30-minute limit
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("signed out in about 2 minutes")
+    radius = page.get_by_label("Radius (mean)").bounding_box()
+    assert radius["y"] + radius["height"] <= warning.bounding_box()["y"], "the field typed in is under the notice"
+    audit(page, "idle warning, phone")
+    screenshot(page, "idle-warning")
+    page.get_by_role("button", name="Stay signed in").click()
+    expect(warning).to_be_hidden()
+    page.clock.run_for("27:50")
+    expect(warning).to_be_hidden()  # the clock started again at the click
+    page.clock.run_for("02:30")
+    expect(warning).to_contain_text("You have been signed out after 30 minutes")
+    expect(page.get_by_role("link", name="Sign in again (in a new tab)")).to_be_visible()
+    expect(page.get_by_label("Radius (mean)")).to_have_value("14.1")  # nothing typed was lost
 
 
 PAGES = [("account", "/account"), ("password", "/account/password"), ("users", "/admin/users"),

@@ -176,18 +176,8 @@ def test_a_list_argument_it_does_not_take_is_refused_with_the_reason(client, que
     assert page.status_code == 400 and problem.replace("'", "&#39;") in page.get_data(as_text=True)
 
 
-@pytest.fixture
-def berlin(settings):  # type: ignore[no-untyped-def]
-    """The web of a site in Berlin (CYTOSCORE_TIME_ZONE=Europe/Berlin)."""
-    from api import create_app
-
-    flask_app = create_app(settings.model_copy(update={"time_zone": "Europe/Berlin"}))
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["cytoscore.engine"].dispose()
-
-
-def test_a_site_reads_its_own_time_and_days_and_the_api_keeps_utc(berlin, app, service_env, stored):
+def test_a_site_reads_its_own_time_and_days_and_the_api_keeps_utc(app_with, app, service_env, stored):
+    berlin = app_with(time_zone="Europe/Berlin")
     person = make_person(service_env, "lab")
     (job,) = stored(1, person.email, day="2031-01-15T23:30:00Z")  # half past midnight on the 16th in Berlin
     page = sign_in(berlin, person.email, person.password)

@@ -212,17 +212,8 @@ def test_an_admin_or_the_cli_turns_it_off_for_a_lost_phone(app, people, person, 
     assert response.headers["Location"] == "/"
 
 
-@pytest.fixture
-def strict_app(settings):  # type: ignore[no-untyped-def]
-    from api import create_app
-
-    strict = create_app(settings.model_copy(update={"require_two_step": "admin,lab"}))
-    strict.config.update(TESTING=True)
-    yield strict
-    strict.extensions["cytoscore.engine"].dispose()
-
-
-def test_where_it_is_required_for_a_role_nobody_of_it_reaches_a_page_without_it(strict_app, person, service_env):
+def test_where_it_is_required_for_a_role_nobody_of_it_reaches_a_page_without_it(app_with, person, service_env):
+    strict_app = app_with(require_two_step="admin,lab")
     clinician = make_person(service_env, "clinician")  # not a role it is required of: free to choose
     free = sign_in(strict_app, clinician.email, clinician.password)
     assert free.get("/jobs").status_code == 200
