@@ -41,13 +41,14 @@ class IntegerKey(IntegerConverter):
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
-    from api import auth, database, queueing, registry, times
+    from api import auth, database, formats, queueing, registry, times
 
     database.init_app(app, settings)
     queueing.init_app(app, settings)
     registry.init_app(app, settings)
     auth.init_app(app)
     times.init_app(app)
+    formats.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -12,7 +12,8 @@ import pypdfium2 as pdfium
 import pytest
 from pypdf import PdfReader
 
-from api.pages import _plural, _probability
+from api.formats import plural as _plural
+from api.formats import probability as _probability
 from shared.explain import TOLERANCE, largest_gap
 from shared.features import FEATURES
 from shared.modelstore import load_model
