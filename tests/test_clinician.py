@@ -287,3 +287,69 @@ def test_access_matrix_for_the_answer_card_the_report_and_the_copy_to_the_form(
     response = client.get(door.format(id=single_cases[owner]))
     expected = 302 if who is None else 200 if who in (owner, "admin") else 404  # someone else's: as if missing
     assert response.status_code == expected
+
+
+def _fields(page: str) -> dict[str, str]:
+    return dict(re.findall(r'name="([a-z_ ]+)"\s[^>]*?value="([^"]*)"', page.replace('id="case_id" ', "")))
+
+
+def test_a_case_pasted_from_a_spreadsheet_fills_the_form_by_column_name(app, people, worker):
+    clinician = people["clinician"]
+    browser = sign_in(app, clinician.email, clinician.password)
+    # As copied from a sheet: tabs, the columns in another order, one by its scikit-learn name, a diagnosis and a
+    # column this model does not read.
+    pasted = ("diagnosis\tcompactness_mean\tmean radius\tarea_worst\tid\ttexture_mean\tsmoothness_mean\n"
+              "M\t0.1040\t14.10\t711.2\tP-77\t19.3\t0.096\n")  # fmt: skip
+    filled = browser.post(
+        "/cases/paste", data={"pasted": pasted, "model": "wdbc-rf4", "csrf_token": csrf(browser, "/")}
+    )
+    page = filled.get_data(as_text=True)
+    assert filled.status_code == 200
+    notice = re.sub(r"\s+", " ", re.search(r'<p id="pasted-into"[^>]*>(.*?)</p>', page, re.S).group(1))
+    assert (
+        notice
+        == "Filled from the paste: 5 values; not read by this model: area_worst. Check them, then score the case."
+    )
+    assert {k: v for k, v in _fields(page).items() if k in (*RF4, "case_id")} == {
+        "case_id": "P-77", "radius_mean": "14.10", "texture_mean": "19.3", "smoothness_mean": "0.096",
+        "compactness_mean": "0.1040",
+    }  # fmt: skip
+    assert 'id="answer-stale"' in page  # the form itself, not yet scored: nothing was sent
+    form = {k: v for k, v in _fields(page).items() if k in (*RF4, "case_id")}
+    answered = browser.post("/cases", data={"csrf_token": csrf(browser, "/"), "model": "wdbc-rf4", **form})
+    job = wait_for_job(clinician.client(app), answered.headers["Location"].rsplit("/", 1)[-1])
+    (result,) = clinician.client(app).get(f"/api/v1/jobs/{job['id']}/results?format=json").get_json()["results"]
+    assert result["case_id"] == "P-77" and result["input"]["radius_mean"] == "14.10"  # as pasted
+
+
+@pytest.mark.parametrize(
+    ("pasted", "problem"),
+    [
+        ("14.1\t19.3\t0.096\t0.104\n", "the first row must name the columns"),
+        ("radius_mean,texture_mean,smoothness_mean,compactness_mean\n", "exactly one case's row; this paste has 0"),
+        (
+            "radius_mean,texture_mean,smoothness_mean,compactness_mean\n14,19,0.1,0.1\n15,20,0.1,0.1\n",
+            "this paste has 2 rows under the header (upload several cases as a file)",
+        ),
+        ("radius_mean,texture_mean,smoothness_mean,compactness_mean\n14,19,0.1\n", "the case's row has 3 cells"),
+        ("radius_mean,mean radius,texture_mean\n14,14,19\n", "two pasted columns mean radius_mean"),
+        ("   ", "paste two rows copied from a spreadsheet"),
+    ],
+)
+def test_a_paste_that_is_not_a_header_and_one_row_is_refused_with_the_reason(app, people, pasted, problem):
+    browser = sign_in(app, people["clinician"].email, people["clinician"].password)
+    refused = browser.post("/cases/paste", data={"pasted": pasted, "model": "wdbc-rf4",
+                                                 "csrf_token": csrf(browser, "/")})  # fmt: skip
+    page = html.unescape(refused.get_data(as_text=True))
+    assert refused.status_code == 422 and problem in page, page[page.find("paste-problems") :][:600]
+    assert '<details id="paste" open>' in page and pasted.strip()[:20] in page  # kept, to correct
+
+
+def test_a_paste_missing_a_measurement_leaves_its_field_empty_and_says_so(app, people):
+    browser = sign_in(app, people["clinician"].email, people["clinician"].password)
+    filled = browser.post("/cases/paste", data={"pasted": "radius_mean;texture_mean\n14,1;19,3\n", "model": "wdbc-rf4",
+                                                "csrf_token": csrf(browser, "/")})  # fmt: skip
+    page = filled.get_data(as_text=True)
+    assert "not in it, left empty: smoothness_mean, compactness_mean" in re.sub(r"\s+", " ", page)
+    fields = _fields(page)
+    assert fields["radius_mean"] == "14,1" and fields["smoothness_mean"] == ""  # as written: scoring will check it

@@ -19,6 +19,7 @@ from api.submit import check_cases, submit_cases, submit_upload
 from api.uploads import stream_form
 from shared.features import ALIASES
 from shared.intake import FileRejected
+from shared.intake.pasted import MAX_CHARS, form_values
 from shared.schema import JobKind, Role
 
 
@@ -94,6 +95,21 @@ def submit_case() -> ResponseReturnValue:
             errors[field] = f"{errors[field]}; {p.reason}" if field in errors else p.reason
         return _case_refused([], errors, values)
     return accepted(submit_cases([case], model["name"], JobKind.FORM))
+
+
+@bp.post("/cases/paste")
+def paste_case() -> ResponseReturnValue:
+    """Fill the form from a header row and a case's row pasted from a spreadsheet, to check and then score."""
+    try:
+        model = model_meta(request.form.get("model") or None)
+    except UnknownModel as exc:
+        abort(404, description=str(exc.args[0]))
+    text = request.form.get("pasted", "")
+    try:
+        pasted = form_values(text, model["features"])
+    except FileRejected as exc:
+        return _home(422, chosen=model["name"], paste_problems=exc.problems, pasted=text[:MAX_CHARS])
+    return _home(chosen=model["name"], values=pasted.values, pasted_into=pasted)
 
 
 def _upload_refused(problems: list[str], filename: str | None = None) -> ResponseReturnValue:
