@@ -287,6 +287,29 @@ def test_a_thirty_measurement_answer_is_read_whole_after_its_form(page):
     assert fits_the_width(page)
 
 
+def test_a_case_pasted_from_a_sheet_fills_the_form_by_name_and_is_scored_once_checked(page):
+    X, _ = wdbc()
+    order = list(reversed(FEATURES))  # a sheet whose columns are in another order than the form's
+    header = "\t".join(["id", *order])
+    row = "\t".join(["P-30", *(repr(float(X[7, FEATURES.index(f)])) for f in order)])
+    page.goto("/?model=wdbc-rf30")
+    page.get_by_text("Paste a case from a spreadsheet").click()
+    page.get_by_label("The header row and the case's row, copied together").fill(
+        "\t".join(order[:4]) + "\n1\t2\t3\t4\n5\t6\t7\t8"
+    )
+    page.get_by_role("button", name="Fill the form").click()
+    expect(page.locator("#paste-problems")).to_contain_text("this paste has 2 rows under the header")
+    page.get_by_label("The header row and the case's row, copied together").fill(header + "\n" + row)
+    page.get_by_role("button", name="Fill the form").click()
+    expect(page.locator("#pasted-into")).to_contain_text("Filled from the paste: 31 values")
+    for f in FEATURES:
+        expect(page.locator(f'input[name="{f}"]')).to_have_value(repr(float(X[7, FEATURES.index(f)])))
+    expect(page.locator("#answer")).to_be_hidden()  # filled, not scored
+    page.click("text=Score this case")
+    expect(page.locator("#answer article.case .verdict")).to_be_visible(timeout=30_000)
+    expect(page.locator("#answer article.case")).to_contain_text("P-30")
+
+
 def _progress(page: Any) -> list[Any] | None:
     try:
         return page.evaluate(  # type: ignore[no-any-return]
