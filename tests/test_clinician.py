@@ -353,3 +353,22 @@ def test_a_paste_missing_a_measurement_leaves_its_field_empty_and_says_so(app, p
     assert "not in it, left empty: smoothness_mean, compactness_mean" in re.sub(r"\s+", " ", page)
     fields = _fields(page)
     assert fields["radius_mean"] == "14,1" and fields["smoothness_mean"] == ""  # as written: scoring will check it
+
+
+def test_a_paste_with_every_measurement_of_a_better_model_offers_it(app, people):
+    browser = sign_in(app, people["clinician"].email, people["clinician"].password)
+    X, _ = wdbc()
+    pasted = "id," + ",".join(FEATURES) + "\nP-30," + ",".join(repr(float(v)) for v in X[7]) + "\n"
+    four = browser.post("/cases/paste", data={"pasted": pasted, "model": "wdbc-rf4", "csrf_token": csrf(browser, "/")})
+    page = four.get_data(as_text=True)
+    offer = re.search(r'<form method="post" action="/cases/paste" id="better-fit".*?</form>', page, re.S).group(0)
+    assert "Fill the form for wdbc-rf30 instead" in offer and 'name="model" value="wdbc-rf30"' in offer
+    again = dict(re.findall(r'name="(csrf_token|model|pasted)" value="([^"]*)"', offer))
+    thirty = browser.post("/cases/paste", data={k: html.unescape(v) for k, v in again.items()})
+    fields = _fields(thirty.get_data(as_text=True))
+    assert {f: fields[f] for f in FEATURES} == {f: repr(float(X[7, i])) for i, f in enumerate(FEATURES)}
+    assert 'id="better-fit"' not in thirty.get_data(as_text=True)  # the best there is
+    only_four = "\n".join([",".join(RF4), "14,19,0.1,0.1"])
+    plain = browser.post("/cases/paste", data={"pasted": only_four, "model": "wdbc-rf4",
+                                               "csrf_token": csrf(browser, "/")})  # fmt: skip
+    assert 'id="better-fit"' not in plain.get_data(as_text=True)

@@ -20,6 +20,7 @@ from api.uploads import stream_form
 from shared.features import ALIASES
 from shared.intake import FileRejected
 from shared.intake.pasted import MAX_CHARS, form_values
+from shared.modelstore import best_fit
 from shared.schema import JobKind, Role
 
 
@@ -109,7 +110,10 @@ def paste_case() -> ResponseReturnValue:
         pasted = form_values(text, model["features"])
     except FileRejected as exc:
         return _home(422, chosen=model["name"], paste_problems=exc.problems, pasted=text[:MAX_CHARS])
-    return _home(chosen=model["name"], values=pasted.values, pasted_into=pasted)
+    better = best_fit(all_models(), pasted.present)  # as an upload's columns choose, but only offered here
+    if better is not None and better["metrics"]["roc_auc"] <= model["metrics"]["roc_auc"]:
+        better = None
+    return _home(chosen=model["name"], values=pasted.values, pasted_into=pasted, better=better, pasted=text)
 
 
 def _upload_refused(problems: list[str], filename: str | None = None) -> ResponseReturnValue:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.features import CASE_ID, DIAGNOSIS
+from shared.features import CASE_ID, DIAGNOSIS, FEATURES
 
 from .columns import resolve_name
 from .csvfile import detect_delimiter, records
@@ -24,6 +24,7 @@ class Pasted:
     values: dict[str, str]  # form field (a feature, or case_id) -> the text as pasted
     not_read: list[str]  # pasted columns this model does not read, as their headers say
     missing: list[str]  # the model's features the paste had no column for
+    present: frozenset[str]  # every feature the paste has a column for, read by this model or not
 
 
 def form_values(text: str, features: Sequence[str]) -> Pasted:
@@ -54,4 +55,5 @@ def form_values(text: str, features: Sequence[str]) -> Pasted:
             values["case_id" if name == CASE_ID else str(name)] = value.strip()
         elif name != DIAGNOSIS:
             not_read.append(column)
-    return Pasted(values, not_read, [f for f in features if f not in values])
+    present = frozenset(name for name in named if name in FEATURES)
+    return Pasted(values, not_read, [f for f in features if f not in values], present)
