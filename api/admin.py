@@ -49,8 +49,20 @@ def _user(user_id: int) -> User:
 def _users_page(status: int = 200, **context: Any) -> ResponseReturnValue:
     context.setdefault("field_errors", {})
     context.setdefault("values", {})
-    return render_template("admin_users.html", listed=accounts.list_users(db()), roles=[r.value for r in Role],
+    wanted = {k: request.args.get(k, "").strip().lower() for k in ("q", "role", "two_step", "status")}
+    listed = [row for row in accounts.list_users(db()) if _shown(row.user, wanted)]
+    return render_template("admin_users.html", listed=listed, roles=[r.value for r in Role], wanted=wanted,
                            **context), status  # fmt: skip
+
+
+def _shown(user: User, wanted: dict[str, str]) -> bool:
+    """Whether an account matches the list's filters: part of its email, role, two-step on or off, status."""
+    return (
+        wanted["q"] in user.email
+        and wanted["role"] in ("", user.role)
+        and wanted["two_step"] in ("", "on" if user.totp_secret else "off")
+        and wanted["status"] in ("", "active" if user.active else "disabled")
+    )
 
 
 @bp.get("/users")

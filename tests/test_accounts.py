@@ -409,3 +409,21 @@ def test_stay_signed_in_restarts_the_idle_clock_and_an_ended_session_stays_ended
     assert late.status_code == 302 and late.headers["Location"].startswith("/login")
     assert client.get("/jobs").headers["Location"].startswith("/login")  # ended, and not brought back
     engine.dispose()
+
+
+def test_an_admin_finds_who_has_not_turned_on_two_step_sign_in(app, admin, service_env):
+    tag = uuid.uuid4().hex[:6]
+    lab_person = make_person(service_env, "lab", f"find-{tag}-lab@example.org")
+    clinician = make_person(service_env, "clinician", f"find-{tag}-clinician@example.org")
+    run_cli(["users", "disable", clinician.email], service_env)
+
+    def emails(query: str) -> list[str]:
+        page = admin.get(f"/admin/users?{query}").get_data(as_text=True)
+        return re.findall(r'/admin/users/\d+">([^<]+)</a>', page)
+
+    assert emails(f"q=find-{tag}") == [clinician.email, lab_person.email]
+    assert emails(f"q=FIND-{tag}&role=lab") == [lab_person.email]
+    assert emails(f"q=find-{tag}&status=disabled") == [clinician.email]
+    assert emails(f"q=find-{tag}&two_step=on") == []
+    assert emails(f"q=find-{tag}&two_step=off") == [clinician.email, lab_person.email]
+    assert "2 accounts match" in admin.get(f"/admin/users?q=find-{tag}").get_data(as_text=True)
