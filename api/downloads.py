@@ -11,6 +11,7 @@ import io
 import itertools
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from typing import Any, BinaryIO, TypeVar
 
 from sqlalchemy.orm import Session, object_session
@@ -40,17 +41,37 @@ def _content(source: JobInput) -> BinaryIO:
     return spooled
 
 
-def _source(job: Job, source: JobInput) -> tuple[list[str], Iterator[list[str]]]:
+def _source(job: Job, source: JobInput) -> tuple[list[str], _Closing[list[str]]]:
     """The input's own columns and rows, as text, in input order."""
     spooled = _content(source)
-    header, rows = read_rows(spooled, source.layout, job.input_filename)
-    return header, _closing(spooled, rows)
+    try:
+        header, rows = read_rows(spooled, source.layout, job.input_filename)
+    except BaseException:
+        spooled.close()
+        raise
+    return header, _Closing(spooled, rows)
 
 
-def _closing(spooled: BinaryIO, items: Iterator[T]) -> Iterator[T]:
-    """Yield the items, closing the spooled file when they run out (or when the consumer stops early)."""
-    with spooled:
-        yield from items
+class _Closing(Iterator[T]):
+    """What is read from a spooled file, which is closed when the items run out or are closed, and also when they
+    are dropped unread: a filter that keeps no row never asks for one (a generator would then never enter its
+    `with`, and the file would be left to the garbage collector, open)."""
+
+    def __init__(self, spooled: BinaryIO, items: Iterator[T]) -> None:
+        self._spooled, self._items = spooled, items
+
+    def __next__(self) -> T:
+        try:
+            return next(self._items)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._spooled.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _feature_columns(header: Sequence[str]) -> set[int]:
@@ -97,8 +118,9 @@ def _paired(
 def json_records(session: Session, job: Job, source: JobInput, show: str = "all") -> Iterator[dict[str, Any]]:
     """The result records (those `show` keeps: see job_views.SHOWS), each with its input row as sent."""
     input_header, input_rows = _source(job, source)
-    for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
-        yield {**record, "input": dict(zip(input_header, cells, strict=True))}
+    with closing(input_rows):
+        for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
+            yield {**record, "input": dict(zip(input_header, cells, strict=True))}
 
 
 def table(
@@ -114,12 +136,13 @@ def table(
     decimal_comma = job.input_delimiter == ";"  # only a semicolon file may use a decimal comma
 
     def rows() -> Iterator[list[Any]]:
-        for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
-            yield [
-                *(_result_cell(record[f]) for f in results.FIELDS),
-                results.NOTICE,
-                *(_input_cell(cell, i in features, typed, decimal_comma) for i, cell in enumerate(cells)),
-            ]
+        with closing(input_rows):
+            for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
+                yield [
+                    *(_result_cell(record[f]) for f in results.FIELDS),
+                    results.NOTICE,
+                    *(_input_cell(cell, i in features, typed, decimal_comma) for i, cell in enumerate(cells)),
+                ]
 
     return header, rows()
 
@@ -150,7 +173,7 @@ def problems(job: Job, source: JobInput, model: dict[str, Any]) -> Iterator[list
     """
     spooled = _content(source)
     batches = read_batches(spooled, source.layout, model["features"], _BATCH_ROWS, filename=job.input_filename)
-    return _problem_lines(_closing(spooled, batches))
+    return _problem_lines(_Closing(spooled, batches))
 
 
 def _problem_lines(batches: Iterator[Batch]) -> Iterator[list[Any]]:
