@@ -67,7 +67,8 @@ def _step_of(secret: str, code: str, now: float) -> int | None:
 
 def turn_on(session: Session, user: User, secret: str, code: str) -> list[str]:
     """Keep the secret once a code from the app proves it was added; returns the recovery codes, shown once."""
-    step = _step_of(secret, _normalised(code), time.time()) if _SIX_DIGITS.fullmatch(_normalised(code)) else None
+    typed = _normalised(code)
+    step = _step_of(secret, typed, time.time()) if _SIX_DIGITS.fullmatch(typed) else None
     if step is None:
         raise CodeRefused("that is not the app's current code: check that its clock is right, and type the six "
                           "digits it shows now")  # fmt: skip
