@@ -33,8 +33,9 @@ from shared.settings import Settings
 bp = Blueprint("auth", __name__)
 OPEN_ENDPOINTS = frozenset({"static", "auth.login", "two_step.code", "health.healthz", "health.readyz",
                             "health.prometheus", "api_v1.openapi", "api_v1.docs"})  # fmt: skip
-#: While a one-time password is unchanged, only these answer; everything else leads to the change.
-BEFORE_THE_CHANGE = frozenset({"static", "account.password", "auth.logout"})
+#: While a one-time password is unchanged, only these answer; everything else leads to the change (staying
+#: signed in included: the page asking for the change warns before an idle sign-out too).
+BEFORE_THE_CHANGE = frozenset({"static", "account.password", "account.keep_alive", "auth.logout"})
 #: Where two-step sign-in is required (CYTOSCORE_REQUIRE_TWO_STEP), a person without it reaches only these.
 BEFORE_TWO_STEP = BEFORE_THE_CHANGE | {"two_step.setup"}
 #: What a read-only token may do.

@@ -115,6 +115,8 @@ def test_an_admin_adds_a_user_who_must_change_the_one_time_password(app, admin):
     first = newcomer.post("/login", data={"email": email, "password": one_time, "csrf_token": csrf(newcomer, "/login")})
     assert first.headers["Location"].endswith("/account/password")
     assert newcomer.get("/jobs").headers["Location"].endswith("/account/password")
+    stay = newcomer.post("/account/keep-alive", headers={"X-CSRFToken": csrf(newcomer, "/account/password")})
+    assert stay.status_code == 200  # the change's page warns before an idle sign-out, and its button works
     assert (
         newcomer.post(
             "/api/v1/jobs", json={"cases": []}, headers={"X-CSRFToken": csrf(newcomer, "/account/password")}
