@@ -88,7 +88,9 @@ def test_once_on_the_password_alone_no_longer_signs_in_and_the_code_leads_on(app
     assert client.get("/jobs").headers["Location"].startswith("/login")  # not signed in yet
     assert client.get("/api/v1/jobs").status_code == 401
     asked = client.get("/login/code").get_data(as_text=True)
-    assert "six-digit code" in asked and 'autocomplete="one-time-code"' in asked
+    assert "six-digit code" in asked and re.search(
+        r'id="f-code"[^>]*autocomplete="one-time-code"[^>]* autofocus', asked
+    )
 
     wrong = _code(client, "000000" if _next_code(key) != "000000" else "111111")
     assert wrong.status_code == 401 and "not right" in _field_error(wrong)
