@@ -329,7 +329,7 @@ def test_a_case_pasted_from_a_spreadsheet_fills_the_form_by_column_name(app, peo
         ("radius_mean,texture_mean,smoothness_mean,compactness_mean\n", "exactly one case's row; this paste has 0"),
         (
             "radius_mean,texture_mean,smoothness_mean,compactness_mean\n14,19,0.1,0.1\n15,20,0.1,0.1\n",
-            "this paste has 2 rows under the header (upload several cases as a file)",
+            "this paste has 2 rows under the header",
         ),
         ("radius_mean,texture_mean,smoothness_mean,compactness_mean\n14,19,0.1\n", "the case's row has 3 cells"),
         ("radius_mean,mean radius,texture_mean\n14,14,19\n", "two pasted columns mean radius_mean"),

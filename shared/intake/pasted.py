@@ -42,7 +42,7 @@ def form_values(text: str, features: Sequence[str]) -> Pasted:
                            "values are never matched to fields by their position")  # fmt: skip
     if len(cases) != 1:
         raise FileRejected(f"paste the header row and exactly one case's row; this paste has {len(cases)} rows under "
-                           "the header (upload several cases as a file)")  # fmt: skip
+                           "the header")  # fmt: skip
     (row,) = cases
     if len(row) != len(header):
         raise FileRejected(f"the case's row has {len(row)} cells and the header {len(header)}: copy them together")
