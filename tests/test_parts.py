@@ -300,6 +300,43 @@ def test_workers_score_a_large_uploads_first_parts_while_the_rest_is_still_check
     assert rows == (20_000, 20_000, 1, 20_000)
 
 
+def _claim_waiting(pg_url: str) -> bool:
+    """Is a worker's claim waiting for a row lock (the job's row, held by an upload's last transaction)?"""
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                             "AND query LIKE 'WITH claimed AS%%UPDATE jobs%%'").fetchone()  # fmt: skip
+    return found is not None and found[0] > 0
+
+
+def test_a_claim_that_waits_for_an_uploads_last_part_scores_every_part(worker, settings, sessions, pg_url):
+    """A worker claims a received upload while the web's last transaction (the last part, the end of receiving)
+    holds the job's row: once it commits, the claim must not take the job for one of a single part."""
+    content = wdbc_csv()
+    model = read_metadata("wdbc-rf30", ROOT / "models")
+    received: list[uuid.UUID] = []
+
+    def scan(emit: Emit) -> Scanned:
+        return scan_plain(io.BytesIO(content), "wdbc.csv", FEATURES, emit, part_bytes=64 * 1024, split_min_bytes=1)
+
+    with sessions.begin() as session:
+        job = jobs.create_upload(session, model=model, filename="wdbc.csv", scan=scan, received=received.append)
+        session.flush()  # the job's row is locked until the commit: its receiving ends with its last part
+        jobs.publish(make_celery(settings), received[0])
+        deadline = time.monotonic() + 60
+        while not _claim_waiting(pg_url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _claim_waiting(pg_url)
+    deadline = time.monotonic() + 60
+    while _job_state(pg_url, job.id)[0] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, parts, _ = _job_state(pg_url, job.id)
+    assert (status, parts) == ("succeeded", 2)
+    with psycopg.connect(_dsn(pg_url)) as conn:
+        rows = conn.execute("SELECT count(*), min(row_number), max(row_number) FROM results WHERE job_id = %s",
+                            (job.id,)).fetchone()  # fmt: skip
+    assert rows == (569, 1, 569)
+
+
 # A web process storing a large upload, killed once two parts are stored and committed (the third is held).
 _DIES_WHILE_RECEIVING = """
 import io, sys, time

@@ -43,7 +43,7 @@ class Attempt:
     explain: bool  # each scored row carries its per-feature contributions
     lead: bool  # claimed the job; False for a worker that joined the running attempt to score parts
     content: bytes | None  # the only part's bytes, when the job has one part of at most INLINE_BYTES
-    receiving: bool = False  # the web was still storing the input's parts when this attempt began
+    receiving: bool = False  # the web was storing the input's parts when this attempt began (or its claim waited)
 
 
 _CLAIMED = (
@@ -69,6 +69,10 @@ _CLAIMED = (
     .cte("claimed")
 )
 _PART_COUNT = select(func.count()).where(JobInputPart.job_id == _CLAIMED.c.id).scalar_subquery()
+# The parts are counted in the statement's snapshot, but the claimed row is the newest: when the claim waited for the
+# web's last transaction of a received upload (its last part, `receiving_at` cleared), the row says the receiving
+# ended while the count lacks that transaction's part. The job's row as the snapshot holds it still says receiving.
+_SEEN_RECEIVING = select(Job.receiving_at.is_not(None)).where(Job.id == _CLAIMED.c.id).scalar_subquery()
 _INLINE = (
     select(case((func.octet_length(JobInputPart.content) <= INLINE_BYTES, JobInputPart.content)))
     .where(JobInputPart.job_id == _CLAIMED.c.id, JobInputPart.part == 0)
@@ -82,6 +86,7 @@ CLAIM = select(
     _CLAIMED.c.input_filename,
     _CLAIMED.c.explain,
     _CLAIMED.c.receiving_at,
+    _SEEN_RECEIVING.label("seen_receiving"),
     JobInput.layout,
     JobInput.header,
     _PART_COUNT.label("parts"),
@@ -110,6 +115,8 @@ def claim_job(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_a
     The claim's commit does not wait for the disk (`synchronous_commit = off`): it is visible at once and reaches
     the disk with the attempt's first durable commit, which flushes everything committed before it. Should
     PostgreSQL crash first, the claim is undone and the job is queued again, as if its message had not been taken.
+
+    A job whose receiving ended while the claim waited for its row is taken as still receiving (`_SEEN_RECEIVING`).
     """
     now = utcnow()
     params = {"job_id": job_id, "max_attempts": max_attempts, "stale_before": now - timedelta(seconds=stale_after),
@@ -119,7 +126,8 @@ def claim_job(session: Session, job_id: uuid.UUID, *, max_attempts: int, stale_a
     if found is None:
         return None
     connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-    receiving = found.receiving_at is not None
+    # Counted as still receiving, it is scored part by part from the ledger, which counts the parts again.
+    receiving = found.receiving_at is not None or bool(found.seen_receiving)
     return Attempt(
         job_id, found.attempts, found.model_name, found.model_sha256, found.input_filename, found.layout,
         found.header, found.parts, found.explain, lead=True,
