@@ -158,7 +158,7 @@ def revoke(user_id: int) -> ResponseReturnValue:
 def two_step_off(user_id: int) -> ResponseReturnValue:
     def change(user: User) -> str:
         two_step.turn_off(db(), user)
-        return "for a lost phone; recovery codes removed"
+        return two_step.TURNED_OFF_FOR
 
     return _change(user_id, "user.two_step_off", "Two-step sign-in of {email} is off: their password alone signs "
                    "them in.", change)  # fmt: skip

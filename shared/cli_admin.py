@@ -132,7 +132,7 @@ def users_two_step_off(email: str) -> None:
 
     def change(session: Session, user: User) -> str:
         two_step.turn_off(session, user)
-        return "for a lost phone; recovery codes removed"
+        return two_step.TURNED_OFF_FOR
 
     _change(email, "user.two_step_off", change)
     click.echo(f"two-step sign-in of {email.strip().lower()} is off: the password alone signs in")

@@ -10,6 +10,8 @@ from limits import parse as parse_limit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.schema import Role
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -108,7 +110,7 @@ class Settings(BaseSettings):
             raise ValueError("need max_attempts >= 1 and reconcile_interval > 0")
         for limit in (self.login_rate_limit, self.login_account_limit, self.jobs_rate_limit):
             parse_limit(limit)  # a limit that does not parse stops the start, not the first sign-in
-        roles = {"all", "clinician", "lab", "admin"}
+        roles = {"all", *Role}
         if unknown := self.two_step_roles - roles:
             raise ValueError(f"CYTOSCORE_REQUIRE_TWO_STEP: {', '.join(sorted(unknown))} is not all or a role "
                              f"({', '.join(sorted(roles - {'all'}))})")  # fmt: skip

@@ -76,6 +76,10 @@ def turn_on(session: Session, user: User, secret: str, code: str) -> list[str]:
     return new_recovery_codes(session, user)
 
 
+#: The audit's detail of a two-step sign-in turned off by an admin or the CLI.
+TURNED_OFF_FOR = "for a lost phone; recovery codes removed"
+
+
 def turn_off(session: Session, user: User) -> None:
     """The password alone signs in again; the recovery codes go."""
     user.totp_secret = user.totp_since = user.totp_last_step = None
