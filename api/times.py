@@ -1,11 +1,12 @@
-"""Times as people read them: in the site's time zone (CYTOSCORE_TIME_ZONE), to the minute or the second, with
-the zone's abbreviation; and the day filters' bounds in that zone. The JSON API, CSV and XLSX keep UTC."""
+"""Times on the pages, in the site's time zone (`shared.times`), and the day filters' bounds in that zone."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, tzinfo
 
 from flask import Flask, current_app
+
+from shared.times import written
 
 
 def zone() -> tzinfo:
@@ -16,8 +17,7 @@ def when(moment: datetime | None, seconds: bool = False) -> str:
     """A moment in the site's zone, e.g. "2026-12-06 16:39 CET"; a dash for never."""
     if moment is None:
         return "–"
-    local = moment.astimezone(zone())
-    return local.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "") + " %Z")
+    return written(moment, zone(), seconds=seconds)
 
 
 def midnight(day: date) -> datetime:

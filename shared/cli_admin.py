@@ -16,6 +16,7 @@ from shared import accounts, jobs, signins, two_step
 from shared.db import database_url, make_engine, make_sessionmaker
 from shared.schema import AuditEvent, Role, User
 from shared.settings import get_settings
+from shared.times import day, written
 
 _ACTOR = "cli"
 
@@ -143,12 +144,13 @@ def users_list() -> None:
     """Every account: role, status, last sign-in, two-step sign-in, jobs and live tokens."""
     from shared.cli import _table
 
+    zone = get_settings().zone
     with _sessions().begin() as session:
         rows = [
             (row.user.email, row.user.role,
              ("active" if row.user.active else "disabled") + (", one-time password" if row.user.must_change_password
                                                                else ""),
-             f"{row.user.last_login_at:%Y-%m-%d %H:%M}" if row.user.last_login_at else "never",
+             written(row.user.last_login_at, zone) if row.user.last_login_at else "never",
              "on" if row.user.totp_secret else "off", str(row.jobs), str(row.tokens))
             for row in accounts.list_users(session)
         ]  # fmt: skip
@@ -181,8 +183,8 @@ def tokens_add(email: str, name: str, days: int, read_only: bool) -> None:
     except accounts.AccountError as exc:
         _fail(exc)
     click.echo(plain)
-    click.echo(f"token {token.id} for {user.email}, expires {token.expires_at:%Y-%m-%d}: shown once, store it now",
-               err=True)  # fmt: skip
+    expires = day(token.expires_at, get_settings().zone)
+    click.echo(f"token {token.id} for {user.email}, expires {expires}: shown once, store it now", err=True)
 
 
 @tokens.command("revoke")
@@ -205,12 +207,13 @@ def tokens_list(email: str | None) -> None:
     """Tokens, newest first: id, account, state, expiry, last use, what it may do, and name."""
     from shared.cli import _table
 
+    zone = get_settings().zone
     try:
         with _sessions().begin() as session:
             owner = accounts.get_user(session, email).id if email else None
             rows = [
-                (str(token.id), owner_email, accounts.token_state(token), f"{token.expires_at:%Y-%m-%d}",
-                 f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never",
+                (str(token.id), owner_email, accounts.token_state(token), day(token.expires_at, zone),
+                 written(token.last_used_at, zone) if token.last_used_at else "never",
                  "read" if token.read_only else "read/write", token.name)
                 for token, owner_email in accounts.tokens_of(session, owner)
             ]  # fmt: skip
@@ -222,12 +225,13 @@ def tokens_list(email: str | None) -> None:
 @click.command()
 @click.option("--limit", default=200, show_default=True)
 def audit(limit: int) -> None:
-    """Print the audit trail, newest first: time, who, from where, what, which job."""
+    """Print the audit trail, newest first: time (in CYTOSCORE_TIME_ZONE), who, from where, what, which job."""
+    zone = get_settings().zone
     with _sessions().begin() as session:
         events = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
         for e in events:
             click.echo(
-                f"{e.at:%Y-%m-%d %H:%M:%S}  {e.actor or '-':30} {e.address or '-':15} {e.action:14} "
+                f"{written(e.at, zone, seconds=True)}  {e.actor or '-':30} {e.address or '-':15} {e.action:14} "
                 f"{e.job_id or '-'}  {e.target or ''}  {e.detail or ''}".rstrip()
             )
 

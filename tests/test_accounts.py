@@ -7,6 +7,8 @@ import csv
 import io
 import re
 import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -275,6 +277,16 @@ def test_the_cli_manages_users_and_tokens(service_env, app):
     listed = run_cli(["tokens", "list", "--email", email], service_env).stdout
     token_id = re.search(r"^(\d+)\s+" + re.escape(email) + r"\s+active\s+\S+\s+.+\s+cli check$", listed, re.M)
     assert token_id, listed
+    # Times as the pages show them: in the site's zone, with its abbreviation (India: 5 h 30 ahead of UTC).
+    in_india = {**service_env, "CYTOSCORE_TIME_ZONE": "Asia/Kolkata"}
+    now = datetime.now(ZoneInfo("Asia/Kolkata"))
+    listed_there = run_cli(["tokens", "list", "--email", email], in_india).stdout
+    last_used = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d) IST", listed_there)
+    assert last_used, listed_there
+    assert abs(datetime.strptime(last_used.group(1), "%Y-%m-%d %H:%M") - now.replace(tzinfo=None)) < timedelta(
+        minutes=2), listed_there  # fmt: skip
+    audited = run_cli(["audit", "--limit", "1"], in_india).stdout
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d IST  cli ", audited), audited
     run_cli(["tokens", "revoke", token_id.group(1)], service_env)
     assert api.get("/api/v1/models").status_code == 401
     with pytest.raises(AssertionError, match="from 1 to 365 days"):
