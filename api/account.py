@@ -81,9 +81,12 @@ def password() -> ResponseReturnValue:
 
 @bp.get("/activity")
 def activity() -> ResponseReturnValue:
-    """Sign-ins, failed ones and changes to the account, by its owner or an admin: the last 100."""
-    events = trail.of_account(db(), current_user.email)
-    return render_template("activity.html", events=events, said=trail.ACCOUNT_ACTIONS)
+    """Sign-ins, failed ones and changes to the account, by its owner or an admin: a page at a time, newest
+    first (`before`: the id the previous page's "Older" link gives)."""
+    before = trail.before(request.args)
+    events, older = trail.of_account(db(), current_user.email, before)
+    return render_template("activity.html", events=events, older=older, before=before, page=trail.PAGE,
+                           said=trail.ACCOUNT_ACTIONS)  # fmt: skip
 
 
 @bp.post("/keep-alive")

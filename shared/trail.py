@@ -63,7 +63,6 @@ class Filters:
                 job = uuid.UUID(text)
             except ValueError:
                 errors["job"] = "use a job id, like 0b6c1b52-7d1e-4e5c-9f0e-3c4a1e2b9d10"
-        before = args.get("before", "").strip()
         since, until = day("since"), day("until")
         if since and until and since > until:
             errors["until"] = "the last day comes before the first"
@@ -73,7 +72,7 @@ class Filters:
             job=job,
             since=since,
             until=until,
-            before=int(before) if before.isdigit() and len(before) < 19 else None,
+            before=before(args),
             errors=errors,
             zone=zone,
         )
@@ -102,11 +101,20 @@ class Filters:
         return {k: v for k, v in pairs.items() if v}
 
 
+def before(args: Mapping[str, str]) -> int | None:
+    """The `before` argument of a page's "Older" link: an event id; None (the newest page) for anything else."""
+    text = args.get("before", "").strip()
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
 def page(session: Session, filters: Filters) -> tuple[list[AuditEvent], int | None]:
     """One page of events, and the id to ask for the next (older) one, if there is more."""
-    query = filters.query()
-    if filters.before is not None:
-        query = query.where(AuditEvent.id < filters.before)
+    return _page(session, filters.query(), filters.before)
+
+
+def _page(session: Session, query: Select[AuditEvent], before: int | None) -> tuple[list[AuditEvent], int | None]:
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
     events = list(session.scalars(query.limit(PAGE + 1)))
     more = len(events) > PAGE
     return events[:PAGE], events[PAGE - 1].id if more else None
@@ -124,19 +132,17 @@ def rows(session: Session, filters: Filters) -> Iterator[tuple[str, ...]]:
                    event.target or "", str(event.job_id or ""), event.detail or "")  # fmt: skip
 
 
-def of_account(session: Session, email: str, limit: int = PAGE) -> list[AuditEvent]:
-    """The account's own activity, newest first: what was done to it, by it or by an admin (an admin's changes
-    to other accounts are theirs)."""
+def of_account(session: Session, email: str, before: int | None = None) -> tuple[list[AuditEvent], int | None]:
+    """A page of the account's own activity, newest first: what was done to it, by it or by an admin (an admin's
+    changes to other accounts are theirs); and the id to ask for the next (older) page, if there is more."""
     own = and_(AuditEvent.actor == email, or_(AuditEvent.target.is_(None), AuditEvent.target == email))
-    return list(
-        session.scalars(
-            select(AuditEvent)
-            .where(or_(AuditEvent.target == email, own))
-            .where(AuditEvent.action.in_(list(ACCOUNT_ACTIONS)))
-            .order_by(AuditEvent.id.desc())
-            .limit(limit)
-        )
+    query = (
+        select(AuditEvent)
+        .where(or_(AuditEvent.target == email, own))
+        .where(AuditEvent.action.in_(list(ACCOUNT_ACTIONS)))
+        .order_by(AuditEvent.id.desc())
     )
+    return _page(session, query, before)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine, text
 
+from shared import accounts
 from testkit.support import make_person, run_cli
 from tests.support import csrf, sign_in
 
@@ -295,9 +296,9 @@ def test_the_cli_manages_users_and_tokens(service_env, app):
         run_cli(["users", "add", email, "--role", "lab", "--one-time"], service_env)
 
 
-def _activity(client) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _activity(client, path: str = "/account/activity") -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
     """The rows of the activity page, each as its columns' texts."""
-    page = client.get("/account/activity").get_data(as_text=True)
+    page = client.get(path).get_data(as_text=True)
     head = re.findall(r'<th scope="col">([^<]+)</th>', page)
     rows = re.findall(r"<tr[^>]*>\s*(<td>.*?)</tr>", page, re.S)
     return [dict(zip(head, (re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)),
@@ -327,6 +328,26 @@ def test_a_person_reads_their_sign_ins_failures_and_changes_by_whoever_made_them
     ]
     assert _activity(client)[0]["Details"] == "lab to clinician"
     assert "Role changed" not in [r["What"] for r in _activity(admin)]  # the admin's changes are the person's
+
+
+def test_a_long_activity_reads_a_page_at_a_time(lab, sessions):
+    person, client = lab
+    with sessions.begin() as session:
+        for n in range(120):
+            accounts.audit(session, "token.add", actor=person.email, target=person.email, detail=f"token {n}")
+    first = client.get("/account/activity").get_data(as_text=True)
+    assert "100 a page" in first and 'id="first-page"' not in first
+    newest = _activity(client)
+    assert len(newest) == 100 and newest[0]["Details"] == "token 119"
+    older = re.search(r'<a href="([^"]+)" id="next-page" rel="next">Older activity', first)
+    assert older, first
+    rest = _activity(client, older.group(1))
+    assert [r["Details"] for r in newest + rest][:120] == [f"token {n}" for n in range(119, -1, -1)]
+    assert [r["What"] for r in rest[-3:]] == ["Signed in", "API token made", "Account made"]
+    second = client.get(older.group(1)).get_data(as_text=True)
+    assert 'id="first-page"' in second and 'id="next-page"' not in second
+    for odd in ("99999999999999999999999", "-5", "abc"):  # not an event's id: the newest page
+        assert _activity(client, f"/account/activity?before={odd}") == newest
 
 
 def test_a_sign_in_tells_of_the_failed_ones_since_the_last(app, service_env):
