@@ -166,6 +166,12 @@ def app_with(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def idle_app(app_with):  # type: ignore[no-untyped-def]
+    """The web with a queue no worker reads: the jobs it makes stay queued until a test sends them on."""
+    return app_with(queue=fresh_queue("nobody-reads"))
+
+
+@pytest.fixture
 def parts_app(app_with):  # type: ignore[no-untyped-def]
     """The web with every upload stored in parts of 64 kB."""
     return app_with(parallel_min_bytes=1, part_bytes=64 * 1024)

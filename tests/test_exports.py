@@ -131,12 +131,8 @@ def test_a_semicolon_file_is_read_and_its_delimiter_named(client, finished):
     assert job["input"]["delimiter"] == ";"
 
 
-def test_an_upload_over_the_size_limit_answers_413_with_a_message(settings, people):
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"max_upload_bytes": 1024}))
-    response = post_upload(people["lab"].client(app), wdbc_csv(), "big.csv")
-    app.extensions["cytoscore.engine"].dispose()
+def test_an_upload_over_the_size_limit_answers_413_with_a_message(app_with, people):
+    response = post_upload(people["lab"].client(app_with(max_upload_bytes=1024)), wdbc_csv(), "big.csv")
     assert response.status_code == 413
     assert "limit" in response.get_json()["error"]
 
@@ -169,12 +165,8 @@ def test_a_decimal_comma_file_exports_numbers_and_a_rejected_value_as_written(cl
 
 
 @pytest.mark.parametrize(("limit", "said"), [(1024, "1 KiB"), (512 * 1024, "512 KiB"), (3 * 1024 * 1024, "3 MiB")])
-def test_the_413_message_names_the_limit_in_readable_units(settings, people, limit, said):
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"max_upload_bytes": limit}))
-    response = post_upload(people["lab"].client(app), b"x" * (limit + 10), "big.csv")
-    app.extensions["cytoscore.engine"].dispose()
+def test_the_413_message_names_the_limit_in_readable_units(app_with, people, limit, said):
+    response = post_upload(people["lab"].client(app_with(max_upload_bytes=limit)), b"x" * (limit + 10), "big.csv")
     assert response.status_code == 413
     assert f"limit of {said}" in response.get_json()["error"]
 

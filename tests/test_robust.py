@@ -93,16 +93,6 @@ def test_a_json_body_over_its_byte_cap_answers_413_and_points_to_the_upload(clie
     assert "JSON body is larger than the limit of 4 MiB" in message and "file upload" in message
 
 
-@pytest.fixture
-def idle_app(settings):
-    """The web app with a queue no worker reads, so no job finishes while the test counts."""
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"queue": fresh_queue("nobody-reads")}))
-    yield app
-    app.extensions["cytoscore.engine"].dispose()
-
-
 def test_the_in_flight_cap_holds_under_40_concurrent_submissions(idle_app, service_env, settings):
     person = make_person(service_env, "lab")
     start = threading.Barrier(40)
@@ -146,16 +136,14 @@ def test_each_worker_node_has_a_name_of_its_own(settings):
     assert all(f"-{os.getpid()}@" in n for n in names)  # unique per `cytoscore worker` process on a host
 
 
-def test_a_worker_started_in_another_projects_folder_scores_with_its_own_code(tmp_path, service_env, settings):
+def test_a_worker_started_in_another_projects_folder_scores_with_its_own_code(tmp_path, service_env, app_with):
     """Celery imports from its working directory first: a folder holding another `worker` package must not change
     what `cytoscore worker` runs."""
     (tmp_path / "worker").mkdir()
     (tmp_path / "worker" / "__init__.py").write_text('raise SystemExit("another project\'s worker package")\n')
     queue = fresh_queue("started-elsewhere")
     proc = ServiceProcess(["worker"], {**service_env, "CYTOSCORE_QUEUE": queue}, tmp_path / "worker.log", cwd=tmp_path)
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"queue": queue}))
+    app = app_with(queue=queue)
     try:
         proc.wait_for_log("ready.", timeout=90, count=WORKER_NODES)
         answer = make_person(service_env, "lab").client(app).post("/api/v1/jobs?wait=30", json={"cases": [CASE]})
@@ -163,7 +151,6 @@ def test_a_worker_started_in_another_projects_folder_scores_with_its_own_code(tm
         assert answer.get_json()["results"][0]["diagnosis"] in ("M", "B")
     finally:
         proc.stop()
-        app.extensions["cytoscore.engine"].dispose()
 
 
 @pytest.mark.parametrize("edit", ["a feature dropped", "a probability changed"])

@@ -124,7 +124,7 @@ def test_a_browser_post_needs_the_csrf_token(app, worker, people):
     assert client.post("/cases", data={**form, "csrf_token": _csrf(client)}).status_code == 303
 
 
-def test_login_renews_the_session_and_sets_safe_cookie_flags(app, settings, people):
+def test_login_renews_the_session_and_sets_safe_cookie_flags(app, app_with, people):
     client = app.test_client()
     client.get("/login")
     before = client.get_cookie("session")
@@ -132,11 +132,7 @@ def test_login_renews_the_session_and_sets_safe_cookie_flags(app, settings, peop
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert before is None or before.value not in cookie
-    from api import create_app
-
-    secure_app = create_app(settings.model_copy(update={"secure_cookies": True}))
-    page = secure_app.test_client().get("/login", base_url="https://localhost")
-    secure_app.extensions["cytoscore.engine"].dispose()
+    page = app_with(secure_cookies=True).test_client().get("/login", base_url="https://localhost")
     assert "Secure" in page.headers["Set-Cookie"]
 
 
@@ -192,23 +188,19 @@ def test_start_up_fails_without_a_secret_key_outside_the_embedded_mode(settings)
         create_app(settings.model_copy(update={"secret_key": ""}))
 
 
-def test_job_creation_is_rate_limited_and_jobs_in_flight_are_capped(settings, people):
-    from api import create_app
-
+def test_job_creation_is_rate_limited_and_jobs_in_flight_are_capped(app_with, settings, people):
     idle = {"queue": fresh_queue("nobody")}  # no worker reads it: jobs stay queued
-    app = create_app(settings.model_copy(update={**idle, "max_jobs_in_flight": 2, "jobs_rate_limit": "100/minute"}))
+    app = app_with(**idle, max_jobs_in_flight=2, jobs_rate_limit="100/minute")
     person_client = people["clinician"].client(app)
     codes = [person_client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code for _ in range(3)]
     assert codes[:2] == [202, 202] or codes.count(202) <= 2
     last = person_client.post("/api/v1/jobs", json={"cases": [_case()]})
     assert last.status_code == 429 and "queued or running" in last.get_json()["error"]
-    app.extensions["cytoscore.engine"].dispose()
 
-    limited = create_app(settings.model_copy(update={**idle, "jobs_rate_limit": "2/minute", "max_jobs_in_flight": 99}))
+    limited = app_with(**idle, jobs_rate_limit="2/minute", max_jobs_in_flight=99)
     admin = make_person({**_env(settings)}, "admin")
     client = admin.client(limited)
     codes = [client.post("/api/v1/jobs", json={"cases": [_case()]}).status_code for _ in range(3)]
-    limited.extensions["cytoscore.engine"].dispose()
     assert codes == [202, 202, 429]
 
 
@@ -447,14 +439,9 @@ def test_password_spraying_from_one_address_answers_429(app):
 
 
 @pytest.fixture
-def quick_backoff(settings):
+def quick_backoff(app_with):
     """3 free failures per 30 s, then waits of 1 s, 2 s, 4 s …"""
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"login_account_limit": "3 per 30 seconds",
-                                                 "queue": fresh_queue("backoff")}))  # fmt: skip
-    yield app
-    app.extensions["cytoscore.engine"].dispose()
+    return app_with(login_account_limit="3 per 30 seconds", queue=fresh_queue("backoff"))
 
 
 @pytest.mark.parametrize("exists", [True, False], ids=["an account", "no account"])
@@ -485,31 +472,26 @@ def test_failures_on_one_account_from_many_addresses_back_off_exponentially(quic
 
 
 @pytest.mark.parametrize(("proxies", "recorded"), [(0, "127.0.0.1"), (1, "203.0.113.77")])
-def test_the_audit_trail_records_the_address_through_the_trusted_proxies_only(settings, service_env, proxies, recorded):
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"trusted_proxies": proxies}))
+def test_the_audit_trail_records_the_address_through_the_trusted_proxies_only(app_with, service_env, proxies,
+                                                                            recorded):  # fmt: skip
+    app = app_with(trusted_proxies=proxies)
     email = f"proxied-{uuid.uuid4().hex[:6]}@example.org"
     client = app.test_client()
     # The client forges a first hop; the one proxy appends the address it saw.
     headers = {"X-Forwarded-For": "10.9.9.9, 203.0.113.77"}
     client.post("/login", headers=headers,
                 data={"email": email, "password": "x", "csrf_token": csrf(client, "/login")})  # fmt: skip
-    app.extensions["cytoscore.engine"].dispose()
     trail = run_cli(["audit", "--limit", "500"], service_env).stdout
     (line,) = [line for line in trail.splitlines() if email in line]
     assert re.split(r"\s+", line)[4] == recorded  # after the day, time and zone, the actor
 
 
-def test_hsts_only_over_tls(app, settings):
-    from api import create_app
-
+def test_hsts_only_over_tls(app, app_with):
     assert "Strict-Transport-Security" not in app.test_client().get("/login").headers
     assert app.test_client().get("/login", base_url="https://localhost").headers["Strict-Transport-Security"]
     forged = {"X-Forwarded-Proto": "https"}
     assert "Strict-Transport-Security" not in app.test_client().get("/login", headers=forged).headers
-    proxied = create_app(settings.model_copy(update={"trusted_proxies": 1}))
+    proxied = app_with(trusted_proxies=1)
     assert (
         proxied.test_client().get("/login", headers=forged).headers["Strict-Transport-Security"].startswith("max-age=")
     )
-    proxied.extensions["cytoscore.engine"].dispose()

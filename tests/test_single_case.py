@@ -34,16 +34,6 @@ def _case(i: int, case_id: str | None = None) -> dict:
     return {"case_id": case_id or f"fast-{i}", **{f: float(X[i, FEATURES.index(f)]) for f in RF4}}
 
 
-@pytest.fixture
-def idle_app(settings):
-    """The web app with a queue no worker reads: jobs it creates wait until a test sends them."""
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"queue": fresh_queue("nobody-reads")}))
-    yield app
-    app.extensions["cytoscore.engine"].dispose()
-
-
 def _result_counts(sessions, job_id: str) -> tuple[int, int]:
     with sessions.begin() as session:
         sql = text("SELECT count(*), count(DISTINCT row_number) FROM results WHERE job_id = :id")

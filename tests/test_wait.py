@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from api.api_v1 import INLINE_RESULTS
-from testkit.support import fresh_queue, run_cli, wdbc
+from testkit.support import run_cli, wdbc
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 
@@ -43,12 +43,8 @@ def test_a_bigger_job_answers_the_wait_without_its_results_and_reading_them_inli
     assert any(small["id"] in line and "job.download" in line for line in trail.splitlines()), trail[-2000:]
 
 
-def test_wait_gives_up_after_the_time_asked_and_shows_the_current_status(settings, people):
-    from api import create_app
-
-    app = create_app(settings.model_copy(update={"queue": fresh_queue("a-queue-no-worker-reads")}))
-    client = people["lab"].client(app)
+def test_wait_gives_up_after_the_time_asked_and_shows_the_current_status(idle_app, people):
+    client = people["lab"].client(idle_app)
     job_id = client.post("/api/v1/jobs", json={"cases": [_case()]}).get_json()["id"]
     job = client.get(f"/api/v1/jobs/{job_id}?wait=1").get_json()
-    app.extensions["cytoscore.engine"].dispose()
     assert job["status"] == "queued" and "results" not in job
