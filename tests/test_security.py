@@ -210,6 +210,7 @@ def _env(settings) -> dict[str, str]:
 
 def test_the_audit_log_records_who_created_viewed_and_downloaded_which_job(app, people, owned_jobs, service_env):
     client = people["lab"].client(app)
+    _login(app, people["lab"])  # a sign-in of its own: the trail must hold one whichever tests ran before
     job = owned_jobs["lab"]
     client.get(f"/api/v1/jobs/{job}/results?format=csv")
     client.get(f"/jobs/{job}")
