@@ -4,6 +4,7 @@ the audit page, the CLI's equivalents, and bad input on every form answered besi
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import uuid
@@ -164,6 +165,27 @@ def test_an_admin_disables_enables_changes_the_role_resets_and_every_change_is_a
         assert f"<td>{action}</td>" in trail, action
     cli = run_cli(["audit", "--limit", "1000"], service_env).stdout
     assert re.search(r"user\.role\s+-\s+" + re.escape(person.email) + r"\s+clinician to lab", cli)
+
+
+def test_the_audit_page_pages_back_with_its_filters_and_returns_to_the_newest(lab, admin, sessions):
+    person, _ = lab
+    with sessions.begin() as session:
+        for n in range(120):
+            accounts.audit(session, "token.add", actor=person.email, target=person.email, detail=f"token {n}")
+
+    def details(path: str, **query: str) -> tuple[list[str], str]:
+        page = admin.get(path, query_string=query or None).get_data(as_text=True)
+        return re.findall(r'<td class="filename">(token \d+)</td>', page), page
+
+    newest, first = details("/admin/audit", user=person.email, action="token.add")
+    assert newest == [f"token {n}" for n in range(119, 19, -1)] and 'id="first-page"' not in first
+    older = re.search(r'<a href="([^"]+)" id="next-page" rel="next">Older events', first)
+    assert older, first
+    rest, second = details(html.unescape(older.group(1)))
+    assert rest == [f"token {n}" for n in range(19, -1, -1)] and 'id="next-page"' not in second
+    back = re.search(r'<a href="([^"]+)" id="first-page">Newest events', second)
+    assert back, second
+    assert details(html.unescape(back.group(1)))[0] == newest  # the filters kept both ways
 
 
 def test_the_last_admin_can_be_neither_disabled_nor_demoted(app, admin, people, pg_url):
