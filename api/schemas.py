@@ -268,6 +268,43 @@ class Models(BaseModel):
     notice: str
 
 
+class Proportion(BaseModel):
+    value: float | None = Field(description="numerator ÷ denominator; null when the denominator is 0")
+    numerator: int
+    denominator: int
+    ci_low: float | None = Field(description="the 95 % Wilson interval's low end")
+    ci_high: float | None
+
+
+class AgainstDiagnosis(BaseModel):
+    rows: int = Field(description="rows with a supplied diagnosis that were not the model's training rows")
+    training_rows: int = Field(description="rows with a supplied diagnosis that were training rows: left out")
+    confusion: dict[str, int] = Field(description="tp, fp, fn, tn, malignant (M) positive")
+    sensitivity: Proportion
+    specificity: Proportion
+
+
+class MonthOfUse(BaseModel):
+    month: str = Field(description="YYYY-MM, in the site's time zone (CYTOSCORE_TIME_ZONE)")
+    version: str = Field(description="the model version that answered")
+    jobs: int = Field(description="jobs that succeeded in the month and whose results are still stored")
+    rows_scored: int
+    rows_rejected: int
+    rows_out_of_range: int = Field(description="scored rows with a value outside the training range (flagged)")
+    answered_m: int = Field(description="scored rows answered M")
+    against_diagnosis: AgainstDiagnosis
+
+
+class ModelUse(BaseModel):
+    """How a model has been used here, month by month (administrators)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    time_zone: str
+    months: list[MonthOfUse] = Field(description="newest first; the last 12 months, months without a job left out")
+
+
 class ListedJob(Job):
     case_id: str | None = Field(None, description="a single case's id")
     owner: str | None = Field(None, description="the owner's email (shown to admins)")

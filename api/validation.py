@@ -41,7 +41,7 @@ def wilson(k: int, n: int) -> tuple[float, float] | None:
     return float(ci.low), float(ci.high)
 
 
-def _proportion(k: int, n: int) -> dict[str, Any]:
+def proportion(k: int, n: int) -> dict[str, Any]:
     interval = wilson(k, n)
     return {
         "value": k / n if n else None,
@@ -90,11 +90,11 @@ def figures(supplied: np.ndarray, answer: np.ndarray, proba: np.ndarray) -> dict
     out: dict[str, Any] = {
         "rows": len(truth),
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-        "agreement": _proportion(tp + tn, len(truth)),
-        "sensitivity": _proportion(tp, tp + fn),
-        "specificity": _proportion(tn, tn + fp),
-        "ppv": _proportion(tp, tp + fp),
-        "npv": _proportion(tn, tn + fn),
+        "agreement": proportion(tp + tn, len(truth)),
+        "sensitivity": proportion(tp, tp + fn),
+        "specificity": proportion(tn, tn + fp),
+        "ppv": proportion(tp, tp + fp),
+        "npv": proportion(tn, tn + fn),
         "roc_auc": None,
         "roc_curve": [],
     }

@@ -318,7 +318,7 @@ def test_before_an_idle_sign_out_the_page_warns_and_keeps_what_was_typed(phone_c
 
 PAGES = [("account", "/account"), ("password", "/account/password"), ("users", "/admin/users"),
          ("user", None), ("audit", "/admin/audit"), ("two-step", "/account/two-step"),
-         ("activity", "/account/activity")]  # fmt: skip
+         ("activity", "/account/activity"), ("model-use", "/models/wdbc-rf4/use")]  # fmt: skip
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])

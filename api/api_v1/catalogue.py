@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import abort, current_app, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
-from api import results, schemas
+from api import model_use, results, schemas
 from api.api_v1 import attachment, bp, wanted_format
+from api.auth import require
+from api.database import db
 from api.openapi import CSV, XLSX, document, errors, responses, spec
 from api.registry import UnknownModel, all_models, model_meta
+from shared.schema import Role
 from shared.spreadsheets import template_csv, template_xlsx
 
 MODEL_KEYS = (
@@ -40,6 +43,21 @@ def template(name: str) -> ResponseReturnValue:
     if fmt == "xlsx":
         return attachment(template_xlsx(features), f"cytoscore-{name}-template.xlsx", XLSX)
     return attachment(template_csv(features), f"cytoscore-{name}-template.csv", "text/csv")
+
+
+@bp.get("/models/<name>/use")
+@spec.validate(resp=responses(HTTP_200=schemas.ModelUse, **errors(403, 404)), tags=["models"])
+def use(name: str) -> ResponseReturnValue:
+    """How the model has been used here, month by month in the site's time zone (administrators): jobs, rows
+    scored, flagged and rejected, answered M, and against supplied diagnoses (training rows left out) sensitivity
+    and specificity with 95 % Wilson intervals. Jobs whose results were removed are not counted."""
+    require(Role.ADMIN)
+    try:
+        model_meta(name)
+    except UnknownModel as exc:
+        abort(404, description=str(exc.args[0]))
+    zone = current_app.config["CYTOSCORE"].time_zone
+    return jsonify(model=name, time_zone=zone, months=model_use.by_month(db(), name, zone))
 
 
 @bp.get("/openapi.json")

@@ -1,13 +1,20 @@
-"""The model cards: every model, and one with its metrics, calibration and the features it reads."""
+"""The model cards: every model, and one with its metrics, calibration and the features it reads; and, for
+administrators, how a model has been used here month by month."""
 
 from __future__ import annotations
 
-from flask import abort, render_template
+from datetime import date
+from typing import Any
+
+from flask import abort, current_app, render_template
 from flask.typing import ResponseReturnValue
 
-from api import charts, feature_labels, results
+from api import charts, feature_labels, model_use, results
+from api.auth import require
+from api.database import db
 from api.pages import bp
 from api.registry import UnknownModel, all_models, model_meta
+from shared.schema import Role
 
 
 @bp.get("/models")
@@ -15,12 +22,16 @@ def model_list() -> ResponseReturnValue:
     return render_template("models.html", models=all_models(), default=model_meta(None)["name"])
 
 
-@bp.get("/models/<name>")
-def model_page(name: str) -> ResponseReturnValue:
+def _model(name: str) -> dict[str, Any]:
     try:
-        model = model_meta(name)
+        return model_meta(name)
     except UnknownModel as exc:
         abort(404, description=str(exc.args[0]))
+
+
+@bp.get("/models/<name>")
+def model_page(name: str) -> ResponseReturnValue:
+    model = _model(name)
     calibration = model.get("calibration")
     return render_template(
         "model.html",
@@ -30,3 +41,14 @@ def model_page(name: str) -> ResponseReturnValue:
         default=model_meta(None)["name"],
         notice=results.NOTICE,
     )
+
+
+@bp.get("/models/<name>/use")
+def model_use_page(name: str) -> ResponseReturnValue:
+    require(Role.ADMIN)
+    model = _model(name)
+    zone = current_app.config["CYTOSCORE"].time_zone
+    months = model_use.by_month(db(), name, zone)
+    for entry in months:
+        entry["named"] = f"{date.fromisoformat(entry['month'] + '-01'):%B %Y}"
+    return render_template("model_use.html", model=model, months=months, zone=zone, span=model_use.MONTHS)

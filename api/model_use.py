@@ -1,0 +1,95 @@
+"""How a model has been used on this site, month by month in the site's time zone: the jobs that succeeded with it
+and whose results are still stored, the rows they scored, flagged and rejected, how many it answered M, and, where
+a file supplied diagnoses, how its answers agreed with them on the rows that were not its training rows.
+
+A model in service is watched, not only validated once: a drift in the share answered M or flagged, or in the
+agreement where diagnoses come back, is the first sign that the cases, the measuring or the model have changed.
+The figures are counts over many jobs and name no job, person or case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from api.validation import proportion
+from shared.schema import Job, JobStatus, Result
+
+MONTHS = 12
+
+
+def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
+    """One entry per month (newest first) and model version with a job that finished in it, over the last
+    `MONTHS` months of the zone's calendar (the current one included)."""
+    month = func.to_char(func.timezone(zone, Job.finished_at), "YYYY-MM")
+    first_month = func.date_trunc("month", func.timezone(zone, func.now())) - literal_column(
+        f"interval '{MONTHS - 1} months'"
+    )
+    kept = (
+        Job.model_name == model,
+        Job.status == JobStatus.SUCCEEDED.value,
+        Job.purged_at.is_(None),
+        Job.finished_at >= func.timezone(zone, first_month),
+    )
+
+    def rows(*where: ColumnElement[bool]) -> Any:
+        return func.count().filter(and_(*where))
+
+    scored = Result.diagnosis.is_not(None)
+    diagnosed = and_(scored, Result.supplied_diagnosis.in_(("M", "B")))
+    checked = and_(diagnosed, Result.trained_on.is_(False))  # as the validation view: unknown is left out
+    # Each job's results are counted first, so the month is worked out once a job rather than once a row.
+    per_job = (
+        select(
+            Result.job_id,
+            rows(scored).label("scored"),
+            rows(Result.diagnosis == "M").label("answered_m"),
+            rows(diagnosed, Result.trained_on.is_(True)).label("training"),
+            rows(checked, Result.supplied_diagnosis == "M", Result.diagnosis == "M").label("tp"),
+            rows(checked, Result.supplied_diagnosis == "M", Result.diagnosis == "B").label("fn"),
+            rows(checked, Result.supplied_diagnosis == "B", Result.diagnosis == "B").label("tn"),
+            rows(checked, Result.supplied_diagnosis == "B", Result.diagnosis == "M").label("fp"),
+        )
+        .where(Result.job_id.in_(select(Job.id).where(*kept)))
+        .group_by(Result.job_id)
+        .subquery()
+    )
+    counts = ("scored", "answered_m", "training", "tp", "fn", "tn", "fp")
+    found = session.execute(
+        select(
+            month,
+            Job.model_version,
+            func.count(),
+            func.sum(Job.rows_rejected),
+            func.sum(Job.rows_out_of_range),
+            *(func.sum(per_job.c[name]) for name in counts),
+        )
+        .outerjoin(per_job, per_job.c.job_id == Job.id)
+        .where(*kept)
+        .group_by(month, Job.model_version)
+        .order_by(month.desc(), Job.model_version.desc())
+    ).all()
+    out = []
+    for m, version, job_count, *sums in found:
+        rejected, flagged, scored_rows, answered_m, training, tp, fn, tn, fp = (int(n or 0) for n in sums)
+        out.append(
+            {
+                "month": m,
+                "version": version,
+                "jobs": job_count,
+                "rows_scored": scored_rows,
+                "rows_rejected": rejected,
+                "rows_out_of_range": flagged,
+                "answered_m": answered_m,
+                "against_diagnosis": {
+                    "rows": tp + fn + tn + fp,
+                    "training_rows": training,
+                    "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+                    "sensitivity": proportion(tp, tp + fn),
+                    "specificity": proportion(tn, tn + fp),
+                },
+            }
+        )
+    return out
