@@ -93,3 +93,25 @@ def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+FIELDS = (
+    "month", "version", "jobs", "rows_scored", "answered_m", "rows_out_of_range", "rows_rejected",
+    "rows_with_diagnosis", "training_rows", "tp", "fp", "fn", "tn",
+    "sensitivity", "sensitivity_ci_low", "sensitivity_ci_high", "specificity", "specificity_ci_low",
+    "specificity_ci_high",
+)  # fmt: skip
+
+
+def table_rows(months: list[dict[str, Any]]) -> list[list[Any]]:
+    """`by_month`'s entries as the CSV's rows, in `FIELDS`' order (an empty proportion is an empty cell)."""
+    out = []
+    for m in months:
+        d = m["against_diagnosis"]
+        c = d["confusion"]
+        row = [m["month"], m["version"], m["jobs"], m["rows_scored"], m["answered_m"], m["rows_out_of_range"]]
+        row += [m["rows_rejected"], d["rows"], d["training_rows"], c["tp"], c["fp"], c["fn"], c["tn"]]
+        for p in (d["sensitivity"], d["specificity"]):
+            row += ["" if p[key] is None else p[key] for key in ("value", "ci_low", "ci_high")]
+        out.append(row)
+    return out

@@ -67,6 +67,10 @@ class CompareQuery(Query):
     format: Literal["json", "csv"] = "json"
 
 
+class UseQuery(Query):
+    format: Literal["json", "csv"] = "json"
+
+
 class ListQuery(Query):
     """The jobs list's arguments (read by `api.job_search`, which answers 400 listing every problem)."""
 

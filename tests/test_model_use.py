@@ -4,6 +4,8 @@ administrator sees them."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,7 +79,8 @@ def test_a_months_figures_are_its_jobs_counts_and_validation(app, client, finish
     assert (sensitivity["numerator"], sensitivity["denominator"]) == (c["tp"], c["tp"] + c["fn"])
     assert sensitivity["ci_low"] < sensitivity["value"] == c["tp"] / (c["tp"] + c["fn"]) < sensitivity["ci_high"]
 
-    page = sign_in(app, people["admin"].email, people["admin"].password).get("/models/wdbc-rf4/use")
+    browser = sign_in(app, people["admin"].email, people["admin"].password)
+    page = browser.get("/models/wdbc-rf4/use")
     text = page.get_data(as_text=True)
     assert page.status_code == 200
     row = re.search(rf"<td[^>]*>{datetime.now(UTC):%B %Y}</td>(.*?)</tr>", text, re.S)
@@ -90,6 +93,21 @@ def test_a_months_figures_are_its_jobs_counts_and_validation(app, client, finish
     assert cells[3].startswith(f"{month['answered_m']:,} (")
     s = sensitivity
     assert cells[7] == f"{s['value']:.3f} ({c['tp']:,} of {c['tp'] + c['fn']:,}; {s['ci_low']:.2f}–{s['ci_high']:.2f})"
+
+    link = re.search(r'<a href="([^"]+)" download>Download the table as CSV</a>', text)
+    download = browser.get(link.group(1))  # the page's session, as a browser follows the link
+    assert download.headers["Content-Disposition"] == 'attachment; filename="cytoscore-wdbc-rf4-use.csv"'
+    table = list(csv.DictReader(io.StringIO(download.get_data(as_text=True))))
+    assert len(table) == len(now["months"])
+    first = table[0]
+    assert (first["month"], first["version"], int(first["jobs"])) == (month["month"], month["version"], month["jobs"])
+    assert (int(first["tp"]), int(first["fn"]), int(first["rows_with_diagnosis"])) == (
+        c["tp"], c["fn"], month["against_diagnosis"]["rows"]
+    )  # fmt: skip
+    assert (
+        float(first["sensitivity_ci_low"]) == s["ci_low"]
+        and float(first["specificity"]) == (month["against_diagnosis"]["specificity"]["value"])
+    )
 
 
 def test_a_job_whose_results_are_removed_leaves_the_figures(app, client, finished, people):

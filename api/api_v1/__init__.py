@@ -80,7 +80,9 @@ def find_job(job_id: str) -> Job:
 
 
 def wanted_format(
-    query: type[schemas.ResultsQuery | schemas.ErrorsQuery | schemas.TemplateQuery | schemas.CompareQuery],
+    query: type[
+        schemas.ResultsQuery | schemas.ErrorsQuery | schemas.TemplateQuery | schemas.CompareQuery | schemas.UseQuery
+    ],
 ) -> str:
     """The `?format=` asked for, read with the handler's query model (400 for any other)."""
     return str(query.parse(request.args).format)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
-from api import model_use, results, schemas
+from api import downloads, model_use, results, schemas
 from api.api_v1 import attachment, bp, wanted_format
 from api.auth import require
 from api.database import db
@@ -46,18 +46,28 @@ def template(name: str) -> ResponseReturnValue:
 
 
 @bp.get("/models/<name>/use")
-@spec.validate(resp=responses(HTTP_200=schemas.ModelUse, **errors(403, 404)), tags=["models"])
+@spec.validate(
+    query=schemas.UseQuery,
+    resp=responses(HTTP_200=schemas.ModelUse, **errors(400, 403, 404)),
+    files={"200": (CSV,)},
+    tags=["models"],
+)
 def use(name: str) -> ResponseReturnValue:
     """How the model has been used here, month by month in the site's time zone (administrators): jobs, rows
     scored, flagged and rejected, answered M, and against supplied diagnoses (training rows left out) sensitivity
-    and specificity with 95 % Wilson intervals. Jobs whose results were removed are not counted."""
+    and specificity with 95 % Wilson intervals, as JSON or CSV. Jobs whose results were removed are not counted."""
     require(Role.ADMIN)
+    fmt = wanted_format(schemas.UseQuery)
     try:
         model_meta(name)
     except UnknownModel as exc:
         abort(404, description=str(exc.args[0]))
     zone = current_app.config["CYTOSCORE"].time_zone
-    return jsonify(model=name, time_zone=zone, months=model_use.by_month(db(), name, zone))
+    months = model_use.by_month(db(), name, zone)
+    if fmt == "csv":
+        lines = iter(model_use.table_rows(months))
+        return attachment(downloads.csv_stream(model_use.FIELDS, lines), f"cytoscore-{name}-use.csv", "text/csv")
+    return jsonify(model=name, time_zone=zone, months=months)
 
 
 @bp.get("/openapi.json")
