@@ -82,6 +82,21 @@ def test_access_matrix_for_shared_doors(app, people, door, anonymous, who):
     assert client.get(door).status_code == (anonymous if who is None else 200)
 
 
+@pytest.mark.parametrize(
+    ("door", "anonymous"),
+    [
+        ("/models/wdbc-rf4/use", 302),
+        ("/api/v1/models/wdbc-rf4/use", 401),
+        ("/api/v1/models/wdbc-rf4/use?format=csv", 401),
+    ],
+)
+@pytest.mark.parametrize("who", [None, "clinician", "lab", "admin"])
+def test_access_matrix_for_a_models_use_here(app, people, door, anonymous, who):
+    """Counts over everybody's jobs: administrators only."""
+    client = people[who].client(app) if who else app.test_client()
+    assert client.get(door).status_code == (anonymous if who is None else 200 if who == "admin" else 403)
+
+
 def test_the_jobs_list_shows_only_your_own_jobs_and_admins_all(app, people, owned_jobs):
     pages = {who: people[who].client(app).get("/jobs").get_data(as_text=True) for who in ("clinician", "lab", "admin")}
     mine, theirs = owned_jobs["clinician"][:8], owned_jobs["lab"][:8]
