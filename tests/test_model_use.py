@@ -86,13 +86,13 @@ def test_a_months_figures_are_its_jobs_counts_and_validation(app, client, finish
     row = re.search(rf"<td[^>]*>{datetime.now(UTC):%B %Y}</td>(.*?)</tr>", text, re.S)
     assert row, text
     cells = [
-        " ".join(re.sub(r"<[^>]+>", "", cell).split())
+        " ".join(re.sub(r"<[^>]+>", " ", cell).split())
         for cell in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
     ]
     assert cells[1:3] == [f"{month['jobs']:,}", f"{month['rows_scored']:,}"]
-    assert cells[3].startswith(f"{month['answered_m']:,} (")
+    assert cells[3] == f"{month['answered_m']:,} {100 * month['answered_m'] / month['rows_scored']:.1f} %"
     s = sensitivity
-    assert cells[7] == f"{s['value']:.3f} ({c['tp']:,} of {c['tp'] + c['fn']:,}; {s['ci_low']:.2f}–{s['ci_high']:.2f})"
+    assert cells[7] == f"{s['value']:.3f} {c['tp']:,} of {c['tp'] + c['fn']:,} · {s['ci_low']:.2f}–{s['ci_high']:.2f}"
 
     link = re.search(r'<a href="([^"]+)" download>Download the table as CSV</a>', text)
     download = browser.get(link.group(1))  # the page's session, as a browser follows the link
