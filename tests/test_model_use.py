@@ -154,9 +154,12 @@ def test_only_an_administrator_sees_how_a_model_is_used(app, people):
         browser = sign_in(app, person.email, person.password)
         assert browser.get("/models/wdbc-rf4/use").status_code == 403
         assert "How it has been used here" not in browser.get("/models/wdbc-rf4").get_data(as_text=True)
+        assert "/use" not in browser.get("/models").get_data(as_text=True)
     admin = sign_in(app, people["admin"].email, people["admin"].password)
     assert 'href="/models/wdbc-rf4/use">How it has been used here</a>' in admin.get("/models/wdbc-rf4").get_data(
         as_text=True
     )
+    listed = admin.get("/models").get_data(as_text=True)
+    assert all(f'href="/models/{name}/use">{name} in use here</a>' in listed for name in ("wdbc-rf4", "wdbc-rf30"))
     assert people["admin"].client(app).get("/api/v1/models/no-such-model/use").status_code == 404
     assert admin.get("/models/no-such-model/use").status_code == 404
