@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, abort, current_app
 
 from shared.modelstore import verify_models
 from shared.settings import Settings
@@ -32,3 +32,11 @@ def model_meta(name: str | None) -> dict[str, Any]:
     if name not in models:
         raise UnknownModel(f"unknown model {name!r}; available: {', '.join(models)}")
     return models[name]
+
+
+def model_or_404(name: str | None) -> dict[str, Any]:
+    """`model_meta`, answering 404 with its message for a model that is not published."""
+    try:
+        return model_meta(name)
+    except UnknownModel as exc:
+        abort(404, description=str(exc.args[0]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, render_template
+from flask import current_app, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
 from api import downloads, model_use, results, schemas
@@ -10,7 +10,7 @@ from api.api_v1 import attachment, bp, wanted_format
 from api.auth import require
 from api.database import db
 from api.openapi import CSV, XLSX, document, errors, responses, spec
-from api.registry import UnknownModel, all_models, model_meta
+from api.registry import all_models, model_or_404
 from shared.schema import Role
 from shared.spreadsheets import template_csv, template_xlsx
 
@@ -36,10 +36,7 @@ def models() -> ResponseReturnValue:
 def template(name: str) -> ResponseReturnValue:
     """A blank spreadsheet with the columns this model needs."""
     fmt = wanted_format(schemas.TemplateQuery)
-    try:
-        features = model_meta(name)["features"]
-    except UnknownModel as exc:
-        abort(404, description=str(exc.args[0]))
+    features = model_or_404(name)["features"]
     if fmt == "xlsx":
         return attachment(template_xlsx(features), f"cytoscore-{name}-template.xlsx", XLSX)
     return attachment(template_csv(features), f"cytoscore-{name}-template.csv", "text/csv")
@@ -58,10 +55,7 @@ def use(name: str) -> ResponseReturnValue:
     and specificity with 95 % Wilson intervals, as JSON or CSV. Jobs whose results were removed are not counted."""
     require(Role.ADMIN)
     fmt = wanted_format(schemas.UseQuery)
-    try:
-        model_meta(name)
-    except UnknownModel as exc:
-        abort(404, description=str(exc.args[0]))
+    model_or_404(name)
     zone = current_app.config["CYTOSCORE"].time_zone
     months = model_use.by_month(db(), name, zone)
     if fmt == "csv":

@@ -4,16 +4,15 @@ administrators, how a model has been used here month by month."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
-from flask import abort, current_app, render_template
+from flask import current_app, render_template
 from flask.typing import ResponseReturnValue
 
 from api import charts, feature_labels, model_use, results
 from api.auth import require
 from api.database import db
 from api.pages import bp
-from api.registry import UnknownModel, all_models, model_meta
+from api.registry import all_models, model_meta, model_or_404
 from shared.schema import Role
 
 
@@ -22,16 +21,9 @@ def model_list() -> ResponseReturnValue:
     return render_template("models.html", models=all_models(), default=model_meta(None)["name"])
 
 
-def _model(name: str) -> dict[str, Any]:
-    try:
-        return model_meta(name)
-    except UnknownModel as exc:
-        abort(404, description=str(exc.args[0]))
-
-
 @bp.get("/models/<name>")
 def model_page(name: str) -> ResponseReturnValue:
-    model = _model(name)
+    model = model_or_404(name)
     calibration = model.get("calibration")
     return render_template(
         "model.html",
@@ -46,7 +38,7 @@ def model_page(name: str) -> ResponseReturnValue:
 @bp.get("/models/<name>/use")
 def model_use_page(name: str) -> ResponseReturnValue:
     require(Role.ADMIN)
-    model = _model(name)
+    model = model_or_404(name)
     zone = current_app.config["CYTOSCORE"].time_zone
     months = model_use.by_month(db(), name, zone)
     for entry in months:

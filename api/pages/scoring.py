@@ -14,7 +14,7 @@ from api.access import record
 from api.api_v1 import find_job
 from api.database import db
 from api.pages import accepted, bp, wants_json
-from api.registry import UnknownModel, all_models, model_meta
+from api.registry import UnknownModel, all_models, model_meta, model_or_404
 from api.submit import check_cases, submit_cases, submit_upload
 from api.uploads import stream_form
 from shared.features import ALIASES
@@ -101,10 +101,7 @@ def submit_case() -> ResponseReturnValue:
 @bp.post("/cases/paste")
 def paste_case() -> ResponseReturnValue:
     """Fill the form from a header row and a case's row pasted from a spreadsheet, to check and then score."""
-    try:
-        model = model_meta(request.form.get("model") or None)
-    except UnknownModel as exc:
-        abort(404, description=str(exc.args[0]))
+    model = model_or_404(request.form.get("model") or None)
     text = request.form.get("pasted", "")
     try:
         pasted = form_values(text, model["features"])
