@@ -20,7 +20,7 @@ from shared.features import CASE_ID, FEATURES
 from shared.intake.cells import cell_text
 from shared.intake.columns import resolve_name
 from shared.intake.validate import RANGE_MARGIN
-from shared.schema import Job, JobInput
+from shared.schema import ConfirmedDiagnosis, Job, JobInput
 from shared.spreadsheets import utf8_safe
 
 
@@ -42,6 +42,7 @@ class Case:
     submitted_by: str | None
     submitted_at: datetime
     source: Job | None = None  # the job whose row this case was opened from (api/row_case.py), while it exists
+    confirmed: ConfirmedDiagnosis | None = None  # what the case turned out to be, recorded later (api/confirmed.py)
 
     @property
     def scored(self) -> bool:
@@ -80,7 +81,8 @@ def view(session: Session, job: Job, model: dict[str, Any]) -> Case | None:
         chart = charts.contributions(labels, explanation["base"], contributions, record["probability_malignant"])
     owner = job_views.owner_email(session, job)
     origin = session.get(Job, job.source_job_id) if job.source_job_id else None
-    return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at, origin)
+    confirmed = session.get(ConfirmedDiagnosis, (job.id, record["row"]))
+    return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at, origin, confirmed)
 
 
 def form_values(session: Session, job: Job) -> dict[str, str] | None:

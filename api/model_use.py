@@ -1,6 +1,7 @@
 """How a model has been used on this site, month by month in the site's time zone: the jobs that succeeded with it
 and whose results are still stored, the rows they scored, flagged and rejected, how many it answered M, and, where
-a file supplied diagnoses, how its answers agreed with them on the rows that were not its training rows.
+a file supplied diagnoses or one was confirmed later (api/confirmed.py), how its answers agreed with them on the rows
+that were not its training rows.
 
 A model in service is watched, not only validated once: a drift in the share answered M or flagged, or in the
 agreement where diagnoses come back, is the first sign that the cases, the measuring or the model have changed.
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, select
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from api.validation import proportion
-from shared.schema import Job, JobStatus, Result
+from shared.schema import ConfirmedDiagnosis, Job, JobStatus, Result
 
 MONTHS = 12
 
@@ -37,26 +38,35 @@ def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
     def rows(*where: ColumnElement[bool]) -> Any:
         return func.count().filter(and_(*where))
 
+    # A diagnosis confirmed later stands in for the one the file supplied, with its own training-row check.
+    later = ConfirmedDiagnosis.job_id.is_not(None)
+    truth = func.coalesce(ConfirmedDiagnosis.diagnosis, Result.supplied_diagnosis)
+    trained = case((later, ConfirmedDiagnosis.trained_on), else_=Result.trained_on)
     scored = Result.diagnosis.is_not(None)
-    diagnosed = and_(scored, Result.supplied_diagnosis.in_(("M", "B")))
-    checked = and_(diagnosed, Result.trained_on.is_(False))  # as the validation view: unknown is left out
+    diagnosed = and_(scored, truth.in_(("M", "B")))
+    checked = and_(diagnosed, trained.is_(False))  # as the validation view: unknown is left out
     # Each job's results are counted first, so the month is worked out once a job rather than once a row.
     per_job = (
         select(
             Result.job_id,
             rows(scored).label("scored"),
             rows(Result.diagnosis == "M").label("answered_m"),
-            rows(diagnosed, Result.trained_on.is_(True)).label("training"),
-            rows(checked, Result.supplied_diagnosis == "M", Result.diagnosis == "M").label("tp"),
-            rows(checked, Result.supplied_diagnosis == "M", Result.diagnosis == "B").label("fn"),
-            rows(checked, Result.supplied_diagnosis == "B", Result.diagnosis == "B").label("tn"),
-            rows(checked, Result.supplied_diagnosis == "B", Result.diagnosis == "M").label("fp"),
+            rows(diagnosed, trained.is_(True)).label("training"),
+            rows(checked, later).label("confirmed"),
+            rows(checked, truth == "M", Result.diagnosis == "M").label("tp"),
+            rows(checked, truth == "M", Result.diagnosis == "B").label("fn"),
+            rows(checked, truth == "B", Result.diagnosis == "B").label("tn"),
+            rows(checked, truth == "B", Result.diagnosis == "M").label("fp"),
+        )
+        .outerjoin(
+            ConfirmedDiagnosis,
+            and_(ConfirmedDiagnosis.job_id == Result.job_id, ConfirmedDiagnosis.row_number == Result.row_number),
         )
         .where(Result.job_id.in_(select(Job.id).where(*kept)))
         .group_by(Result.job_id)
         .subquery()
     )
-    counts = ("scored", "answered_m", "training", "tp", "fn", "tn", "fp")
+    counts = ("scored", "answered_m", "training", "confirmed", "tp", "fn", "tn", "fp")
     found = session.execute(
         select(
             month,
@@ -73,7 +83,7 @@ def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
     ).all()
     out = []
     for m, version, job_count, *sums in found:
-        rejected, flagged, scored_rows, answered_m, training, tp, fn, tn, fp = (int(n or 0) for n in sums)
+        rejected, flagged, scored_rows, answered_m, training, later_rows, tp, fn, tn, fp = (int(n or 0) for n in sums)
         out.append(
             {
                 "month": m,
@@ -86,6 +96,7 @@ def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
                 "against_diagnosis": {
                     "rows": tp + fn + tn + fp,
                     "training_rows": training,
+                    "confirmed_rows": later_rows,
                     "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
                     "sensitivity": proportion(tp, tp + fn),
                     "specificity": proportion(tn, tn + fp),
@@ -97,7 +108,7 @@ def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
 
 FIELDS = (
     "month", "version", "jobs", "rows_scored", "answered_m", "rows_out_of_range", "rows_rejected",
-    "rows_with_diagnosis", "training_rows", "tp", "fp", "fn", "tn",
+    "rows_with_diagnosis", "training_rows", "confirmed_rows", "tp", "fp", "fn", "tn",
     "sensitivity", "sensitivity_ci_low", "sensitivity_ci_high", "specificity", "specificity_ci_low",
     "specificity_ci_high",
 )  # fmt: skip
@@ -110,7 +121,8 @@ def table_rows(months: list[dict[str, Any]]) -> list[list[Any]]:
         d = m["against_diagnosis"]
         c = d["confusion"]
         row = [m["month"], m["version"], m["jobs"], m["rows_scored"], m["answered_m"], m["rows_out_of_range"]]
-        row += [m["rows_rejected"], d["rows"], d["training_rows"], c["tp"], c["fp"], c["fn"], c["tn"]]
+        row += [m["rows_rejected"], d["rows"], d["training_rows"], d["confirmed_rows"]]
+        row += [c["tp"], c["fp"], c["fn"], c["tn"]]
         for p in (d["sensitivity"], d["specificity"]):
             row += ["" if p[key] is None else p[key] for key in ("value", "ci_low", "ci_high")]
         out.append(row)

@@ -281,8 +281,11 @@ class Proportion(BaseModel):
 
 
 class AgainstDiagnosis(BaseModel):
-    rows: int = Field(description="rows with a supplied diagnosis that were not the model's training rows")
-    training_rows: int = Field(description="rows with a supplied diagnosis that were training rows: left out")
+    rows: int = Field(description="rows with a supplied or confirmed diagnosis that were not the model's training rows")
+    training_rows: int = Field(description="rows with a diagnosis that were training rows: left out")
+    confirmed_rows: int = Field(
+        description="of `rows`, those whose diagnosis was confirmed after scoring (it stands in for a supplied one)"
+    )
     confusion: dict[str, int] = Field(description="tp, fp, fn, tn, malignant (M) positive")
     sensitivity: Proportion
     specificity: Proportion
@@ -323,6 +326,28 @@ class Rescore(BaseModel):
     """Another model for the same stored input; without one, the best its columns fit."""
 
     model: str | None = None
+
+
+class ConfirmDiagnosis(BaseModel):
+    """The diagnosis a scored row turned out to have, and what confirmed it."""
+
+    diagnosis: Literal["M", "B"]
+    basis: Literal["histology", "cytology", "follow-up"] = Field(
+        description="histology (tissue), cytology (a repeat aspirate) or follow-up (clinical and imaging)"
+    )
+
+
+class ConfirmedDiagnosis(ConfirmDiagnosis):
+    job: str
+    row: int
+    answered: Literal["M", "B"] = Field(description="the model's answer for the row, as stored")
+    agrees: bool
+    trained_on: bool | None = Field(
+        description="whether the row's values were one of the model's training rows (null: unknown, the model has "
+        "changed since); such rows are counted apart in the model's figures of use"
+    )
+    recorded_by: str
+    recorded_at: str
 
 
 class Validation(BaseModel):

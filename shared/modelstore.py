@@ -88,12 +88,18 @@ class LoadedModel:
 
     def trained_on(self, X: np.ndarray) -> np.ndarray:
         """For each row of X (columns in `features` order), whether the same feature values were a training row."""
-        trained = frozenset(self.metadata["training_rows"]["hashes"])
-        return np.fromiter((h in trained for h in row_hashes(X)), dtype=bool, count=len(X))
+        return trained_on(self.metadata, X)
 
     def explain(self, X: np.ndarray) -> list[Explanation] | None:
         """Each row's base value and per-feature contributions to P(malignant); None if the model has no explainer."""
         return None if self.explainer is None else self.explainer.explain(np.asarray(X, dtype=np.float64))
+
+
+def trained_on(metadata: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    """For each row of X (columns in the model's `features` order), whether it was one of the training rows that
+    the model's metadata lists (the web asks with the metadata alone)."""
+    trained = frozenset(metadata["training_rows"]["hashes"])
+    return np.fromiter((h in trained for h in row_hashes(X)), dtype=bool, count=len(X))
 
 
 def row_hashes(X: np.ndarray) -> list[str]:

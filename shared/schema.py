@@ -206,6 +206,35 @@ class Result(Base):
     trained_on: Mapped[bool | None] = mapped_column(Boolean)
 
 
+class Basis(StrEnum):
+    """What confirmed a case's diagnosis after it was scored."""
+
+    HISTOLOGY = "histology"  # the excised or biopsied tissue
+    CYTOLOGY = "cytology"  # a repeat aspirate read by a cytopathologist
+    FOLLOW_UP = "follow-up"  # clinical and imaging follow-up (a benign answer watched over time)
+
+
+class ConfirmedDiagnosis(Base):
+    """A scored row's diagnosis as later confirmed (histology, say), recorded by a person who may see the job: the
+    result itself never changes. Checked against the answer in the model's figures of use (api/model_use.py)."""
+
+    __tablename__ = "confirmed_diagnoses"
+    __table_args__ = (
+        CheckConstraint("diagnosis IN ('M', 'B')", name="diagnosis"),
+        CheckConstraint("basis IN ('histology', 'cytology', 'follow-up')", name="basis"),
+    )
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    row_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    diagnosis: Mapped[str] = mapped_column(String(1))
+    basis: Mapped[str] = mapped_column(String(16))
+    # Whether the row's values were one of the model's training rows, as `Result.trained_on`; NULL when unknown
+    # (the model's artifact has changed since the job was scored).
+    trained_on: Mapped[bool | None] = mapped_column(Boolean)
+    recorded_by: Mapped[str] = mapped_column(String(254))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Role(StrEnum):
     CLINICIAN = "clinician"  # single cases
     LAB = "lab"  # uploads and single cases

@@ -1,5 +1,5 @@
 """Jobs through the API: sent (a file or JSON cases), listed, followed (with `?wait=`), confirmed, cancelled,
-removed, rescored, and a row opened as a case."""
+removed, rescored, a row opened as a case, and a row's diagnosis confirmed later."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
-from api import cancelling, job_search, job_views, removal, rescore, results, review, row_case, schemas
+from api import cancelling, confirmed, job_search, job_views, removal, rescore, results, review, row_case, schemas
 from api.access import record, viewer
 from api.api_v1 import INLINE_RESULTS, TERMINAL, bp, find_job, job_json
 from api.database import db
@@ -243,3 +243,43 @@ def open_row(job_id: str, row: int) -> ResponseReturnValue:
     model with its explanation, naming this job and row as its `source`; answered as `POST /jobs` answers. 409 for
     a rejected row, a purged input, or a model changed since the job was scored."""
     return _accepted(row_case.open_row(find_job(job_id), row))
+
+
+@bp.get("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis")
+@spec.validate(resp=responses(HTTP_200=schemas.ConfirmedDiagnosis, **errors(404, 409, 410)), tags=["jobs"])
+def get_confirmed_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
+    """The diagnosis recorded for a scored row after it was scored (histology, say), beside the model's answer;
+    404 if none was recorded."""
+    job, session = find_job(job_id), db()
+    result = confirmed.scored_result(session, job, row)
+    found = confirmed.recorded(session, job, row)
+    if found is None:
+        abort(404, description=f"row {row} of job {job.id} has no confirmed diagnosis")
+    return jsonify(confirmed.as_json(found, result))
+
+
+@bp.put("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis")
+@spec.validate(
+    json=schemas.ConfirmDiagnosis,
+    resp=responses(HTTP_200=schemas.ConfirmedDiagnosis, HTTP_422=schemas.Problems, **errors(403, 404, 409, 410)),
+    tags=["jobs"],
+)
+def confirm_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
+    """Record the diagnosis a scored row turned out to have (`{"diagnosis": "M" or "B", "basis": "histology",
+    "cytology" or "follow-up"}`), or correct the one recorded; audited. The result itself never changes."""
+    job = find_job(job_id)
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    wrong = confirmed.problems(body.get("diagnosis"), body.get("basis"))
+    if wrong:
+        return jsonify(error="the confirmed diagnosis was refused; nothing was recorded", problems=wrong), 422
+    found = confirmed.confirm(job, row, body["diagnosis"], body["basis"])
+    return jsonify(confirmed.as_json(found, confirmed.scored_result(db(), job, row)))
+
+
+@bp.delete("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis")
+@spec.validate(resp=responses(HTTP_204=None, **errors(403, 404, 409, 410)), tags=["jobs"])
+def withdraw_confirmed_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
+    """Withdraw a row's confirmed diagnosis (recorded for the wrong case, say); audited."""
+    confirmed.withdraw(find_job(job_id), row)
+    return "", 204

@@ -1,5 +1,5 @@
 """The jobs: the list, searched and filtered; a job's page with its figures; and what it offers: confirm a held
-job, cancel, remove, rescore, compare, open a row as a case."""
+job, cancel, remove, rescore, compare, open a row as a case, record a case's confirmed diagnosis."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from api import (
     cases,
     charts,
     compare,
+    confirmed,
     job_search,
     job_views,
     removal,
@@ -107,6 +108,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
         may_confirm=lab,
         may_rescore=lab and job.kind == JobKind.UPLOAD.value and job.purged_at is None,
         fits=rescore.fitting_models(session, job) if job.status == JobStatus.CANCELLED.value else [],
+        bases=confirmed.BASES.items(),
         opened=job_views.opened_cases(session, job) if job.kind == JobKind.UPLOAD.value and not job.purged_at else 0,
         **context,
     )
@@ -136,6 +138,27 @@ def purge_job(job_id: str) -> ResponseReturnValue:
     if request.form.get("understood") != "yes":
         abort(422, description="tick the box to say you understand that the file and results cannot be recovered")
     removal.remove(job)
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis", endpoint="confirm_diagnosis")
+def confirm_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
+    """The case page's form: record (or correct) what the case turned out to be, then show the case."""
+    job = find_job(job_id)
+    diagnosis, basis = request.form.get("diagnosis"), request.form.get("basis")
+    wrong = confirmed.problems(diagnosis, basis)
+    if wrong:
+        abort(422, description="; ".join(wrong))
+    confirmed.confirm(job, row, str(diagnosis), str(basis))
+    flash("The confirmed diagnosis is recorded.")
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis/withdraw", endpoint="withdraw_confirmed_diagnosis")
+def withdraw_confirmed_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
+    """The case page's button: take back a confirmed diagnosis recorded by mistake, then show the case."""
+    confirmed.withdraw(find_job(job_id), row)
+    flash("The confirmed diagnosis is withdrawn.")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 

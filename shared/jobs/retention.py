@@ -1,5 +1,6 @@
-"""Removing a finished job's input and results: old jobs' by the retention purge, or one job's at a person's
-request (a file uploaded by mistake). The job rows stay, saying when and by whom, and the audit trail records it."""
+"""Removing a finished job's input and results, with any diagnosis confirmed for its rows: old jobs' by the
+retention purge, or one job's at a person's request (a file uploaded by mistake). The job rows stay, saying when
+and by whom, and the audit trail records it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from shared.schema import Job, JobInput, JobStatus, PartClaim, Result, utcnow
+from shared.schema import ConfirmedDiagnosis, Job, JobInput, JobStatus, PartClaim, Result, utcnow
 
 _AT_ONCE = 500
 FINISHED = tuple(status.value for status in JobStatus if status.terminal)
@@ -41,5 +42,6 @@ def remove(session: Session, job_id: uuid.UUID, *, by: str) -> bool:
 
 def _remove(session: Session, ids: list[uuid.UUID]) -> None:
     session.execute(delete(Result).where(Result.job_id.in_(ids)))
+    session.execute(delete(ConfirmedDiagnosis).where(ConfirmedDiagnosis.job_id.in_(ids)))
     session.execute(delete(JobInput).where(JobInput.job_id.in_(ids)))  # its parts go with it
     session.execute(delete(PartClaim).where(PartClaim.job_id.in_(ids)))  # case-id hashes of unfinished parts
