@@ -11,11 +11,13 @@ the row's values as sent and the metadata of the model that scored them.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from flask import abort
 from flask_login import current_user
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -24,8 +26,12 @@ from api.access import record
 from api.database import db
 from api.registry import UnknownModel, model_meta
 from shared import jobs
-from shared.intake import validate_cases
+from shared.features import CASE_ID, DIAGNOSIS
+from shared.intake import FileRejected, validate_cases
 from shared.intake.cases import loads
+from shared.intake.columns import resolve_name
+from shared.intake.csvfile import detect_delimiter, records
+from shared.intake.ids import parse_diagnosis
 from shared.modelstore import feature_ranges, trained_on
 from shared.schema import Basis, ConfirmedDiagnosis, Job, JobStatus, Result, utcnow
 
@@ -41,9 +47,9 @@ DIAGNOSES = {"M": "malignant", "B": "benign"}
 def problems(diagnosis: object, basis: object) -> list[str]:
     """What is wrong with a diagnosis and basis as sent; empty when both are good."""
     found = []
-    if diagnosis not in DIAGNOSES:
+    if not isinstance(diagnosis, str) or diagnosis not in DIAGNOSES:
         found.append('diagnosis: must be "M" (malignant) or "B" (benign)')
-    if basis not in BASES:
+    if not isinstance(basis, str) or basis not in BASES:
         found.append(f"basis: must be one of {', '.join(BASES)}")
     return found
 
@@ -55,10 +61,7 @@ def recorded(session: Session, job: Job, row: int) -> ConfirmedDiagnosis | None:
 def scored_result(session: Session, job: Job, row: int) -> Result:
     """The row's result, which a diagnosis can be confirmed for: 410 once the results are removed, 409 for a job
     that has not succeeded or a row that was rejected, 404 for a row the job does not have."""
-    if job.purged_at is not None:
-        abort(410, description="the job's results have been removed")
-    if job.status != JobStatus.SUCCEEDED.value:
-        abort(409, description=f"the job is {job.status}; a diagnosis is confirmed for a row of a job that succeeded")
+    _check_job(job)
     result = session.get(Result, (job.id, row)) if 1 <= row <= job.rows_total else None
     if result is None:
         abort(404, description=f"job {job.id} has no row {row}")
@@ -70,24 +73,189 @@ def scored_result(session: Session, job: Job, row: int) -> Result:
 def confirm(job: Job, row: int, diagnosis: str, basis: str) -> ConfirmedDiagnosis:
     """Record (or correct) row `row`'s confirmed diagnosis, audited; the caller has checked `problems`."""
     session = db()
-    session.refresh(job, with_for_update={"read": True})  # a removal waits for this to commit, and is seen before
+    _lock(session, job)
     result = scored_result(session, job, row)
-    before = recorded(session, job, row)
-    was = None if before is None else f"{before.diagnosis} by {before.basis}"
-    trained = _trained_on(session, job, result)
-    values = {"diagnosis": diagnosis, "basis": basis, "trained_on": trained, "recorded_by": current_user.email}
-    session.execute(
-        insert(ConfirmedDiagnosis)
-        .values(job_id=job.id, row_number=row, recorded_at=utcnow(), **values)
-        .on_conflict_do_update(index_elements=["job_id", "row_number"], set_={**values, "recorded_at": utcnow()})
-    )
-    detail = f"row {row}: {diagnosis} by {basis}" + (f" (was {was})" if was else "")
-    record("case.confirm", job, detail=detail)
+    _store(session, job, {row: (result, diagnosis)}, basis)
     session.commit()
     found = recorded(session, job, row)
     assert found is not None
     session.refresh(found)
     return found
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One confirmed diagnosis of several sent together: which row (by number or case id) and what it was."""
+
+    where: str  # how the problems name it: "line 3" of a paste, "diagnoses[2]" of a body
+    row: object = None
+    case_id: object = None
+    diagnosis: object = None
+
+
+def confirm_many(job: Job, entries: list[Entry], basis: object) -> list[str]:
+    """Record the confirmed diagnoses of several rows at once, audited as one event; nothing is recorded while any
+    entry has a problem, and each problem names its entry. Returns the problems (empty when all were recorded)."""
+    session = db()
+    _lock(session, job)
+    _check_job(job)
+    wanted, found = _resolve(session, job, entries)
+    if not isinstance(basis, str) or basis not in BASES:
+        found.insert(0, f"basis: must be one of {', '.join(BASES)}")
+    if found:
+        session.rollback()
+        return found
+    _store(session, job, wanted, str(basis))
+    session.commit()
+    return []
+
+
+PASTE_MAX_CHARS = 1_000_000
+# A header that names these is cytoscore's own results, whose diagnosis column is the model's answer.
+_RESULTS_COLUMNS = frozenset({"probability_malignant", "model_sha256"})
+
+
+def entries_from_paste(text: str) -> tuple[list[Entry], list[str]]:
+    """The rows of a paste from a spreadsheet: a header row naming a case id (`id`) or `row` column and a
+    `diagnosis` column (M, B, malignant or benign), then one line per case. Columns are found by name, never by
+    position; other columns are ignored. Returns the entries, or the problems that stop the paste being read."""
+    if len(text) > PASTE_MAX_CHARS:
+        return [], [f"paste at most {PASTE_MAX_CHARS:,} characters"]
+    content = text.strip("\r\n").encode()
+    if not content.strip():
+        return [], ["paste the rows with their header row: a case id (or row) column and a diagnosis column"]
+    try:
+        (_, header), *lines = records(content, detect_delimiter(content))
+    except FileRejected as exc:
+        return [], exc.problems
+    names = [resolve_name(cell) or cell.strip().lower() for cell in header]
+    if _RESULTS_COLUMNS & set(names):
+        return [], ["these are cytoscore's results: their diagnosis column is the model's answer, not a confirmed one"]
+    place = {name: names.index(name) for name in (CASE_ID, "row", DIAGNOSIS) if name in names}
+    if DIAGNOSIS not in place or (CASE_ID in place) == ("row" in place):
+        shown = ", ".join(repr(cell) for cell in header)
+        return [], [
+            f"the header row needs a diagnosis column and either a case id (id) or a row column; it has {shown}"
+        ]
+    entries = []
+    for line, cells in lines:
+        cell = {name: cells[i].strip() if i < len(cells) else "" for name, i in place.items()}
+        label, _ = parse_diagnosis(cell[DIAGNOSIS])
+        row = cell.get("row")
+        entries.append(
+            Entry(
+                f"line {line}",
+                row=int(row) if row is not None and row.isascii() and row.isdigit() else row,
+                case_id=cell.get(CASE_ID),
+                diagnosis=label or cell[DIAGNOSIS],
+            )
+        )
+    return entries, []
+
+
+def summary(session: Session, job: Job) -> dict[str, int]:
+    """How many of the job's rows have a confirmed diagnosis, and on how many the answer differs from it."""
+    differs = func.count().filter(ConfirmedDiagnosis.diagnosis != Result.diagnosis)
+    found = session.execute(
+        select(func.count(), differs)
+        .select_from(ConfirmedDiagnosis)
+        .join(
+            Result, and_(Result.job_id == ConfirmedDiagnosis.job_id, Result.row_number == ConfirmedDiagnosis.row_number)
+        )
+        .where(ConfirmedDiagnosis.job_id == job.id)
+    ).one()
+    return {"rows": found[0], "differs": found[1]}
+
+
+MAX_ENTRIES = 10_000
+
+
+def _lock(session: Session, job: Job) -> None:
+    session.refresh(job, with_for_update={"read": True})  # a removal waits for this to commit, and is seen before
+
+
+def _check_job(job: Job) -> None:
+    """410 once the job's results are removed; 409 for a job that has not succeeded."""
+    if job.purged_at is not None:
+        abort(410, description="the job's results have been removed")
+    if job.status != JobStatus.SUCCEEDED.value:
+        abort(409, description=f"the job is {job.status}; a diagnosis is confirmed for a row of a job that succeeded")
+
+
+def _resolve(session: Session, job: Job, entries: list[Entry]) -> tuple[dict[int, tuple[Result, str]], list[str]]:
+    """Each entry's row and diagnosis, or what is wrong with it (a case id must name exactly one row)."""
+    if not entries:
+        return {}, ["no confirmed diagnosis was given"]
+    if len(entries) > MAX_ENTRIES:
+        return {}, [f"{len(entries):,} rows: send at most {MAX_ENTRIES:,} at once"]
+    ids = {e.case_id for e in entries if isinstance(e.case_id, str)}
+    numbers = {e.row for e in entries if type(e.row) is int and 1 <= e.row <= job.rows_total}
+    by_id: dict[str, list[Result]] = {}
+    by_row: dict[int, Result] = {}
+    if ids or numbers:
+        query = select(Result).where(
+            Result.job_id == job.id, or_(Result.case_id.in_(ids), Result.row_number.in_(numbers))
+        )
+        for result in session.scalars(query):
+            by_row[result.row_number] = result
+            if result.case_id in ids:
+                by_id.setdefault(result.case_id, []).append(result)
+    wanted: dict[int, tuple[Result, str]] = {}
+    named: dict[int, str] = {}
+    problems: list[str] = []
+    for e in entries:
+        if not isinstance(e.diagnosis, str) or e.diagnosis not in DIAGNOSES:
+            problems.append(f'{e.where}: diagnosis {e.diagnosis!r} is not "M" (malignant) or "B" (benign)')
+            continue
+        if e.case_id is not None:
+            same = by_id.get(e.case_id, []) if isinstance(e.case_id, str) else []
+            if len(same) != 1:
+                rows = " and ".join(str(r.row_number) for r in sorted(same, key=lambda r: r.row_number))
+                problems.append(f"{e.where}: case id {e.case_id!r} " + (f"is on rows {rows}: give the row number"
+                                if same else "is not the case id of any row of this job"))  # fmt: skip
+                continue
+            result = same[0]
+        elif type(e.row) is int and e.row in by_row:
+            result = by_row[e.row]
+        else:
+            problems.append(f"{e.where}: row {e.row!r} is not a row of this job (1 to {job.rows_total})")
+            continue
+        row = result.row_number
+        if result.diagnosis is None:
+            problems.append(f"{e.where}: row {row} was not scored ({result.error}): there is no answer to check")
+        elif row in named:
+            problems.append(f"{e.where}: row {row} was given already, on {named[row]}")
+        else:
+            wanted[row], named[row] = (result, str(e.diagnosis)), e.where
+    return wanted, problems
+
+
+def _store(session: Session, job: Job, wanted: dict[int, tuple[Result, str]], basis: str) -> None:
+    """Upsert the rows' confirmed diagnoses with their training-row check; one audit event says what each replaced."""
+    before = {
+        c.row_number: f"{c.diagnosis} by {c.basis}"
+        for c in session.scalars(
+            select(ConfirmedDiagnosis).where(
+                ConfirmedDiagnosis.job_id == job.id, ConfirmedDiagnosis.row_number.in_(wanted)
+            )
+        )
+    }
+    trained = _trained_on(session, job, [result for result, _ in wanted.values()])
+    now = utcnow()
+    rows = [
+        {"job_id": job.id, "row_number": row, "diagnosis": diagnosis, "basis": basis, "trained_on": trained[row],
+         "recorded_by": current_user.email, "recorded_at": now}
+        for row, (_, diagnosis) in wanted.items()
+    ]  # fmt: skip
+    statement = insert(ConfirmedDiagnosis)
+    changed = {name: statement.excluded[name] for name in ("diagnosis", "basis", "trained_on", "recorded_by",
+                                                           "recorded_at")}  # fmt: skip
+    session.execute(statement.on_conflict_do_update(index_elements=["job_id", "row_number"], set_=changed), rows)
+    detail = "; ".join(
+        f"row {row}: {diagnosis} by {basis}" + (f" (was {before[row]})" if row in before else "")
+        for row, (_, diagnosis) in sorted(wanted.items())
+    )
+    record("case.confirm", job, detail=detail)
 
 
 def withdraw(job: Job, row: int) -> None:
@@ -116,25 +284,29 @@ def as_json(found: ConfirmedDiagnosis, result: Result) -> dict[str, Any]:
     }
 
 
-def _trained_on(session: Session, job: Job, result: Result) -> bool | None:
-    """Whether the row's values were a training row of the model that scored it; None if that model is no longer
-    published as it was (its metadata's row hashes are the scoring model's only while its sha256 is)."""
-    if result.trained_on is not None:
-        return result.trained_on  # worked out when the row was scored (it carried a diagnosis)
+def _trained_on(session: Session, job: Job, results: list[Result]) -> dict[int, bool | None]:
+    """Whether each row's values were a training row of the model that scored it, by row number; None if that
+    model is no longer published as it was (its metadata's row hashes are the scoring model's only while its sha256
+    is)."""
+    out: dict[int, bool | None] = {r.row_number: r.trained_on for r in results}  # known for rows with a diagnosis
+    unknown = [r for r in results if r.trained_on is None]
     try:
-        model = model_meta(job.model_name)
+        model = model_meta(job.model_name) if unknown else None
     except UnknownModel:
-        return None
-    if model["sha256"] != job.model_sha256:
-        return None
+        model = None
+    if model is None or model["sha256"] != job.model_sha256:
+        return out
     if job.input_format == "json":
         buffer = io.BytesIO()
         jobs.spool_input(session, job.id, buffer)
         stored: Any = loads(buffer.getvalue())
-        case = stored["cases"][result.row_number - 1]
+        cases = [stored["cases"][r.row_number - 1] for r in unknown]
     else:
-        case = row_case.row_values(session, job, result, model["features"])
-    batch = validate_cases([case], model["features"], feature_ranges(model))
+        values = row_case.rows_values(session, job, unknown, model["features"])
+        cases = [values[r.row_number] for r in unknown]
+    batch = validate_cases(cases, model["features"], feature_ranges(model))
     if not batch.ok.all():  # the job scored these values: reading them back differently would be a defect
-        raise RuntimeError(f"row {result.row_number} of job {job.id} no longer reads as it was scored")
-    return bool(trained_on(model, np.asarray(batch.X))[0])
+        raise RuntimeError(f"rows of job {job.id} no longer read as they were scored")
+    for r, trained in zip(unknown, trained_on(model, np.asarray(batch.X)).tolist(), strict=True):
+        out[r.row_number] = bool(trained)
+    return out

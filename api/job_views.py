@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from shared import jobs
-from shared.schema import Job, JobStatus, Result, User
+from shared.schema import ConfirmedDiagnosis, Job, JobStatus, Result, User
 
 SORTS = {
     "row": Result.row_number,
@@ -85,7 +85,18 @@ def table_page(session: Session, job: Job, query: TableQuery) -> tuple[list[dict
         .offset((query.page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE)
     )
-    return [_record(r) for r in rows], matching
+    records = [_record(r) for r in rows]
+    confirmed = {
+        c.row_number: c
+        for c in session.scalars(
+            select(ConfirmedDiagnosis).where(
+                ConfirmedDiagnosis.job_id == job.id, ConfirmedDiagnosis.row_number.in_([r["row"] for r in records])
+            )
+        )
+    }
+    for r in records:
+        r["confirmed"] = confirmed.get(r["row"])  # what the case turned out to be, recorded later (api/confirmed.py)
+    return records, matching
 
 
 def _record(r: Result) -> dict[str, Any]:

@@ -78,24 +78,47 @@ def opened_before(session: Session, job: Job, row: int) -> Job | None:
 
 
 def row_values(session: Session, job: Job, result: Result, features: list[str]) -> dict[str, object]:
-    """The row's case id, measurements and supplied diagnosis as the user sent them, keyed by published name.
+    """The row's case id, measurements and supplied diagnosis as the user sent them, keyed by published name."""
+    return rows_values(session, job, [result], features)[result.row_number]
+
+
+def rows_values(session: Session, job: Job, results: list[Result], features: list[str]) -> dict[int, dict[str, object]]:
+    """`row_values` for several rows of a job, by row number: each stored part that holds one is read once.
 
     A decimal comma, which only a semicolon file may use, is given as the point the job read it as: a single case's
     values follow the one number grammar of JSON text.
     """
     source = session.get(JobInput, job.id)
-    first_row = session.scalar(
-        select(JobInputPart.first_row).where(JobInputPart.job_id == job.id, JobInputPart.part == result.part)
+    by_part: dict[int, dict[int, Result]] = {}
+    for result in results:
+        by_part.setdefault(result.part, {})[result.row_number] = result
+    first_rows = dict(
+        session.execute(
+            select(JobInputPart.part, JobInputPart.first_row).where(
+                JobInputPart.job_id == job.id, JobInputPart.part.in_(by_part)
+            )
+        ).all()
     )
-    if source is None or first_row is None:
+    if source is None or len(first_rows) != len(by_part):
         abort(409, description="the job's input has been removed, so the row's values are gone")
-    with tempfile.TemporaryFile() as spooled:
-        if result.part and source.header:
-            spooled.write(source.header)  # a later part holds rows only
-        jobs.spool_part(session, job.id, result.part, spooled)
-        spooled.seek(0)
-        header, rows = read_rows(spooled, source.layout, job.input_filename)
-        cells = next(itertools.islice(rows, result.row_number - first_row, None))
+    out: dict[int, dict[str, object]] = {}
+    for part, wanted in by_part.items():
+        with tempfile.TemporaryFile() as spooled:
+            if part and source.header:
+                spooled.write(source.header)  # a later part holds rows only
+            jobs.spool_part(session, job.id, part, spooled)
+            spooled.seek(0)
+            header, rows = read_rows(spooled, source.layout, job.input_filename)
+            last = max(wanted)
+            for number, cells in zip(itertools.count(first_rows[part]), rows, strict=False):
+                if number in wanted:
+                    out[number] = _case(job, header, cells, wanted[number], features)
+                if number >= last:
+                    break
+    return out
+
+
+def _case(job: Job, header: list[str], cells: list[str], result: Result, features: list[str]) -> dict[str, object]:
     decimal_comma = job.input_delimiter == ";"
     case: dict[str, object] = {CASE_ID: result.case_id} if result.case_id is not None else {}
     for name, text in zip(header, cells, strict=False):

@@ -337,6 +337,23 @@ class ConfirmDiagnosis(BaseModel):
     )
 
 
+class RowDiagnosis(BaseModel):
+    row: int | None = Field(None, description="the row's number in the job (or give its case_id)")
+    case_id: str | None = Field(None, description="the row's case id, which must be on one row of the job only")
+    diagnosis: Literal["M", "B"]
+
+
+class ConfirmDiagnoses(BaseModel):
+    """Several rows' confirmed diagnoses, all confirmed the same way; recorded all together or not at all."""
+
+    basis: Literal["histology", "cytology", "follow-up"]
+    diagnoses: list[RowDiagnosis] = Field(max_length=10_000)
+
+
+class Recorded(BaseModel):
+    recorded: int = Field(description="how many rows' confirmed diagnoses were recorded (or corrected)")
+
+
 class ConfirmedDiagnosis(ConfirmDiagnosis):
     job: str
     row: int

@@ -15,7 +15,7 @@ from shared.features import FEATURES
 from shared.modelstore import row_hashes
 from shared.settings import ROOT
 from testkit.support import RF4, run_cli, wdbc, wdbc_csv
-from tests.support import csrf, post_upload, sign_in
+from tests.support import csrf, post_upload, sign_in, wait_for_job
 
 TRAINED = frozenset(json.loads((ROOT / "models" / "wdbc-rf4.json").read_text())["training_rows"]["hashes"])
 
@@ -222,3 +222,120 @@ def test_a_read_only_token_cannot_record_a_confirmed_diagnosis(app, worker, peop
     refused = reader.put(path, json={"diagnosis": "B", "basis": "histology"})
     assert refused.status_code == 403 and "this token may only read" in refused.get_json()["error"]
     assert reader.get(path).status_code == 404  # nothing was recorded
+
+
+def _without_diagnosis(content: bytes) -> bytes:
+    """The file as a lab sends it before the histology is back: no diagnosis column."""
+    lines = [line.split(",") for line in content.decode().splitlines()]
+    return ("\n".join(",".join(cells[:1] + cells[2:]) for cells in lines) + "\n").encode()
+
+
+def test_a_lab_pastes_the_confirmed_diagnoses_of_a_file_and_sees_them_on_its_page(parts_app, worker, people):
+    lab, admin = people["lab"], people["admin"].client(parts_app)
+    client = lab.client(parts_app)
+    job = wait_for_job(client, post_upload(client, _without_diagnosis(wdbc_csv()), model="wdbc-rf4").get_json()["id"])
+    assert job["status"] == "succeeded" and job["rows_total"] == 569
+    results = client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]
+    X, y = wdbc()
+    trained = [h in TRAINED for h in row_hashes(X[:, [FEATURES.index(f) for f in RF4]])]
+    truth = ["M" if label == 0 else "B" for label in y]  # scikit-learn's copy: 0 is malignant
+    # Rows from the file's first and last parts (64 kB each here), named by case id as the lab's sheet has them.
+    picked = [0, 1, 300, 568]
+    assert {trained[i] for i in picked} == {True, False}
+    words = {"M": "malignant", "B": "B"}
+    pasted = "id\tdiagnosis\r\n" + "".join(f"{results[i]['case_id']}\t{words[truth[i]]}\r\n" for i in picked)
+    before = _against(admin)
+
+    browser = sign_in(parts_app, lab.email, lab.password)
+    sent = browser.post(
+        f"/jobs/{job['id']}/confirmed-diagnoses",
+        data={"pasted": pasted, "basis": "histology", "csrf_token": csrf(browser, f"/jobs/{job['id']}")},
+    )
+    assert sent.status_code == 303, sent.get_data(as_text=True)[-3000:]
+    page = browser.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "4 confirmed diagnoses are recorded." in page
+    differs = sum(results[i]["diagnosis"] != truth[i] for i in picked)
+    count = re.search(r'<p id="confirmed-count">(.*?)</p>', page, re.S).group(1)
+    assert " ".join(re.sub(r"<[^>]+>", " ", count).split()).startswith(
+        f"4 rows have a diagnosis confirmed after scoring; the model’s answer differs on {differs}"
+    )
+    assert f"Confirmed {truth[0]} by histology" in page  # row 1 is on the first page of the rows
+
+    for i in picked:
+        found = client.get(f"/api/v1/jobs/{job['id']}/rows/{i + 1}/confirmed-diagnosis").get_json()
+        assert (found["diagnosis"], found["basis"], found["trained_on"]) == (truth[i], "histology", trained[i])
+    held_out = [i for i in picked if not trained[i]]
+    cells = {("M", "M"): "tp", ("M", "B"): "fn", ("B", "B"): "tn", ("B", "M"): "fp"}
+    expected: dict[str, int] = {"rows": len(held_out), "confirmed_rows": len(held_out)}
+    expected["training_rows"] = len(picked) - len(held_out)
+    for i in held_out:
+        cell = cells[truth[i], results[i]["diagnosis"]]
+        expected[cell] = expected.get(cell, 0) + 1
+    assert _moved(before, _against(admin)) == expected
+
+
+def test_a_paste_with_any_problem_records_nothing_and_says_why_by_line(app, client, finished, people):
+    lab = people["lab"]
+    job = finished(post_upload(client, _without_diagnosis(_bad_row_file()), model="wdbc-rf4").get_json()["id"])
+    ids = [r["case_id"] for r in client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]]
+    browser = sign_in(app, lab.email, lab.password)
+
+    def paste(text_: str, basis: str = "histology") -> tuple[int, str]:
+        token = csrf(browser, f"/jobs/{job['id']}")
+        sent = browser.post(f"/jobs/{job['id']}/confirmed-diagnoses",
+                            data={"pasted": text_, "basis": basis, "csrf_token": token})  # fmt: skip
+        return sent.status_code, sent.get_data(as_text=True)
+
+    pasted = f"diagnosis,id\nM,{ids[0]}\nmaybe,{ids[1]}\nB,{ids[2]}\nB,no-such-case\nB,{ids[0]}\n"
+    status, page = paste(pasted)
+    assert status == 422
+    problems = re.findall(r"<li>(.*?)</li>", re.search(r'id="confirm-problems">(.*?)</div>', page, re.S).group(1))
+    assert [p.replace("&#39;", "'").replace("&#34;", '"') for p in problems] == [
+        'line 3: diagnosis \'maybe\' is not "M" (malignant) or "B" (benign)',
+        "line 4: row 3 was not scored (radius_mean 'abc': is not a number): there is no answer to check",
+        "line 5: case id 'no-such-case' is not the case id of any row of this job",
+        "line 6: row 1 was given already, on line 2",
+    ]
+    assert "Nothing was recorded: 4 problems, listed under Confirmed diagnoses." in page  # at the top of the page
+    assert f"M,{ids[0]}" in page  # the paste is kept, to be put right
+    assert "No row has a confirmed diagnosis yet." in page
+
+    status, page = paste(f"id,diagnosis\n{ids[0]},M\n", basis="")
+    assert status == 422 and "basis: must be one of histology, cytology, follow-up" in page
+    status, page = paste(f"{ids[0]},M\n{ids[1]},B\n")
+    assert status == 422 and "the header row needs a diagnosis column and either a case id (id) or a row column" in page
+    results_csv = client.get(f"/api/v1/jobs/{job['id']}/results?format=csv").get_data(as_text=True)
+    status, page = paste(results_csv)
+    assert status == 422 and "these are cytoscore&#39;s results: their diagnosis column is the model" in page
+    assert client.get(f"/api/v1/jobs/{job['id']}/rows/1/confirmed-diagnosis").status_code == 404
+
+    assert paste("row,diagnosis\n1,B\n2,benign\n")[0] == 303
+    assert "2 rows have a diagnosis confirmed after scoring" in browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
+
+
+def test_the_api_records_several_rows_by_number_or_case_id_all_or_none(app, client, finished):
+    content = wdbc_csv(slice(0, 3)).decode().replace("\n000002,", "\n000001,")  # one case id on two rows
+    job = finished(post_upload(client, content.encode(), model="wdbc-rf4").get_json()["id"])
+    path = f"/api/v1/jobs/{job['id']}/confirmed-diagnoses"
+
+    refused = client.post(path, json={"basis": "cytology", "diagnoses": [
+        {"row": 3, "diagnosis": "B"}, {"case_id": "000001", "diagnosis": "M"}, {"row": 9, "diagnosis": "M"},
+        "M", {"row": True, "diagnosis": "M"}]})  # fmt: skip
+    assert refused.status_code == 422
+    assert refused.get_json()["problems"] == [
+        "diagnoses[1]: case id '000001' is on rows 1 and 2: give the row number",
+        "diagnoses[2]: row 9 is not a row of this job (1 to 3)",
+        'diagnoses[3]: diagnosis None is not "M" (malignant) or "B" (benign)',
+        "diagnoses[4]: row True is not a row of this job (1 to 3)",
+    ]
+    assert client.get(f"/api/v1/jobs/{job['id']}/rows/3/confirmed-diagnosis").status_code == 404
+
+    twice = [{"row": 3, "diagnosis": "B"}, {"row": 2, "diagnosis": "M"}, {"case_id": "000003", "diagnosis": "M"}]
+    ok = client.post(path, json={"basis": "cytology", "diagnoses": twice})
+    assert ok.status_code == 422
+    assert ok.get_json()["problems"] == ["diagnoses[2]: row 3 was given already, on diagnoses[0]"]
+    ok = client.post(path, json={"basis": "cytology", "diagnoses": [
+        {"row": 2, "diagnosis": "M"}, {"case_id": "000003", "diagnosis": "M"}]})  # fmt: skip
+    assert ok.status_code == 200 and ok.get_json() == {"recorded": 2}
+    assert client.get(f"/api/v1/jobs/{job['id']}/rows/3/confirmed-diagnosis").get_json()["diagnosis"] == "M"
+    assert client.post(path, json={"basis": "cytology"}).status_code == 422

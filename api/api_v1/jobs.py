@@ -272,9 +272,40 @@ def confirm_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
     body = body if isinstance(body, dict) else {}
     wrong = confirmed.problems(body.get("diagnosis"), body.get("basis"))
     if wrong:
-        return jsonify(error="the confirmed diagnosis was refused; nothing was recorded", problems=wrong), 422
+        return _refused(wrong)
     found = confirmed.confirm(job, row, body["diagnosis"], body["basis"])
     return jsonify(confirmed.as_json(found, confirmed.scored_result(db(), job, row)))
+
+
+@bp.post("/jobs/<job_id>/confirmed-diagnoses")
+@spec.validate(
+    json=schemas.ConfirmDiagnoses,
+    resp=responses(HTTP_200=schemas.Recorded, HTTP_422=schemas.Problems, **errors(403, 404, 409, 410)),
+    tags=["jobs"],
+)
+def confirm_diagnoses(job_id: str) -> ResponseReturnValue:
+    """Record the confirmed diagnoses of several rows at once (`{"basis": …, "diagnoses": [{"row": n or
+    "case_id": id, "diagnosis": "M" or "B"}, …]}`, at most 10,000): all of them, or, when any has a problem, none,
+    answering 422 with each problem by its place in the list. Audited as one event."""
+    job = find_job(job_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("diagnoses"), list):
+        return _refused(['the body must be a JSON object with "basis" and a "diagnoses" list'])
+    given: list[Any] = body["diagnoses"]
+    entries = [
+        confirmed.Entry(f"diagnoses[{i}]", row=item.get("row"), case_id=item.get("case_id"),
+                        diagnosis=item.get("diagnosis"))
+        if isinstance(item, dict) else confirmed.Entry(f"diagnoses[{i}]")
+        for i, item in enumerate(given)
+    ]  # fmt: skip
+    problems = confirmed.confirm_many(job, entries, body.get("basis"))
+    if problems:
+        return _refused(problems)
+    return jsonify(recorded=len(entries))
+
+
+def _refused(problems: list[str]) -> ResponseReturnValue:
+    return jsonify(error="refused; nothing was recorded", problems=problems), 422
 
 
 @bp.delete("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis")

@@ -68,12 +68,16 @@ def job_list() -> ResponseReturnValue:
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str) -> ResponseReturnValue:
-    job = find_job(job_id)
+    return _job_page(find_job(job_id))
+
+
+def _job_page(job: Job, **shown: Any) -> str:
+    """The job's page; `shown` adds to what it shows (a paste of confirmed diagnoses sent back with its problems)."""
     session = db()
     record("job.view", job)
     session.commit()
     query = job_views.TableQuery.from_args(request.args)
-    context: dict[str, Any] = {}
+    context: dict[str, Any] = dict(shown)
     case = cases.view(session, job, model_meta(job.model_name))
     if case is not None:
         context.update(case=case, single_case_id=case.case_id)
@@ -91,6 +95,7 @@ def job_page(job_id: str) -> ResponseReturnValue:
             better=rescore.better_models(session, job),
             model_auc=model_meta(job.model_name)["metrics"]["roc_auc"],
             same_input=compare.same_input_jobs(session, job, may_see),
+            confirmed_summary=confirmed.summary(session, job),
             **figures(session, job),
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
@@ -152,6 +157,23 @@ def confirm_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
     confirmed.confirm(job, row, str(diagnosis), str(basis))
     flash("The confirmed diagnosis is recorded.")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@bp.post("/jobs/<job_id>/confirmed-diagnoses", endpoint="confirm_diagnoses")
+def confirm_diagnoses(job_id: str) -> ResponseReturnValue:
+    """A file job's page: record the confirmed diagnoses pasted from a spreadsheet, all or none; the page again
+    with the paste and every problem when any line has one."""
+    job = find_job(job_id)
+    pasted = request.form.get("pasted", "")
+    entries, problems = confirmed.entries_from_paste(pasted)
+    if not problems:
+        problems = confirmed.confirm_many(job, entries, request.form.get("basis"))
+    if problems:
+        flash(f"Nothing was recorded: {len(problems)} {'problem' if len(problems) == 1 else 'problems'}, listed under "
+              "Confirmed diagnoses.", "warning")  # fmt: skip
+        return _job_page(job, pasted=pasted, paste_problems=problems, basis=request.form.get("basis")), 422
+    flash(f"{len(entries):,} confirmed {'diagnosis is' if len(entries) == 1 else 'diagnoses are'} recorded.")
+    return redirect(url_for("pages.job_page", job_id=job_id, _anchor="confirmed"), 303)
 
 
 @bp.post("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis/withdraw", endpoint="withdraw_confirmed_diagnosis")
