@@ -110,6 +110,7 @@ def confirm_many(job: Job, entries: list[Entry], basis: object) -> list[str]:
     return []
 
 
+MAX_ENTRIES = 10_000  # rows in one paste or request
 PASTE_MAX_CHARS = 1_000_000
 # A header that names these is cytoscore's own results, whose diagnosis column is the model's answer.
 _RESULTS_COLUMNS = frozenset({"probability_malignant", "model_sha256"})
@@ -167,9 +168,6 @@ def summary(session: Session, job: Job) -> dict[str, int]:
     return {"rows": found[0], "differs": found[1]}
 
 
-MAX_ENTRIES = 10_000
-
-
 def _lock(session: Session, job: Job) -> None:
     session.refresh(job, with_for_update={"read": True})  # a removal waits for this to commit, and is seen before
 
@@ -215,6 +213,9 @@ def _resolve(session: Session, job: Job, entries: list[Entry]) -> tuple[dict[int
                                 if same else "is not the case id of any row of this job"))  # fmt: skip
                 continue
             result = same[0]
+            if e.row is not None and e.row != result.row_number:
+                problems.append(f"{e.where}: case id {e.case_id!r} is on row {result.row_number}, not row {e.row!r}")
+                continue
         elif type(e.row) is int and e.row in by_row:
             result = by_row[e.row]
         else:
@@ -305,8 +306,9 @@ def _trained_on(session: Session, job: Job, results: list[Result]) -> dict[int, 
         values = row_case.rows_values(session, job, unknown, model["features"])
         cases = [values[r.row_number] for r in unknown]
     batch = validate_cases(cases, model["features"], feature_ranges(model))
-    if not batch.ok.all():  # the job scored these values: reading them back differently would be a defect
-        raise RuntimeError(f"rows of job {job.id} no longer read as they were scored")
-    for r, trained in zip(unknown, trained_on(model, np.asarray(batch.X)).tolist(), strict=True):
-        out[r.row_number] = bool(trained)
+    # A row the checks of today refuse (they may have grown stricter since it was scored) stays unknown.
+    ok = np.asarray(batch.ok, dtype=bool)
+    checked = iter(trained_on(model, np.asarray(batch.X)[ok]).tolist())
+    for r, readable in zip(unknown, ok.tolist(), strict=True):
+        out[r.row_number] = bool(next(checked)) if readable else None
     return out

@@ -320,13 +320,14 @@ def test_the_api_records_several_rows_by_number_or_case_id_all_or_none(app, clie
 
     refused = client.post(path, json={"basis": "cytology", "diagnoses": [
         {"row": 3, "diagnosis": "B"}, {"case_id": "000001", "diagnosis": "M"}, {"row": 9, "diagnosis": "M"},
-        "M", {"row": True, "diagnosis": "M"}]})  # fmt: skip
+        "M", {"row": True, "diagnosis": "M"}, {"row": 2, "case_id": "000003", "diagnosis": "B"}]})  # fmt: skip
     assert refused.status_code == 422
     assert refused.get_json()["problems"] == [
         "diagnoses[1]: case id '000001' is on rows 1 and 2: give the row number",
         "diagnoses[2]: row 9 is not a row of this job (1 to 3)",
         'diagnoses[3]: diagnosis None is not "M" (malignant) or "B" (benign)',
         "diagnoses[4]: row True is not a row of this job (1 to 3)",
+        "diagnoses[5]: case id '000003' is on row 3, not row 2",
     ]
     assert client.get(f"/api/v1/jobs/{job['id']}/rows/3/confirmed-diagnosis").status_code == 404
 
