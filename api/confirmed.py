@@ -46,12 +46,16 @@ DIAGNOSES = {"M": "malignant", "B": "benign"}
 
 def problems(diagnosis: object, basis: object) -> list[str]:
     """What is wrong with a diagnosis and basis as sent; empty when both are good."""
-    found = []
-    if not isinstance(diagnosis, str) or diagnosis not in DIAGNOSES:
-        found.append('diagnosis: must be "M" (malignant) or "B" (benign)')
-    if not isinstance(basis, str) or basis not in BASES:
-        found.append(f"basis: must be one of {', '.join(BASES)}")
-    return found
+    found = [] if _one_of(diagnosis, DIAGNOSES) else ['diagnosis: must be "M" (malignant) or "B" (benign)']
+    return found + _basis_problems(basis)
+
+
+def _one_of(value: object, choices: dict[str, str]) -> bool:
+    return isinstance(value, str) and value in choices  # a JSON list or object is no choice (and not hashable)
+
+
+def _basis_problems(basis: object) -> list[str]:
+    return [] if _one_of(basis, BASES) else [f"basis: must be one of {', '.join(BASES)}"]
 
 
 def recorded(session: Session, job: Job, row: int) -> ConfirmedDiagnosis | None:
@@ -77,9 +81,8 @@ def confirm(job: Job, row: int, diagnosis: str, basis: str) -> ConfirmedDiagnosi
     result = scored_result(session, job, row)
     _store(session, job, {row: (result, diagnosis)}, basis)
     session.commit()
-    found = recorded(session, job, row)
+    found = session.get(ConfirmedDiagnosis, (job.id, row), populate_existing=True)  # as the upsert left it
     assert found is not None
-    session.refresh(found)
     return found
 
 
@@ -99,9 +102,8 @@ def confirm_many(job: Job, entries: list[Entry], basis: object) -> list[str]:
     session = db()
     _lock(session, job)
     _check_job(job)
-    wanted, found = _resolve(session, job, entries)
-    if not isinstance(basis, str) or basis not in BASES:
-        found.insert(0, f"basis: must be one of {', '.join(BASES)}")
+    wanted, resolved = _resolve(session, job, entries)
+    found = _basis_problems(basis) + resolved
     if found:
         session.rollback()
         return found
@@ -202,7 +204,7 @@ def _resolve(session: Session, job: Job, entries: list[Entry]) -> tuple[dict[int
     named: dict[int, str] = {}
     problems: list[str] = []
     for e in entries:
-        if not isinstance(e.diagnosis, str) or e.diagnosis not in DIAGNOSES:
+        if not _one_of(e.diagnosis, DIAGNOSES):
             problems.append(f'{e.where}: diagnosis {e.diagnosis!r} is not "M" (malignant) or "B" (benign)')
             continue
         if e.case_id is not None:
