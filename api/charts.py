@@ -272,14 +272,17 @@ class RocCurve:
     summary: str
 
 
-def roc(points: list[tuple[float, float]], auc: float, low_ci: float, high_ci: float, rows: int) -> RocCurve:
-    """The ROC curve: true-positive rate (sensitivity) against false-positive rate (1 - specificity)."""
+def roc(
+    points: list[tuple[float, float]], auc: float, low_ci: float, high_ci: float, rows: int, reference: str
+) -> RocCurve:
+    """The ROC curve: true-positive rate (sensitivity) against false-positive rate (1 - specificity), of `rows`
+    with a `reference` ("supplied", "confirmed" or "confirmed or supplied") diagnosis."""
     low, high = RELIABILITY_PAD, RELIABILITY_SIZE - 12
     span = high - low
     path = " ".join(f"{round(low + span * x, 2)},{round(high - span * y, 2)}" for x, y in points)
     ticks = [Tick(round(low + span * v, 2), round(high - span * v, 2), f"{v:g}") for v in (0, 0.5, 1)]
     summary = (
-        f"ROC curve of {rows:,} rows with a supplied diagnosis: area under it {auc:.3f} "
+        f"ROC curve of {rows:,} rows with a {reference} diagnosis: area under it {auc:.3f} "
         f"(95 % interval {low_ci:.3f}–{high_ci:.3f}); the diagonal is a model that guesses."
     )
     return RocCurve(RELIABILITY_SIZE, low, high, path, ticks, summary)

@@ -368,7 +368,7 @@ class ConfirmedDiagnosis(ConfirmDiagnosis):
 
 
 class Validation(BaseModel):
-    """Against the supplied diagnoses (M positive); `validation` is null without a diagnosis column."""
+    """Against the known diagnoses, confirmed or supplied (M positive); `validation` is null while no row has one."""
 
     model_config = ConfigDict(protected_namespaces=())
 

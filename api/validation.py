@@ -1,13 +1,16 @@
-"""How a job's answers compare with the diagnoses its file supplied: the 2x2 table, four proportions with Wilson
-intervals, ROC AUC with a bootstrap interval and the ROC curve, for all rows and for those the model was not
-trained on. Malignant (M) is the positive class throughout.
+"""How a job's answers compare with the known diagnoses: the 2x2 table, four proportions with Wilson intervals,
+ROC AUC with a bootstrap interval and the ROC curve, for all rows and for those the model was not trained on.
+Malignant (M) is the positive class throughout.
 
-The figures come from the stored results (the supplied diagnosis, the answer, P(malignant) and whether the row's
-values were a training row) and are kept per finished job in a small cache: a job's results never change.
+A row's known diagnosis is the one confirmed after scoring (api.confirmed) where there is one, else the one its file
+supplied. The figures come from the stored results (the answer, P(malignant) and whether the row's values were a
+training row) and the confirmations, and are kept per finished job in a small cache, recomputed when the job's
+confirmations change: its results never do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -16,10 +19,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from shared.schema import Job, Result
+from shared.schema import ConfirmedDiagnosis, Job, Result
 
 LEVEL = 0.95
 BOOTSTRAP_SEED = 20261203
@@ -29,7 +32,8 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_ROW_PASSES = 20_000_000
 BOOTSTRAP_RESAMPLES_MIN = 100
 CURVE_POINTS = 400
-_CACHE: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
+#: Per job: the fingerprint of its confirmed diagnoses when the figures were made, and the figures.
+_CACHE: OrderedDict[uuid.UUID, tuple[str, dict[str, Any] | None]] = OrderedDict()
 _CACHE_SIZE = 32
 
 
@@ -82,9 +86,9 @@ def _curve(truth: np.ndarray, score: np.ndarray) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in zip(fpr, tpr, strict=True)]
 
 
-def figures(supplied: np.ndarray, answer: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
-    """The figures for these rows: `supplied` and `answer` hold "M"/"B", `proba` P(malignant)."""
-    truth, said = supplied == "M", answer == "M"
+def figures(known: np.ndarray, answer: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """The figures for these rows: `known` (the diagnosis) and `answer` hold "M"/"B", `proba` P(malignant)."""
+    truth, said = known == "M", answer == "M"
     tp, fp = int((truth & said).sum()), int((~truth & said).sum())
     fn, tn = int((truth & ~said).sum()), int((~truth & ~said).sum())
     out: dict[str, Any] = {
@@ -114,44 +118,74 @@ def figures(supplied: np.ndarray, answer: np.ndarray, proba: np.ndarray) -> dict
 
 @dataclass(frozen=True)
 class Rows:
-    supplied: np.ndarray
+    known: np.ndarray  # "M"/"B": confirmed after scoring, else supplied
     answer: np.ndarray
     proba: np.ndarray
-    trained: np.ndarray  # 1: a training row, 0: not, -1: not checked
+    trained: np.ndarray  # 1: a training row, 0: not, -1: unknown
 
 
 def _rows(session: Session, job: Job) -> Rows:
-    query = select(Result.supplied_diagnosis, Result.diagnosis, Result.probability_malignant, Result.trained_on).where(
-        Result.job_id == job.id, Result.diagnosis.is_not(None), Result.supplied_diagnosis.in_(("M", "B"))
+    confirmed = ConfirmedDiagnosis
+    known = func.coalesce(confirmed.diagnosis, Result.supplied_diagnosis)
+    # A confirmation carries its own training-row check, made when it was recorded (unknown if the model changed).
+    trained = case((confirmed.row_number.is_(None), Result.trained_on), else_=confirmed.trained_on)
+    query = (
+        select(known, Result.diagnosis, Result.probability_malignant, trained)
+        .outerjoin(confirmed, and_(confirmed.job_id == Result.job_id, confirmed.row_number == Result.row_number))
+        .where(Result.job_id == job.id, Result.diagnosis.is_not(None), known.in_(("M", "B")))
     )
     found = session.execute(query).all()
     return Rows(
-        supplied=np.array([r[0] for r in found], dtype=object),
+        known=np.array([r[0] for r in found], dtype=object),
         answer=np.array([r[1] for r in found], dtype=object),
         proba=np.array([r[2] for r in found], dtype=np.float64),
         trained=np.array([-1 if r[3] is None else int(r[3]) for r in found], dtype=np.int8),
     )
 
 
+def _confirmations(session: Session, job: Job) -> tuple[str, int, int]:
+    """A fingerprint of the job's confirmed diagnoses (what the cached figures were made from), how many there
+    are, and on how many the file supplied a different diagnosis."""
+    confirmed = ConfirmedDiagnosis
+    found = session.execute(
+        select(confirmed.row_number, confirmed.diagnosis, confirmed.trained_on, Result.supplied_diagnosis)
+        .join(Result, and_(Result.job_id == confirmed.job_id, Result.row_number == confirmed.row_number))
+        .where(confirmed.job_id == job.id)
+        .order_by(confirmed.row_number)
+    ).all()
+    fingerprint = hashlib.sha256(repr([tuple(r[:3]) for r in found]).encode()).hexdigest()
+    corrected = sum(r[3] in ("M", "B") and r[3] != r[1] for r in found)
+    return fingerprint, len(found), corrected
+
+
 def validation(session: Session, job: Job) -> dict[str, Any] | None:
-    """The validation figures of a succeeded job whose file supplied diagnoses; None when it supplied none."""
+    """The validation figures of a succeeded job against its rows' known diagnoses; None when no row has one."""
+    fingerprint, confirmed, corrected = _confirmations(session, job)
     cached = _CACHE.get(job.id)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
     rows = _rows(session, job)
-    if not len(rows.supplied):
-        return None
-    trained = int((rows.trained == 1).sum())
-    other = rows.trained == 0
-    result = {
-        "positive_class": "M",
-        "level": LEVEL,
-        "all": figures(rows.supplied, rows.answer, rows.proba),
-        "training_rows": trained,
-        "unchecked_rows": int((rows.trained == -1).sum()),
-        "not_in_training": figures(rows.supplied[other], rows.answer[other], rows.proba[other]) if trained else None,
-    }
-    _CACHE[job.id] = result
+    result = _figures(rows, confirmed, corrected) if len(rows.known) else None
+    _CACHE[job.id] = (fingerprint, result)
+    _CACHE.move_to_end(job.id)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return result
+
+
+def _figures(rows: Rows, confirmed: int, corrected: int) -> dict[str, Any]:
+    trained = int((rows.trained == 1).sum())
+    other = rows.trained == 0
+    supplied = len(rows.known) - confirmed
+    return {
+        "positive_class": "M",
+        "level": LEVEL,
+        # Which diagnoses the answers are checked against, in words: "supplied", "confirmed" or both.
+        "reference": "confirmed or supplied" if confirmed and supplied else "confirmed" if confirmed else "supplied",
+        "confirmed_rows": confirmed,
+        "corrected_rows": corrected,
+        "all": figures(rows.known, rows.answer, rows.proba),
+        "training_rows": trained,
+        "unchecked_rows": int((rows.trained == -1).sum()),
+        "not_in_training": figures(rows.known[other], rows.answer[other], rows.proba[other]) if trained else None,
+    }

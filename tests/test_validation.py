@@ -21,6 +21,7 @@ from shared.training import load_split
 from testkit.support import case_ids, wdbc, wdbc_csv
 from tests.support import post_upload
 from tests.test_clinician import words_off_the_page
+from tests.test_confirmed import _without_diagnosis
 
 Z = 1.959963984540054
 
@@ -180,3 +181,75 @@ def test_a_job_report_holds_the_file_the_model_the_counts_and_the_figures_for_th
 
     assert client.post(f"/api/v1/jobs/{job['id']}/purge").status_code == 200
     assert client.get(f"/jobs/{job['id']}/report.pdf").status_code == 404  # its results removed: nothing to report
+
+
+def _page_text(client, job_id: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", client.get(f"/jobs/{job_id}").get_data(as_text=True)).split())
+
+
+def test_diagnoses_confirmed_after_scoring_give_a_file_without_any_its_validation_view(client, finished, settings):
+    job = finished(post_upload(client, _without_diagnosis(wdbc_csv()), model="wdbc-rf4").get_json()["id"])
+    path = f"/api/v1/jobs/{job['id']}/validation"
+    assert client.get(path).get_json()["validation"] is None
+    _, truth = wdbc()
+    said, proba = model_answers(settings, "wdbc-rf4")
+    diagnoses = [{"row": i + 1, "diagnosis": str(d)} for i, d in enumerate(truth)]
+    sent = client.post(
+        f"/api/v1/jobs/{job['id']}/confirmed-diagnoses", json={"basis": "histology", "diagnoses": diagnoses}
+    )
+    assert sent.get_json() == {"recorded": 569}
+
+    # The histology of every row, recorded later, checks the model as the same diagnoses in the file would.
+    v = client.get(path).get_json()["validation"]
+    assert (v["reference"], v["confirmed_rows"], v["corrected_rows"]) == ("confirmed", 569, 0)
+    assert (v["training_rows"], v["unchecked_rows"]) == (426, 0)
+    expected = sklearn_figures(truth, said, proba)
+    assert v["all"]["confusion"] == expected["confusion"]
+    assert v["all"]["roc_auc"]["value"] == pytest.approx(expected["roc_auc"], abs=1e-12)
+    metrics = read_metadata("wdbc-rf4", settings.models_dir)["metrics"]
+    other = v["not_in_training"]
+    assert other["confusion"] == {k: metrics["confusion"][k] for k in ("tp", "fp", "fn", "tn")}
+    text = _page_text(client, job["id"])
+    assert "Against the confirmed diagnosis 569 rows count by a diagnosis confirmed after scoring." in text
+    view = text[text.index("Against the") : text.index("Held out when the model was built")]
+    assert "Confirmed M Confirmed B Answered M TP" in view and "supplied" not in view
+
+    # A correction counts at once: a held-out malignant row the model called M, now confirmed B, is a false positive.
+    test = set(load_split()["idx_test"])
+    row = next(i for i in sorted(test) if truth[i] == "M" and said[i] == "M") + 1
+    assert client.put(f"/api/v1/jobs/{job['id']}/rows/{row}/confirmed-diagnosis",
+                      json={"diagnosis": "B", "basis": "follow-up"}).status_code == 200  # fmt: skip
+    moved = client.get(path).get_json()["validation"]["not_in_training"]["confusion"]
+    assert moved == {**other["confusion"], "tp": other["confusion"]["tp"] - 1, "fp": other["confusion"]["fp"] + 1}
+    assert client.delete(f"/api/v1/jobs/{job['id']}/rows/{row}/confirmed-diagnosis").status_code == 204
+    v = client.get(path).get_json()["validation"]
+    assert (v["confirmed_rows"], v["all"]["rows"], v["not_in_training"]["rows"]) == (568, 568, 142)
+    assert "568 rows count by a diagnosis confirmed after scoring." in _page_text(client, job["id"])
+
+
+def test_a_confirmed_diagnosis_counts_in_place_of_a_different_one_in_the_file(client, finished, settings):
+    job = finished(post_upload(client, wdbc_csv(), model="wdbc-rf4").get_json()["id"])
+    _, truth = wdbc()
+    said, _ = model_answers(settings, "wdbc-rf4")
+    before = client.get(f"/api/v1/jobs/{job['id']}/validation").get_json()["validation"]
+    assert (before["reference"], before["confirmed_rows"], before["corrected_rows"]) == ("supplied", 0, 0)
+    # Two rows confirmed by histology: one as the file had it, one benign where the file said malignant.
+    agreeing = next(i for i in range(569) if truth[i] == "B") + 1
+    corrected = next(i for i in range(569) if truth[i] == "M" and said[i] == "M") + 1
+    sent = client.post(f"/api/v1/jobs/{job['id']}/confirmed-diagnoses", json={"basis": "histology", "diagnoses": [
+        {"row": agreeing, "diagnosis": "B"}, {"row": corrected, "diagnosis": "B"}]})  # fmt: skip
+    assert sent.status_code == 200
+
+    v = client.get(f"/api/v1/jobs/{job['id']}/validation").get_json()["validation"]
+    assert (v["reference"], v["confirmed_rows"], v["corrected_rows"]) == ("confirmed or supplied", 2, 1)
+    c = before["all"]["confusion"]
+    assert v["all"]["confusion"] == {**c, "tp": c["tp"] - 1, "fp": c["fp"] + 1} and v["all"]["rows"] == 569
+    text = _page_text(client, job["id"])
+    assert (
+        "Against the confirmed or supplied diagnosis 2 rows count by a diagnosis confirmed after scoring, 1 of "
+        "them in place of a different diagnosis in the file."
+    ) in text
+    assert "Diagnosis M Diagnosis B Answered M TP" in text
+    pdf = client.get(f"/jobs/{job['id']}/report.pdf").get_data()
+    report = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert "Against the confirmed or supplied diagnosis" in report and "in place of a different diagnosis" in report

@@ -23,9 +23,11 @@ from shared.spreadsheets import neutralise
     resp=responses(HTTP_200=schemas.Validation, HTTP_409=schemas.Conflict, **errors(404, 410)), tags=["jobs"]
 )
 def get_validation(job_id: str) -> ResponseReturnValue:
-    """The answers against the diagnoses the file supplied (M positive): the 2x2 table, sensitivity, specificity,
-    PPV and NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all
-    rows and for the rows that were not training rows of the model; `validation` is null without a diagnosis.
+    """The answers against the rows' known diagnoses (M positive): confirmed after scoring where one was recorded,
+    else supplied by the file (`reference` says which, `confirmed_rows` how many were confirmed and
+    `corrected_rows` how many of those differ from the file's). The 2x2 table, sensitivity, specificity, PPV and
+    NPV with 95 % Wilson intervals, ROC AUC with a bootstrap interval and the ROC curve's points, for all rows and
+    for the rows that were not training rows of the model; `validation` is null while no row has a diagnosis.
     410 once the job's results have been removed."""
     job = _finished_job(job_id)
     if job.purged_at is not None:

@@ -185,7 +185,7 @@ def withdraw_confirmed_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
 
 
 def figures(session: Session, job: Job) -> dict[str, Any]:
-    """What a succeeded job's page and its PDF report both show: the counts, and the figures against a supplied
+    """What a succeeded job's page and its PDF report both show: the counts, and the figures against a known
     diagnosis (`v`, drawn with `roc_chart`, beside the model's held-out `model_metrics`)."""
     return {
         "counts": results.counts(session, job),
@@ -196,9 +196,9 @@ def figures(session: Session, job: Job) -> dict[str, Any]:
     }
 
 
-def roc_chart(figures: dict[str, Any]) -> charts.RocCurve:
+def roc_chart(figures: dict[str, Any], reference: str) -> charts.RocCurve:
     auc = figures["roc_auc"]
-    return charts.roc(figures["roc_curve"], auc["value"], auc["ci_low"], auc["ci_high"], figures["rows"])
+    return charts.roc(figures["roc_curve"], auc["value"], auc["ci_low"], auc["ci_high"], figures["rows"], reference)
 
 
 @bp.post("/jobs/<job_id>/rescore", endpoint="rescore")

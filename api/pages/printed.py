@@ -36,7 +36,8 @@ def case_card(job_id: str) -> ResponseReturnValue:
 @bp.get("/jobs/<job_id>/report.pdf")
 def case_report(job_id: str) -> ResponseReturnValue:
     """The job's report as a PDF: a single case's is its page's card; a file's, what was scored, by which model,
-    what came of it and how it compares with a supplied diagnosis. 404 until the job has succeeded."""
+    what came of it and how it compares with a known diagnosis (confirmed or supplied). 404 until the job has
+    succeeded."""
     job = find_job(job_id)
     session = db()
     case = cases.view(session, job, model_meta(job.model_name))
