@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from shared import jobs
 from shared.schema import ConfirmedDiagnosis, Job, JobStatus, Result, User
@@ -22,11 +22,20 @@ SORTS = {
 }
 # The answer differs from the diagnosis the file supplied (M or B; other supplied text is not compared).
 DIFFERS = and_(Result.supplied_diagnosis.in_(("M", "B")), Result.diagnosis != Result.supplied_diagnosis)
+# The answer differs from the diagnosis confirmed after scoring (api/confirmed.py); an alias of the table, as the
+# results download joins it too.
+_CONFIRMED = aliased(ConfirmedDiagnosis)
+CONFIRMED_DIFFERS = exists().where(
+    _CONFIRMED.job_id == Result.job_id,
+    _CONFIRMED.row_number == Result.row_number,
+    _CONFIRMED.diagnosis != Result.diagnosis,
+)
 SHOWS = {
     "all": None,
     "rejected": Result.error.is_not(None),
     "flagged": Result.out_of_range.is_not(None),
     "differs": DIFFERS,
+    "confirmed-differs": CONFIRMED_DIFFERS,
 }
 PAGE_SIZE = 50
 BINS = 20

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from shared.schema import Job, Result
+from shared.schema import ConfirmedDiagnosis, Job, Result
 
 FIELDS = (
     "row",
@@ -19,6 +19,8 @@ FIELDS = (
     "model_version",
     "model_sha256",
     "supplied_diagnosis",
+    "confirmed_diagnosis",
+    "confirmed_basis",
     "out_of_range",
     "warning",
     "error",
@@ -35,10 +37,16 @@ _OF_JOB = (
         Result.probability_malignant,
         Result.model_version,
         Result.supplied_diagnosis,
+        ConfirmedDiagnosis.diagnosis.label("confirmed_diagnosis"),
+        ConfirmedDiagnosis.basis.label("confirmed_basis"),
         Result.out_of_range,
         Result.warning,
         Result.error,
         Result.explanation,
+    )
+    .outerjoin(
+        ConfirmedDiagnosis,
+        and_(ConfirmedDiagnosis.job_id == Result.job_id, ConfirmedDiagnosis.row_number == Result.row_number),
     )
     .where(Result.job_id == bindparam("job_id"))
     .order_by(Result.row_number)
@@ -71,6 +79,8 @@ def _record(job: Job, r: Row[Any] | Any) -> dict[str, Any]:
         "model_version": r.model_version,
         "model_sha256": job.model_sha256,
         "supplied_diagnosis": r.supplied_diagnosis,
+        "confirmed_diagnosis": r.confirmed_diagnosis,  # what the case turned out to be, recorded later
+        "confirmed_basis": r.confirmed_basis,
         "out_of_range": r.out_of_range,
         "warning": r.warning,
         "error": r.error,

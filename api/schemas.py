@@ -48,10 +48,10 @@ class CreateQuery(WaitQuery):
 
 class ResultsQuery(Query):
     format: Literal["json", "csv", "xlsx"] = "json"
-    show: Literal["all", "rejected", "flagged", "differs"] = Field(
+    show: Literal["all", "rejected", "flagged", "differs", "confirmed-differs"] = Field(
         "all",
         description="only the rejected rows, those outside the training range (flagged), or those whose answer "
-        "differs from the supplied diagnosis; as the job page's filters",
+        "differs from the supplied diagnosis, or from the diagnosis confirmed after scoring; as the job page's filters",
     )
 
 
@@ -174,7 +174,8 @@ class Result(BaseModel):
     model_version: str
     model_sha256: str
     supplied_diagnosis: str | None
-    out_of_range: str | None
+    confirmed_diagnosis: Literal["M", "B"] | None = Field(description="recorded after scoring (histology, say)")
+    confirmed_basis: Literal["histology", "cytology", "follow-up"] | None
     warning: str | None
     error: str | None
     explanation: Explanation | None

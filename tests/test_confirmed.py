@@ -4,6 +4,8 @@ figures of use (its training rows apart), and refused where there is no answer t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from typing import Any
@@ -340,3 +342,35 @@ def test_the_api_records_several_rows_by_number_or_case_id_all_or_none(app, clie
     assert ok.status_code == 200 and ok.get_json() == {"recorded": 2}
     assert client.get(f"/api/v1/jobs/{job['id']}/rows/3/confirmed-diagnosis").get_json()["diagnosis"] == "M"
     assert client.post(path, json={"basis": "cytology"}).status_code == 422
+
+
+def test_the_results_carry_the_confirmed_diagnosis_and_a_filter_keeps_the_rows_it_contradicts(app, client, finished):
+    job = finished(post_upload(client, _without_diagnosis(wdbc_csv(slice(0, 10))), model="wdbc-rf4").get_json()["id"])
+    said = [r["diagnosis"] for r in client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]]
+    other = {"M": "B", "B": "M"}
+    for row, diagnosis, basis in [(2, said[1], "histology"), (5, other[said[4]], "follow-up")]:
+        sent = client.put(f"/api/v1/jobs/{job['id']}/rows/{row}/confirmed-diagnosis",
+                          json={"diagnosis": diagnosis, "basis": basis})  # fmt: skip
+        assert sent.status_code == 200
+
+    def download(show: str) -> list[dict[str, str]]:
+        answer = client.get(f"/api/v1/jobs/{job['id']}/results?format=csv&show={show}")
+        assert answer.status_code == 200
+        return list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+
+    confirmed = {int(r["row"]): (r["confirmed_diagnosis"], r["confirmed_basis"]) for r in download("all")}
+    assert confirmed == {n: ("", "") for n in range(1, 11)} | {
+        2: (said[1], "histology"),
+        5: (other[said[4]], "follow-up"),
+    }
+    assert [(int(r["row"]), r["diagnosis"], r["confirmed_diagnosis"]) for r in download("confirmed-differs")] == [
+        (5, said[4], other[said[4]])
+    ]
+    records = client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]
+    assert (records[4]["confirmed_diagnosis"], records[4]["confirmed_basis"]) == (other[said[4]], "follow-up")
+    assert records[0]["confirmed_diagnosis"] is None
+
+    page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert "Differs from the confirmed diagnosis (1)" in page and f"/jobs/{job['id']}?show=confirmed-differs" in page
+    shown = client.get(f"/jobs/{job['id']}?show=confirmed-differs").get_data(as_text=True)
+    assert re.findall(r'<td data-label="Row">(\d+)</td>', shown) == ["5"]
