@@ -163,22 +163,27 @@ class RecentCase:
     case_id: str | None
     diagnosis: str | None  # None until answered, or for a case whose values were refused
     probability: float | None
+    confirmed: str | None = None  # M or B once the diagnosis is confirmed (api/confirmed.py)
 
 
 def recent_cases(session: Session, owner_id: int, limit: int = 5) -> list[RecentCase]:
-    """The person's latest single cases, newest first, each with its answer once there is one to show."""
+    """The person's latest single cases, newest first, each with its answer once there is one to show, and the
+    diagnosis confirmed later where one is recorded."""
     found = session.execute(
-        select(Job, Result.case_id, Result.diagnosis, Result.probability_malignant)
+        select(Job, Result.case_id, Result.diagnosis, Result.probability_malignant, ConfirmedDiagnosis.diagnosis)
         .outerjoin(Result, (Result.job_id == Job.id) & (Result.row_number == 1))
+        .outerjoin(ConfirmedDiagnosis, (ConfirmedDiagnosis.job_id == Job.id) & (ConfirmedDiagnosis.row_number == 1))
         .where(Job.owner_id == owner_id, Job.rows_total == 1, Job.input_format == "json")
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(limit)
     )
     cases = []
-    for job, case_id, diagnosis, probability in found:
+    for job, case_id, diagnosis, probability, confirmed in found:
         answered = job.status == JobStatus.SUCCEEDED.value and job.purged_at is None
         cases.append(
-            RecentCase(job, case_id, diagnosis, probability) if answered else RecentCase(job, None, None, None)
+            RecentCase(job, case_id, diagnosis, probability, confirmed)
+            if answered
+            else RecentCase(job, None, None, None)
         )
     return cases
 

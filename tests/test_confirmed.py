@@ -55,6 +55,15 @@ def _trail(env: dict[str, str], job_id: str) -> list[str]:
     return [line for line in run_cli(["audit", "--limit", "500"], env).stdout.splitlines() if job_id in line]
 
 
+def _recent_confirmed(browser: Any, job: dict[str, Any]) -> str:
+    """What the home page's recent cases say of the case's confirmed diagnosis."""
+    page = browser.get("/").get_data(as_text=True)
+    row = re.search(rf'<tr>\s*<td data-label="Case"><a href="/jobs/{job["id"]}">.*?</tr>', page, re.S)
+    assert row, page
+    cell = re.search(r'<td data-label="Confirmed">(.*?)</td>', row.group(0), re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", cell.group(1)).split()).replace(" :", ":")
+
+
 def test_a_clinician_records_what_the_case_turned_out_to_be_and_the_model_is_checked_against_it(
     app, worker, people, service_env
 ):
@@ -67,6 +76,7 @@ def test_a_clinician_records_what_the_case_turned_out_to_be_and_the_model_is_che
     browser = sign_in(app, clinician.email, clinician.password)
     page = browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert "When the diagnosis is confirmed" in page and "Confirmed diagnosis <strong>" not in page
+    assert _recent_confirmed(browser, job) == "Not yet: record it"
     sent = browser.post(
         f"/jobs/{job['id']}/rows/1/confirmed-diagnosis",
         data={"diagnosis": truth, "basis": "histology", "csrf_token": csrf(browser, f"/jobs/{job['id']}")},
@@ -80,6 +90,7 @@ def test_a_clinician_records_what_the_case_turned_out_to_be_and_the_model_is_che
     assert words.startswith(f"Confirmed diagnosis {truth} ({'malignant' if truth == 'M' else 'benign'}) by histology")
     assert clinician.email in words and words.endswith("≠ the model’s answer differs.")
     assert "Correct the confirmed diagnosis" in page and 'value="histology" required checked' in page
+    assert _recent_confirmed(browser, job) == f"{truth} ≠ differs"  # the home page's list of recent cases
 
     api = clinician.client(app).get(f"/api/v1/jobs/{job['id']}/rows/1/confirmed-diagnosis").get_json()
     assert {k: api[k] for k in ("diagnosis", "basis", "answered", "agrees", "trained_on", "recorded_by")} == {
@@ -102,6 +113,7 @@ def test_a_clinician_records_what_the_case_turned_out_to_be_and_the_model_is_che
     assert _moved(before, _against(admin)) == {"rows": 1, "confirmed_rows": 1, hit: 1}
     page = browser.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert "by cytology, recorded" in page and "the model’s answer agrees." in page
+    assert _recent_confirmed(browser, job) == f"{answered} (agrees)"
 
     withdrawn = browser.post(
         f"/jobs/{job['id']}/rows/1/confirmed-diagnosis/withdraw",
