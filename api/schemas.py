@@ -176,6 +176,7 @@ class Result(BaseModel):
     supplied_diagnosis: str | None
     confirmed_diagnosis: Literal["M", "B"] | None = Field(description="recorded after scoring (histology, say)")
     confirmed_basis: Literal["histology", "cytology", "follow-up"] | None
+    out_of_range: str | None
     warning: str | None
     error: str | None
     explanation: Explanation | None
