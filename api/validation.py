@@ -133,6 +133,7 @@ def _rows(session: Session, job: Job) -> Rows:
         select(known, Result.diagnosis, Result.probability_malignant, trained)
         .outerjoin(confirmed, and_(confirmed.job_id == Result.job_id, confirmed.row_number == Result.row_number))
         .where(Result.job_id == job.id, Result.diagnosis.is_not(None), known.in_(("M", "B")))
+        .order_by(Result.row_number)  # the bootstrap's resamples, and so its interval, follow the rows' order
     )
     found = session.execute(query).all()
     return Rows(
