@@ -578,17 +578,19 @@ def test_a_clinician_reads_the_values_and_why_then_prints_the_case_and_files_its
 
 @pytest.fixture(scope="module")
 def sample_case(stack: str, lab: Person) -> str:
-    """A single case answered through the JSON API."""
-    X, _ = wdbc()
+    """A single case answered through the JSON API, its diagnosis confirmed later."""
+    X, y = wdbc()
     case = {"case_id": "sample-case", **{f: float(X[9, FEATURES.index(f)]) for f in RF4}}
     body = json.dumps({"cases": [case]}).encode()
     job_id: str = api(stack, lab, "/api/v1/jobs?wait=30", body, "application/json")["id"]
+    _confirm(stack, lab, job_id, {1: str(y[9])})
     return job_id
 
 
 @pytest.fixture(scope="module")
 def sample_job(stack: str, lab: Person) -> str:
-    """A small lab file with a supplied diagnosis, one rejected row and one row outside the training range."""
+    """A small lab file with a supplied diagnosis, one rejected row and one row outside the training range; two
+    rows' diagnoses confirmed later, one of them against the file's."""
     X, y = wdbc()
     rows = [["id", "diagnosis", *RF4]]
     rows += [[f"S{i:03d}", y[i], *(repr(float(X[i, FEATURES.index(f)])) for f in RF4)] for i in range(60)]
@@ -599,7 +601,14 @@ def sample_job(stack: str, lab: Person) -> str:
     body, content_type = multipart({"model": "wdbc-rf4"}, out.getvalue().encode(), "clinic-batch.csv")
     job_id: str = api(stack, lab, "/api/v1/jobs", body, content_type)["id"]
     finished(stack, lab, job_id)
+    _confirm(stack, lab, job_id, {1: str(y[0]), 2: "B" if y[1] == "M" else "M"})
     return job_id
+
+
+def _confirm(stack: str, person: Person, job_id: str, diagnoses: dict[int, str]) -> None:
+    entries = [{"row": row, "diagnosis": diagnosis} for row, diagnosis in diagnoses.items()]
+    body = json.dumps({"basis": "histology", "diagnoses": entries}).encode()
+    api(stack, person, f"/api/v1/jobs/{job_id}/confirmed-diagnoses", body, "application/json")
 
 
 PAGES = [
