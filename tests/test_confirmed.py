@@ -385,4 +385,4 @@ def test_the_results_carry_the_confirmed_diagnosis_and_a_filter_keeps_the_rows_i
     page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert "Differs from the confirmed diagnosis (1)" in page and f"/jobs/{job['id']}?show=confirmed-differs" in page
     shown = client.get(f"/jobs/{job['id']}?show=confirmed-differs").get_data(as_text=True)
-    assert re.findall(r'<td data-label="Row">(\d+)</td>', shown) == ["5"]
+    assert re.findall(r'<tr class="([^"]*)">\s*<td data-label="Row">(\d+)</td>', shown) == [("differs", "5")]
