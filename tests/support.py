@@ -93,3 +93,9 @@ def with_cookie(app: Any, value: str) -> Any:
     client = app.test_client()
     client.set_cookie("session", value)
     return client
+
+
+def without_diagnosis(content: bytes) -> bytes:
+    """The file as a lab sends it before the histology is back: no diagnosis column."""
+    lines = [line.split(",") for line in content.decode().splitlines()]
+    return ("\n".join(",".join(cells[:1] + cells[2:]) for cells in lines) + "\n").encode()

@@ -17,7 +17,7 @@ from shared.features import FEATURES
 from shared.modelstore import row_hashes
 from shared.settings import ROOT
 from testkit.support import RF4, run_cli, wdbc, wdbc_csv
-from tests.support import csrf, post_upload, sign_in, wait_for_job
+from tests.support import csrf, post_upload, sign_in, wait_for_job, without_diagnosis
 
 TRAINED = frozenset(json.loads((ROOT / "models" / "wdbc-rf4.json").read_text())["training_rows"]["hashes"])
 
@@ -238,16 +238,10 @@ def test_a_read_only_token_cannot_record_a_confirmed_diagnosis(app, worker, peop
     assert reader.get(path).status_code == 404  # nothing was recorded
 
 
-def _without_diagnosis(content: bytes) -> bytes:
-    """The file as a lab sends it before the histology is back: no diagnosis column."""
-    lines = [line.split(",") for line in content.decode().splitlines()]
-    return ("\n".join(",".join(cells[:1] + cells[2:]) for cells in lines) + "\n").encode()
-
-
 def test_a_lab_pastes_the_confirmed_diagnoses_of_a_file_and_sees_them_on_its_page(parts_app, worker, people):
     lab, admin = people["lab"], people["admin"].client(parts_app)
     client = lab.client(parts_app)
-    job = wait_for_job(client, post_upload(client, _without_diagnosis(wdbc_csv()), model="wdbc-rf4").get_json()["id"])
+    job = wait_for_job(client, post_upload(client, without_diagnosis(wdbc_csv()), model="wdbc-rf4").get_json()["id"])
     assert job["status"] == "succeeded" and job["rows_total"] == 569
     results = client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]
     X, y = wdbc()
@@ -290,7 +284,7 @@ def test_a_lab_pastes_the_confirmed_diagnoses_of_a_file_and_sees_them_on_its_pag
 
 def test_a_paste_with_any_problem_records_nothing_and_says_why_by_line(app, client, finished, people):
     lab = people["lab"]
-    job = finished(post_upload(client, _without_diagnosis(_bad_row_file()), model="wdbc-rf4").get_json()["id"])
+    job = finished(post_upload(client, without_diagnosis(_bad_row_file()), model="wdbc-rf4").get_json()["id"])
     ids = [r["case_id"] for r in client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]]
     browser = sign_in(app, lab.email, lab.password)
 
@@ -357,7 +351,7 @@ def test_the_api_records_several_rows_by_number_or_case_id_all_or_none(app, clie
 
 
 def test_the_results_carry_the_confirmed_diagnosis_and_a_filter_keeps_the_rows_it_contradicts(app, client, finished):
-    job = finished(post_upload(client, _without_diagnosis(wdbc_csv(slice(0, 10))), model="wdbc-rf4").get_json()["id"])
+    job = finished(post_upload(client, without_diagnosis(wdbc_csv(slice(0, 10))), model="wdbc-rf4").get_json()["id"])
     said = [r["diagnosis"] for r in client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]]
     other = {"M": "B", "B": "M"}
     for row, diagnosis, basis in [(2, said[1], "histology"), (5, other[said[4]], "follow-up")]:

@@ -19,9 +19,8 @@ from shared.features import FEATURES
 from shared.modelstore import load_model, read_metadata
 from shared.training import load_split
 from testkit.support import case_ids, wdbc, wdbc_csv
-from tests.support import post_upload
+from tests.support import post_upload, without_diagnosis
 from tests.test_clinician import words_off_the_page
-from tests.test_confirmed import _without_diagnosis
 
 Z = 1.959963984540054
 
@@ -188,7 +187,7 @@ def _page_text(client, job_id: str) -> str:
 
 
 def test_diagnoses_confirmed_after_scoring_give_a_file_without_any_its_validation_view(client, finished, settings):
-    job = finished(post_upload(client, _without_diagnosis(wdbc_csv()), model="wdbc-rf4").get_json()["id"])
+    job = finished(post_upload(client, without_diagnosis(wdbc_csv()), model="wdbc-rf4").get_json()["id"])
     path = f"/api/v1/jobs/{job['id']}/validation"
     assert client.get(path).get_json()["validation"] is None
     _, truth = wdbc()
