@@ -79,7 +79,7 @@ def confirm(job: Job, row: int, diagnosis: str, basis: str) -> ConfirmedDiagnosi
     session = db()
     _lock(session, job)
     result = scored_result(session, job, row)
-    _store(session, job, {row: (result, diagnosis)}, basis)
+    _store(session, job, {row: (result, diagnosis, basis)})
     session.commit()
     found = session.get(ConfirmedDiagnosis, (job.id, row), populate_existing=True)  # as the upsert left it
     assert found is not None
@@ -94,22 +94,51 @@ class Entry:
     row: object = None
     case_id: object = None
     diagnosis: object = None
+    basis: str | None = None  # its own (copied from another job); None: the one given for all
 
 
-def confirm_many(job: Job, entries: list[Entry], basis: object) -> list[str]:
-    """Record the confirmed diagnoses of several rows at once, audited as one event; nothing is recorded while any
-    entry has a problem, and each problem names its entry. Returns the problems (empty when all were recorded)."""
+def confirm_many(job: Job, entries: list[Entry], basis: object, origin: str = "") -> list[str]:
+    """Record the confirmed diagnoses of several rows at once, audited as one event (its detail starting with
+    `origin`); nothing is recorded while any entry has a problem, and each problem names its entry. Returns the
+    problems (empty when all were recorded)."""
     session = db()
     _lock(session, job)
     _check_job(job)
-    wanted, resolved = _resolve(session, job, entries)
-    found = _basis_problems(basis) + resolved
+    wanted, resolved = _resolve(session, job, entries, basis)
+    found = (_basis_problems(basis) if any(e.basis is None for e in entries) else []) + resolved
     if found:
         session.rollback()
         return found
-    _store(session, job, wanted, str(basis))
+    _store(session, job, wanted, origin)
     session.commit()
     return []
+
+
+def elsewhere(session: Session, others: list[Job]) -> list[tuple[Job, int]]:
+    """Those of `others` (jobs on the same input) that have confirmed diagnoses, each with how many."""
+    counts = dict(
+        session.execute(
+            select(ConfirmedDiagnosis.job_id, func.count())
+            .where(ConfirmedDiagnosis.job_id.in_([other.id for other in others]))
+            .group_by(ConfirmedDiagnosis.job_id)
+        ).all()
+    )
+    return [(other, counts[other.id]) for other in others if other.id in counts]
+
+
+def copy_from(job: Job, source: Job) -> tuple[int, list[str]]:
+    """Bring the confirmed diagnoses of `source`, another job on the same stored input (a rescore with another
+    model, say), to `job`'s same rows, each with its basis: all or none, as `confirm_many`. Returns how many there
+    were and the problems. 409 when the two jobs are not on the same input."""
+    if source.id == job.id or source.input_sha256 != job.input_sha256:
+        abort(409, description="confirmed diagnoses are brought only from another job on the same file")
+    found = db().scalars(
+        select(ConfirmedDiagnosis).where(ConfirmedDiagnosis.job_id == source.id).order_by(ConfirmedDiagnosis.row_number)
+    )
+    entries = [Entry(f"row {c.row_number}", row=c.row_number, diagnosis=c.diagnosis, basis=c.basis) for c in found]
+    if not entries:
+        return 0, [f"job {source.id} has no confirmed diagnosis to bring"]
+    return len(entries), confirm_many(job, entries, None, origin=f"from job {source.id}: ")
 
 
 MAX_ENTRIES = 10_000  # rows in one paste or request
@@ -182,8 +211,11 @@ def _check_job(job: Job) -> None:
         abort(409, description=f"the job is {job.status}; a diagnosis is confirmed for a row of a job that succeeded")
 
 
-def _resolve(session: Session, job: Job, entries: list[Entry]) -> tuple[dict[int, tuple[Result, str]], list[str]]:
-    """Each entry's row and diagnosis, or what is wrong with it (a case id must name exactly one row)."""
+def _resolve(
+    session: Session, job: Job, entries: list[Entry], basis: object
+) -> tuple[dict[int, tuple[Result, str, str]], list[str]]:
+    """Each entry's row, diagnosis and basis (its own, else `basis`), or what is wrong with it (a case id must name
+    exactly one row)."""
     if not entries:
         return {}, ["no confirmed diagnosis was given"]
     if len(entries) > MAX_ENTRIES:
@@ -200,7 +232,7 @@ def _resolve(session: Session, job: Job, entries: list[Entry]) -> tuple[dict[int
             by_row[result.row_number] = result
             if result.case_id in ids:
                 by_id.setdefault(result.case_id, []).append(result)
-    wanted: dict[int, tuple[Result, str]] = {}
+    wanted: dict[int, tuple[Result, str, str]] = {}
     named: dict[int, str] = {}
     problems: list[str] = []
     for e in entries:
@@ -229,12 +261,13 @@ def _resolve(session: Session, job: Job, entries: list[Entry]) -> tuple[dict[int
         elif row in named:
             problems.append(f"{e.where}: row {row} was given already, on {named[row]}")
         else:
-            wanted[row], named[row] = (result, str(e.diagnosis)), e.where
+            wanted[row], named[row] = (result, str(e.diagnosis), str(e.basis or basis)), e.where
     return wanted, problems
 
 
-def _store(session: Session, job: Job, wanted: dict[int, tuple[Result, str]], basis: str) -> None:
-    """Upsert the rows' confirmed diagnoses with their training-row check; one audit event says what each replaced."""
+def _store(session: Session, job: Job, wanted: dict[int, tuple[Result, str, str]], origin: str = "") -> None:
+    """Upsert the rows' confirmed diagnoses (and bases) with their training-row check; one audit event says what
+    each replaced, its detail starting with `origin`."""
     before = {
         c.row_number: f"{c.diagnosis} by {c.basis}"
         for c in session.scalars(
@@ -243,20 +276,20 @@ def _store(session: Session, job: Job, wanted: dict[int, tuple[Result, str]], ba
             )
         )
     }
-    trained = _trained_on(session, job, [result for result, _ in wanted.values()])
+    trained = _trained_on(session, job, [result for result, _, _ in wanted.values()])
     now = utcnow()
     rows = [
         {"job_id": job.id, "row_number": row, "diagnosis": diagnosis, "basis": basis, "trained_on": trained[row],
          "recorded_by": current_user.email, "recorded_at": now}
-        for row, (_, diagnosis) in wanted.items()
+        for row, (_, diagnosis, basis) in wanted.items()
     ]  # fmt: skip
     statement = insert(ConfirmedDiagnosis)
     changed = {name: statement.excluded[name] for name in ("diagnosis", "basis", "trained_on", "recorded_by",
                                                            "recorded_at")}  # fmt: skip
     session.execute(statement.on_conflict_do_update(index_elements=["job_id", "row_number"], set_=changed), rows)
-    detail = "; ".join(
+    detail = origin + "; ".join(
         f"row {row}: {diagnosis} by {basis}" + (f" (was {before[row]})" if row in before else "")
-        for row, (_, diagnosis) in sorted(wanted.items())
+        for row, (_, diagnosis, basis) in sorted(wanted.items())
     )
     record("case.confirm", job, detail=detail)
 

@@ -352,6 +352,12 @@ class ConfirmDiagnoses(BaseModel):
     diagnoses: list[RowDiagnosis] = Field(max_length=10_000)
 
 
+class CopyDiagnoses(BaseModel):
+    """Another job on the same file, whose confirmed diagnoses are brought to this one's same rows."""
+
+    source: str = Field(description="the other job's id")
+
+
 class Recorded(BaseModel):
     recorded: int = Field(description="how many rows' confirmed diagnoses were recorded (or corrected)")
 

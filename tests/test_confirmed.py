@@ -380,3 +380,56 @@ def test_the_results_carry_the_confirmed_diagnosis_and_a_filter_keeps_the_rows_i
     assert "Differs from the confirmed diagnosis (1)" in page and f"/jobs/{job['id']}?show=confirmed-differs" in page
     shown = client.get(f"/jobs/{job['id']}?show=confirmed-differs").get_data(as_text=True)
     assert re.findall(r'<tr class="([^"]*)">\s*<td data-label="Row">(\d+)</td>', shown) == [("differs", "5")]
+
+
+def test_a_rescored_job_brings_the_confirmed_diagnoses_of_the_job_on_the_same_file(
+    app, client, finished, people, service_env
+):
+    header, *rows = wdbc_csv(slice(0, 5)).decode().splitlines()
+    cells = rows[2].split(",")
+    cells[header.split(",").index("area_worst")] = "abc"  # wdbc-rf30 reads it, wdbc-rf4 does not
+    rows[2] = ",".join(cells)
+    content = without_diagnosis(("\n".join([header, *rows]) + "\n").encode())
+    first = finished(post_upload(client, content, model="wdbc-rf4").get_json()["id"])
+    assert first["rows_rejected"] == 0
+    path = f"/api/v1/jobs/{first['id']}/confirmed-diagnoses"
+    assert client.post(path, json={"basis": "histology", "diagnoses": [
+        {"row": 1, "diagnosis": "M"}, {"row": 3, "diagnosis": "M"}]}).status_code == 200  # fmt: skip
+    assert (
+        client.post(path, json={"basis": "follow-up", "diagnoses": [{"row": 2, "diagnosis": "B"}]}).status_code == 200
+    )
+    rescored = client.post(f"/api/v1/jobs/{first['id']}/rescore", json={"model": "wdbc-rf30"}).get_json()
+    second = finished(rescored["id"])
+    assert second["rows_rejected"] == 1
+
+    # Its page offers them; row 3, rejected by this model, stops them all.
+    lab = people["lab"]
+    browser = sign_in(app, lab.email, lab.password)
+    page = browser.get(f"/jobs/{second['id']}").get_data(as_text=True)
+    assert (
+        "on the same file, scored with wdbc-rf4 1.0.0, has 3 confirmed diagnoses" in page and "Bring them here" in page
+    )
+    sent = browser.post(f"/jobs/{second['id']}/confirmed-diagnoses/copy",
+                        data={"source": first["id"], "csrf_token": csrf(browser, f"/jobs/{second['id']}")})  # fmt: skip
+    assert sent.status_code == 422
+    assert "row 3: row 3 was not scored" in sent.get_data(as_text=True)
+    assert client.get(f"/api/v1/jobs/{second['id']}/rows/1/confirmed-diagnosis").status_code == 404
+
+    assert client.delete(f"/api/v1/jobs/{first['id']}/rows/3/confirmed-diagnosis").status_code == 204
+    copy = f"/api/v1/jobs/{second['id']}/confirmed-diagnoses/copy"
+    assert client.post(copy, json={"source": first["id"]}).get_json() == {"recorded": 2}
+    got = {row: client.get(f"/api/v1/jobs/{second['id']}/rows/{row}/confirmed-diagnosis").get_json() for row in (1, 2)}
+    assert {row: (g["diagnosis"], g["basis"]) for row, g in got.items()} == {
+        1: ("M", "histology"),
+        2: ("B", "follow-up"),
+    }
+    v = client.get(f"/api/v1/jobs/{second['id']}/validation").get_json()["validation"]
+    assert (v["reference"], v["confirmed_rows"], v["all"]["rows"]) == ("confirmed", 2, 2)
+    trail = _trail(service_env, second["id"])
+    assert any(f"from job {first['id']}: row 1: M by histology; row 2: B by follow-up" in line for line in trail)
+
+    other_file = finished(post_upload(client, wdbc_csv(slice(0, 3)), model="wdbc-rf4").get_json()["id"])
+    assert client.post(copy, json={"source": other_file["id"]}).status_code == 409
+    theirs = _scored(people["clinician"].client(app), _wdbc_case(trained=False))
+    assert client.post(copy, json={"source": theirs["id"]}).status_code == 404  # someone else's, as a missing one
+    assert client.post(copy, json={"source": second["id"]}).status_code == 409  # itself

@@ -304,6 +304,28 @@ def confirm_diagnoses(job_id: str) -> ResponseReturnValue:
     return jsonify(recorded=len(entries))
 
 
+@bp.post("/jobs/<job_id>/confirmed-diagnoses/copy")
+@spec.validate(
+    json=schemas.CopyDiagnoses,
+    resp=responses(HTTP_200=schemas.Recorded, HTTP_422=schemas.Problems, **errors(403, 404, 409, 410)),
+    tags=["jobs"],
+)
+def copy_confirmed_diagnoses(job_id: str) -> ResponseReturnValue:
+    """Bring the confirmed diagnoses of another job on the same file (`{"source": job id}`: a rescore with
+    another model, say) to this job's same rows, each with its basis: all of them, or, when any row has a problem
+    here (rejected by this job's model, say), none, answering 422 with each problem. 409 for a job on another
+    file. Audited as one event."""
+    job = find_job(job_id)
+    body = request.get_json(silent=True)
+    source = body.get("source") if isinstance(body, dict) else None
+    if not isinstance(source, str):
+        return _refused(['the body must be a JSON object with "source", the id of a job on the same file'])
+    count, problems = confirmed.copy_from(job, find_job(source))
+    if problems:
+        return _refused(problems)
+    return jsonify(recorded=count)
+
+
 def _refused(problems: list[str]) -> ResponseReturnValue:
     return jsonify(error="refused; nothing was recorded", problems=problems), 422
 

@@ -87,6 +87,7 @@ def _job_page(job: Job, **shown: Any) -> str:
         if query.page > pages:  # a page past the end shows the last one
             query = replace(query, page=pages)
             rows, matching = job_views.table_page(session, job, query)
+        same_input = compare.same_input_jobs(session, job, may_see)
         context.update(
             rows=rows,
             matching=matching,
@@ -94,8 +95,9 @@ def _job_page(job: Job, **shown: Any) -> str:
             chart=charts.histogram(job_views.probability_bins(session, job)),
             better=rescore.better_models(session, job),
             model_auc=model_meta(job.model_name)["metrics"]["roc_auc"],
-            same_input=compare.same_input_jobs(session, job, may_see),
+            same_input=same_input,
             confirmed_summary=confirmed.summary(session, job),
+            confirmed_elsewhere=confirmed.elsewhere(session, same_input),
             **figures(session, job),
         )
     left = job_views.seconds_left(job, datetime.now(UTC))
@@ -173,6 +175,20 @@ def confirm_diagnoses(job_id: str) -> ResponseReturnValue:
               "Confirmed diagnoses.", "warning")  # fmt: skip
         return _job_page(job, pasted=pasted, paste_problems=problems, basis=request.form.get("basis")), 422
     flash(f"{len(entries):,} confirmed {'diagnosis is' if len(entries) == 1 else 'diagnoses are'} recorded.")
+    return redirect(url_for("pages.job_page", job_id=job_id, _anchor="confirmed"), 303)
+
+
+@bp.post("/jobs/<job_id>/confirmed-diagnoses/copy", endpoint="copy_confirmed_diagnoses")
+def copy_confirmed_diagnoses(job_id: str) -> ResponseReturnValue:
+    """A file job's page: bring the confirmed diagnoses of another job on the same file (a rescore, say), all or
+    none; the page again with every problem when any row has one."""
+    job = find_job(job_id)
+    count, problems = confirmed.copy_from(job, find_job(request.form.get("source", "")))
+    if problems:
+        flash(f"Nothing was recorded: {len(problems)} {'problem' if len(problems) == 1 else 'problems'}, listed under "
+              "Confirmed diagnoses.", "warning")  # fmt: skip
+        return _job_page(job, paste_problems=problems), 422
+    flash(f"{count:,} confirmed {'diagnosis is' if count == 1 else 'diagnoses are'} recorded.")
     return redirect(url_for("pages.job_page", job_id=job_id, _anchor="confirmed"), 303)
 
 
