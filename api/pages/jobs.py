@@ -170,12 +170,7 @@ def confirm_diagnoses(job_id: str) -> ResponseReturnValue:
     entries, problems = confirmed.entries_from_paste(pasted)
     if not problems:
         problems = confirmed.confirm_many(job, entries, request.form.get("basis"))
-    if problems:
-        flash(f"Nothing was recorded: {len(problems)} {'problem' if len(problems) == 1 else 'problems'}, listed under "
-              "Confirmed diagnoses.", "warning")  # fmt: skip
-        return _job_page(job, pasted=pasted, paste_problems=problems, basis=request.form.get("basis")), 422
-    flash(f"{len(entries):,} confirmed {'diagnosis is' if len(entries) == 1 else 'diagnoses are'} recorded.")
-    return redirect(url_for("pages.job_page", job_id=job_id, _anchor="confirmed"), 303)
+    return _recorded(job, len(entries), problems, pasted=pasted, basis=request.form.get("basis"))
 
 
 @bp.post("/jobs/<job_id>/confirmed-diagnoses/copy", endpoint="copy_confirmed_diagnoses")
@@ -184,12 +179,18 @@ def copy_confirmed_diagnoses(job_id: str) -> ResponseReturnValue:
     none; the page again with every problem when any row has one."""
     job = find_job(job_id)
     count, problems = confirmed.copy_from(job, find_job(request.form.get("source", "")))
+    return _recorded(job, count, problems)
+
+
+def _recorded(job: Job, count: int, problems: list[str], **shown: Any) -> ResponseReturnValue:
+    """After several confirmed diagnoses were sent: the job's Confirmed diagnoses, or, when nothing was recorded,
+    the page again with every problem (and what `shown` gives back, a paste say)."""
     if problems:
         flash(f"Nothing was recorded: {len(problems)} {'problem' if len(problems) == 1 else 'problems'}, listed under "
               "Confirmed diagnoses.", "warning")  # fmt: skip
-        return _job_page(job, paste_problems=problems), 422
+        return _job_page(job, paste_problems=problems, **shown), 422
     flash(f"{count:,} confirmed {'diagnosis is' if count == 1 else 'diagnoses are'} recorded.")
-    return redirect(url_for("pages.job_page", job_id=job_id, _anchor="confirmed"), 303)
+    return redirect(url_for("pages.job_page", job_id=job.id, _anchor="confirmed"), 303)
 
 
 @bp.post("/jobs/<job_id>/rows/<int:row>/confirmed-diagnosis/withdraw", endpoint="withdraw_confirmed_diagnosis")
