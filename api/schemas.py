@@ -388,6 +388,7 @@ class Validation(BaseModel):
 class Comparison(BaseModel):
     compared: int
     differing: int
+    against_known: dict[str, Any] | None
     rows: list[dict[str, Any]]
 
 

@@ -207,6 +207,10 @@ def test_the_new_pages_pass_axe_and_fit_a_phone(browser, stack, signed_in, lab):
     finished(stack, lab, other)
     answers = api(stack, lab, f"/api/v1/jobs/{job_id}/results?format=json")["results"]
     differing = next(r["row"] for r in answers if r["diagnosis"] != r["supplied_diagnosis"])
+    # The comparison's differing rows with confirmed diagnoses: one agreeing on both jobs, one in conflict.
+    between = [r["row"] for r in api(stack, lab, f"/api/v1/jobs/{job_id}/compare/{other}")["rows"]][:2]
+    base._confirm(stack, lab, job_id, {between[0]: "M", between[1]: "M"})
+    base._confirm(stack, lab, other, {between[1]: "B"})
     opened = api(stack, lab, f"/api/v1/jobs/{job_id}/rows/{differing}/case?wait=30", b"")["id"]
     for viewport, width in ((DESKTOP, "desktop"), (PHONE, "phone")):
         context = _context(browser, stack, signed_in, viewport=viewport, bypass_csp=True)  # axe goes in inline

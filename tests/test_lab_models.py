@@ -1,18 +1,24 @@
 """A model for each upload: the best that fits when none is named, a refusal naming the missing columns, a rescore
-of the stored input with another model, and the rows where two jobs on the same input differ."""
+of the stored input with another model, the rows where two jobs on the same input differ, and which of the two is
+right where a row's diagnosis is known."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 
+import numpy as np
 import openpyxl
 import pytest
+from scipy.stats import binomtest
 
 from shared.features import FEATURES
-from shared.modelstore import load_model
+from shared.modelstore import load_model, row_hashes
+from shared.settings import ROOT
 from testkit.support import case_ids, wdbc, wdbc_csv
-from tests.support import post_upload
+from tests.support import post_upload, without_diagnosis
 
 RF4 = ["radius_mean", "texture_mean", "smoothness_mean", "compactness_mean"]
 
@@ -89,6 +95,94 @@ def test_rescore_scores_the_stored_input_with_another_model_and_lists_the_rows_t
     assert f"The answers differ in <strong>{len(expected)}</strong> of 569 rows" in compare_page
     # The better model's own job offers nothing better; both pages link the comparison.
     assert "A better model fits this file" not in client.get(f"/jobs/{second['id']}").get_data(as_text=True)
+
+
+def _trained(name: str) -> np.ndarray:
+    """For each bundled WDBC row, whether it was one of the model's training rows (by the hashes its card lists)."""
+    card = json.loads((ROOT / "models" / f"{name}.json").read_text())
+    X, _ = wdbc()
+    hashes = frozenset(card["training_rows"]["hashes"])
+    return np.array([h in hashes for h in row_hashes(X[:, [FEATURES.index(f) for f in card["features"]]])])
+
+
+def test_two_jobs_are_compared_against_the_known_diagnoses_confirmed_on_either(client, finished, settings):
+    first = finished(post_upload(client, wdbc_csv(), model="wdbc-rf4").get_json()["id"])
+    second = finished(client.post(f"/api/v1/jobs/{first['id']}/rescore", json={"model": "wdbc-rf30"}).get_json()["id"])
+    rf4, rf30 = answers(settings, "wdbc-rf4", slice(None)), answers(settings, "wdbc-rf30", slice(None))
+    differing = [i for i in range(569) if rf4[i] != rf30[i]]
+    _, y = wdbc()
+    known = [str(v) for v in y]
+    other = {"M": "B", "B": "M"}
+
+    # Histology on the first job corrects one differing row's file diagnosis; the second job confirms another's;
+    # a third row is confirmed differently on each job, so it counts for neither.
+    corrected, agreed, disputed = differing[:3]
+    for job, row, diagnosis in [(first, corrected, other[known[corrected]]), (second, agreed, known[agreed]),
+                                (first, disputed, "M"), (second, disputed, "B")]:  # fmt: skip
+        sent = client.put(f"/api/v1/jobs/{job['id']}/rows/{row + 1}/confirmed-diagnosis",
+                          json={"diagnosis": diagnosis, "basis": "histology"})  # fmt: skip
+        assert sent.status_code == 200, sent.get_json()
+    known[corrected] = other[known[corrected]]
+    counted = [i for i in range(569) if i != disputed]
+    trained = _trained("wdbc-rf4") | _trained("wdbc-rf30")
+
+    def paired(rows: list[int]) -> dict[str, object]:
+        right4 = [rf4[i] == known[i] for i in rows]
+        right30 = [rf30[i] == known[i] for i in rows]
+        only4 = sum(a and not b for a, b in zip(right4, right30, strict=True))
+        only30 = sum(b and not a for a, b in zip(right4, right30, strict=True))
+        return {"rows": len(rows), "first": sum(right4), "second": sum(right30), "only_first_right": only4,
+                "only_second_right": only30, "mcnemar_p": binomtest(only4, only4 + only30).pvalue}  # fmt: skip
+
+    got = client.get(f"/api/v1/jobs/{first['id']}/compare/{second['id']}").get_json()["against_known"]
+    held_out = [i for i in counted if not trained[i]]
+    assert (got["reference"], got["confirmed_rows"], got["conflicting_rows"]) == ("confirmed or supplied", 2, 1)
+    assert (got["training_rows"], got["unchecked_rows"]) == (len(counted) - len(held_out), 0) and held_out
+    for block, rows in [("all", counted), ("not_in_training", held_out)]:
+        figures = got[block]
+        assert {key: figures[key]["numerator"] if key in ("first", "second") else figures[key]
+                for key in paired(rows)} == pytest.approx(paired(rows))  # fmt: skip
+        assert figures["first"]["denominator"] == len(rows) and figures["first"]["ci_low"] < figures["first"]["value"]
+
+    page = client.get(f"/jobs/{first['id']}/compare/{second['id']}").get_data(as_text=True)
+    expected = paired(held_out)
+    assert re.search(rf"wdbc-rf4 [^<]*\(<code>{first['id'][:8]}</code>\)</th>\s*<td class=\"num\">"
+                     rf"{expected['first']} / {len(held_out)}</td>", page)  # fmt: skip
+    assert "1 row has a different confirmed diagnosis on each job, and is left out." in page
+    assert "Rows neither model was trained on" in page and "McNemar’s exact test of the" in page
+    shown = dict(re.findall(r'<td data-label="Row">(\d+)</td>.*?<td data-label="Confirmed">([^<]*)</td>', page, re.S))
+    assert (shown[str(corrected + 1)], shown[str(agreed + 1)]) == (known[corrected], known[agreed])
+    assert shown[str(disputed + 1)] == "M on the first, B on the second"
+
+    exported = client.get(f"/api/v1/jobs/{first['id']}/compare/{second['id']}?format=csv")
+    rows = {int(r["row"]): r for r in csv.DictReader(io.StringIO(exported.get_data(as_text=True)))}
+    confirmed = [(rows[i + 1]["first_confirmed_diagnosis"], rows[i + 1]["second_confirmed_diagnosis"])
+                 for i in (corrected, agreed, disputed)]  # fmt: skip
+    assert confirmed == [(known[corrected], ""), ("", known[agreed]), ("M", "B")]
+
+    # The other way round, the first job is the other one: the figures swap, nothing else moves.
+    back = client.get(f"/api/v1/jobs/{second['id']}/compare/{first['id']}").get_json()["against_known"]
+    assert (back["all"]["first"], back["all"]["only_first_right"]) == (
+        got["all"]["second"],
+        got["all"]["only_second_right"],
+    )
+
+
+def test_a_comparison_without_any_known_diagnosis_says_how_to_get_one(client, finished):
+    content = without_diagnosis(wdbc_csv(slice(0, 30)))
+    first = finished(post_upload(client, content, model="wdbc-rf4").get_json()["id"])
+    second = finished(client.post(f"/api/v1/jobs/{first['id']}/rescore", json={"model": "wdbc-rf30"}).get_json()["id"])
+    assert client.get(f"/api/v1/jobs/{first['id']}/compare/{second['id']}").get_json()["against_known"] is None
+    page = client.get(f"/jobs/{first['id']}/compare/{second['id']}").get_data(as_text=True)
+    assert "No row both jobs answered has a known diagnosis." in page
+
+    # One confirmation on the second job, of a row its model was not trained on: whether the first model was is
+    # unknown, since the first job's row had no diagnosis to check it for.
+    row = 1 + next(i for i in range(30) if not _trained("wdbc-rf30")[i])
+    assert client.put(f"/api/v1/jobs/{second['id']}/rows/{row}/confirmed-diagnosis",
+                      json={"diagnosis": "M", "basis": "histology"}).status_code == 200  # fmt: skip
+    got = client.get(f"/api/v1/jobs/{first['id']}/compare/{second['id']}").get_json()["against_known"]
+    assert (got["reference"], got["all"]["rows"], got["unchecked_rows"]) == ("confirmed", 1, 1)
 
 
 def test_rescore_refuses_a_model_whose_columns_the_stored_input_lacks(client, finished):

@@ -46,7 +46,11 @@ def get_validation(job_id: str) -> ResponseReturnValue:
     tags=["jobs"],
 )
 def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
-    """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV."""
+    """The rows whose answers differ between two succeeded jobs on the same input, as JSON or CSV. In JSON,
+    `against_known` says which job answers rightly the rows whose diagnosis is known (confirmed on either job, else
+    supplied; rows whose jobs record different confirmed diagnoses are `conflicting_rows`, left out): each job's
+    share right with a 95 % Wilson interval, the rows only one gets right and McNemar's exact test of them, for
+    all such rows and for those neither model was trained on; null while no row has a known diagnosis."""
     fmt = wanted_format(schemas.CompareQuery)
     first, second = find_job(job_id), find_job(other_id)
     session = db()
@@ -61,7 +65,8 @@ def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
         lines = ([neutralise(v) if isinstance(v, str) else v for v in r.values()] for r in rows)
         body = stream_with_context(downloads.csv_stream(compare.FIELDS, lines))
         return attachment(body, f"cytoscore-{first.id}-vs-{second.id}.csv", "text/csv")
-    return jsonify(compared=found.compared, differing=found.differing, rows=list(rows))
+    known = compare.against_known(session, first, second)
+    return jsonify(compared=found.compared, differing=found.differing, against_known=known, rows=list(rows))
 
 
 def _finished_job(job_id: str) -> Job:

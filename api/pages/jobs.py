@@ -242,7 +242,10 @@ def compare_page(job_id: str, other_id: str) -> ResponseReturnValue:
     record("job.view", first, detail=f"compared with job {second.id}")
     session.commit()
     rows = list(compare.differing_rows(session, first, second, limit=COMPARE_ROWS))
-    return render_template("compare.html", found=found, rows=rows, shown=COMPARE_ROWS, notice=results.NOTICE)
+    known = compare.against_known(session, first, second)
+    return render_template(
+        "compare.html", found=found, known=known, rows=rows, shown=COMPARE_ROWS, notice=results.NOTICE
+    )
 
 
 @bp.post("/jobs/<job_id>/rows/<int:row>/case", endpoint="open_row")
