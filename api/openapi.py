@@ -7,6 +7,8 @@ and returns the handler untouched. The handlers read their query strings with th
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -15,6 +17,7 @@ from spectree import Response, SpecTree
 from api import schemas
 
 F = TypeVar("F", bound=Callable[..., Any])
+_GENERATING = threading.Lock()  # one document at a time: each swaps the shared spec's models for a copy
 CSV, XLSX = "text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -34,6 +37,18 @@ class Documented(SpecTree):
             return handler
 
         return record
+
+    def _generate_spec(self) -> dict[str, Any]:
+        """spectree's, from a copy of the models: its own moves each model's nested schemas (`$defs`) out of
+        `self.models` as it goes, so every document after the first referred to schemas it no longer had."""
+        with _GENERATING:
+            models = self.models
+            self.models = copy.deepcopy(models)
+            try:
+                made: dict[str, Any] = super()._generate_spec()
+            finally:
+                self.models = models
+        return made
 
     @property
     def files(self) -> dict[str, Mapping[str, tuple[str, ...]]]:
