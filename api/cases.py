@@ -81,7 +81,7 @@ def view(session: Session, job: Job, model: dict[str, Any]) -> Case | None:
         chart = charts.contributions(labels, explanation["base"], contributions, record["probability_malignant"])
     owner = job_views.owner_email(session, job)
     origin = session.get(Job, job.source_job_id) if job.source_job_id else None
-    confirmed = session.get(ConfirmedDiagnosis, (job.id, record["row"]))
+    confirmed = job_views.confirmation(session, job, record["row"])
     return Case(job, record["case_id"], record, measurements, chart, owner, job.created_at, origin, confirmed)
 
 

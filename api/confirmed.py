@@ -21,8 +21,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from api import row_case
-from api.access import record
+from api import job_views, row_case
+from api.access import may_see, record
 from api.database import db
 from api.registry import UnknownModel, model_meta
 from shared import jobs
@@ -59,7 +59,18 @@ def _basis_problems(basis: object) -> list[str]:
 
 
 def recorded(session: Session, job: Job, row: int) -> ConfirmedDiagnosis | None:
-    return session.get(ConfirmedDiagnosis, (job.id, row))
+    return job_views.confirmation(session, job, row)
+
+
+def _home(session: Session, job: Job, row: int) -> tuple[Job, int, str]:
+    """Where a confirmed diagnosis of row `row` of `job` is recorded (`job_views.confirmation_home`), and how its
+    audit event says it came there: the row a case was opened from, by whoever may see that row's job."""
+    home, number = job_views.confirmation_home(session, job, row)
+    if home is job:
+        return job, row, ""
+    if not may_see(home):
+        abort(403, description=f"this case is row {number} of job {home.id}, whose diagnoses are not yours to record")
+    return home, number, f"through case {job.id}: "
 
 
 def scored_result(session: Session, job: Job, row: int) -> Result:
@@ -77,11 +88,13 @@ def scored_result(session: Session, job: Job, row: int) -> Result:
 def confirm(job: Job, row: int, diagnosis: str, basis: str) -> ConfirmedDiagnosis:
     """Record (or correct) row `row`'s confirmed diagnosis, audited; the caller has checked `problems`."""
     session = db()
-    _lock(session, job)
-    result = scored_result(session, job, row)
-    _store(session, job, {row: (result, diagnosis, basis)})
+    scored_result(session, job, row)
+    home, number, origin = _home(session, job, row)
+    _lock(session, home)
+    result = scored_result(session, home, number)
+    _store(session, home, {number: (result, diagnosis, basis)}, origin)
     session.commit()
-    found = session.get(ConfirmedDiagnosis, (job.id, row), populate_existing=True)  # as the upsert left it
+    found = session.get(ConfirmedDiagnosis, (home.id, number), populate_existing=True)  # as the upsert left it
     assert found is not None
     return found
 
@@ -104,6 +117,7 @@ def confirm_many(job: Job, entries: list[Entry], basis: object, origin: str = ""
     session = db()
     _lock(session, job)
     _check_job(job)
+    _not_opened_from_a_row(session, job)
     wanted, resolved = _resolve(session, job, entries, basis)
     found = (_basis_problems(basis) if any(e.basis is None for e in entries) else []) + resolved
     if found:
@@ -197,6 +211,14 @@ def summary(session: Session, job: Job) -> dict[str, int]:
         .where(ConfirmedDiagnosis.job_id == job.id)
     ).one()
     return {"rows": found[0], "differs": found[1]}
+
+
+def _not_opened_from_a_row(session: Session, job: Job) -> None:
+    """409 for a case opened from a file's row: its diagnosis is that row's, recorded one row at a time."""
+    home, number = job_views.confirmation_home(session, job, 1)
+    if home is not job:
+        abort(409, description=f"this case is row {number} of job {home.id}: record its diagnosis there, or with "
+                               f"PUT /api/v1/jobs/{job.id}/rows/1/confirmed-diagnosis")  # fmt: skip
 
 
 def _lock(session: Session, job: Job) -> None:
@@ -298,10 +320,11 @@ def withdraw(job: Job, row: int) -> None:
     """Take back row `row`'s confirmed diagnosis (recorded against the wrong case, say), audited; 404 if none."""
     session = db()
     scored_result(session, job, row)
-    found = session.get(ConfirmedDiagnosis, (job.id, row), with_for_update=True)
+    home, number, origin = _home(session, job, row)
+    found = session.get(ConfirmedDiagnosis, (home.id, number), with_for_update=True)
     if found is None:
-        abort(404, description=f"row {row} of job {job.id} has no confirmed diagnosis")
-    record("case.unconfirm", job, detail=f"row {row}: {found.diagnosis} by {found.basis} withdrawn")
+        abort(404, description=f"row {number} of job {home.id} has no confirmed diagnosis")
+    record("case.unconfirm", home, detail=f"{origin}row {number}: {found.diagnosis} by {found.basis} withdrawn")
     session.delete(found)
     session.commit()
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from shared import jobs
@@ -157,6 +157,23 @@ def diagnosis_counts(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UU
     return out
 
 
+def confirmation_home(session: Session, job: Job, row: int) -> tuple[Job, int]:
+    """Where row `row` of `job` keeps its confirmed diagnosis. A case opened from a file's row (api.row_case) is
+    that row scored again by the same model: its diagnosis is the row's, kept on the file's job while the file's
+    results are there, so the file's figures count it once and its page shows it. Any other row keeps its own."""
+    if row == 1 and job.source_job_id is not None and job.source_row is not None:
+        source = session.get(Job, job.source_job_id)
+        if source is not None and source.status == JobStatus.SUCCEEDED.value and source.purged_at is None:
+            return source, job.source_row
+    return job, row
+
+
+def confirmation(session: Session, job: Job, row: int) -> ConfirmedDiagnosis | None:
+    """Row `row`'s confirmed diagnosis, wherever it is kept (`confirmation_home`)."""
+    home, number = confirmation_home(session, job, row)
+    return session.get(ConfirmedDiagnosis, (home.id, number))
+
+
 @dataclass(frozen=True)
 class RecentCase:
     job: Job
@@ -169,10 +186,16 @@ class RecentCase:
 def recent_cases(session: Session, owner_id: int, limit: int = 5) -> list[RecentCase]:
     """The person's latest single cases, newest first, each with its answer once there is one to show, and the
     diagnosis confirmed later where one is recorded."""
+    # As confirmation_home: a case opened from a row of a file whose results are there shows that row's.
+    source, own, of_row = aliased(Job), aliased(ConfirmedDiagnosis), aliased(ConfirmedDiagnosis)
+    live = (source.id == Job.source_job_id) & (source.status == JobStatus.SUCCEEDED.value) & source.purged_at.is_(None)
+    confirmed = case((source.id.is_not(None), of_row.diagnosis), else_=own.diagnosis)
     found = session.execute(
-        select(Job, Result.case_id, Result.diagnosis, Result.probability_malignant, ConfirmedDiagnosis.diagnosis)
+        select(Job, Result.case_id, Result.diagnosis, Result.probability_malignant, confirmed)
         .outerjoin(Result, (Result.job_id == Job.id) & (Result.row_number == 1))
-        .outerjoin(ConfirmedDiagnosis, (ConfirmedDiagnosis.job_id == Job.id) & (ConfirmedDiagnosis.row_number == 1))
+        .outerjoin(own, (own.job_id == Job.id) & (own.row_number == 1))
+        .outerjoin(source, live)
+        .outerjoin(of_row, (of_row.job_id == source.id) & (of_row.row_number == Job.source_row))
         .where(Job.owner_id == owner_id, Job.rows_total == 1, Job.input_format == "json")
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(limit)

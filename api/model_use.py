@@ -1,5 +1,6 @@
 """How a model has been used on this site, month by month in the site's time zone: the jobs that succeeded with it
-and whose results are still stored, the rows they scored, flagged and rejected, how many it answered M, and, where
+and whose results are still stored (a row of a file opened as a case counts once, with the file), the rows they
+scored, flagged and rejected, how many it answered M, and, where
 a file supplied diagnoses or one was confirmed later (api/confirmed.py), how its answers agreed with them on the rows
 that were not its training rows.
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal_column, select
+from sqlalchemy.orm import Session, aliased
 
 from api.validation import proportion
 from shared.schema import ConfirmedDiagnosis, Job, JobStatus, Result
@@ -28,11 +29,17 @@ def by_month(session: Session, model: str, zone: str) -> list[dict[str, Any]]:
     first_month = func.date_trunc("month", func.timezone(zone, func.now())) - literal_column(
         f"interval '{MONTHS - 1} months'"
     )
+    # A case opened from a row of a file whose results are stored is that row again: it counts once, with the file.
+    source = aliased(Job)
+    repeats_a_row = exists().where(
+        source.id == Job.source_job_id, source.status == JobStatus.SUCCEEDED.value, source.purged_at.is_(None)
+    )
     kept = (
         Job.model_name == model,
         Job.status == JobStatus.SUCCEEDED.value,
         Job.purged_at.is_(None),
         Job.finished_at >= func.timezone(zone, first_month),
+        ~repeats_a_row,
     )
 
     def rows(*where: ColumnElement[bool]) -> Any:

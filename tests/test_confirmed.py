@@ -433,3 +433,53 @@ def test_a_rescored_job_brings_the_confirmed_diagnoses_of_the_job_on_the_same_fi
     theirs = _scored(people["clinician"].client(app), _wdbc_case(trained=False))
     assert client.post(copy, json={"source": theirs["id"]}).status_code == 404  # someone else's, as a missing one
     assert client.post(copy, json={"source": second["id"]}).status_code == 409  # itself
+
+
+def test_a_row_opened_as_a_case_shares_the_rows_confirmed_diagnosis(app, client, finished, people, service_env):
+    X, _ = wdbc()
+    hashes = row_hashes(X[:20][:, [FEATURES.index(f) for f in RF4]])
+    row = 1 + next(i for i, h in enumerate(hashes) if h not in TRAINED)  # counted in the model's figures
+    job = finished(post_upload(client, wdbc_csv(slice(0, 20)), model="wdbc-rf4").get_json()["id"])
+    result = client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"][row - 1]
+    answered, supplied = result["diagnosis"], result["supplied_diagnosis"]
+    truth = {"M": "B", "B": "M"}[supplied]  # histology says otherwise than the file
+    admin = people["admin"].client(app)
+    before = _against(admin)
+
+    opened = client.post(f"/api/v1/jobs/{job['id']}/rows/{row}/case?wait=30")
+    assert opened.status_code == 201, opened.get_json()
+    case = opened.get_json()["id"]
+    assert _moved(before, _against(admin)) == {}  # the row scored again is not a second row of the model's use
+
+    sent = client.put(
+        f"/api/v1/jobs/{case}/rows/1/confirmed-diagnosis", json={"diagnosis": truth, "basis": "histology"}
+    )
+    assert sent.status_code == 200, sent.get_json()
+    assert (sent.get_json()["job"], sent.get_json()["row"]) == (job["id"], row)
+    records = client.get(f"/api/v1/jobs/{job['id']}/results").get_json()["results"]
+    assert [r["row"] for r in records if r["confirmed_diagnosis"]] == [row]
+    v = client.get(f"/api/v1/jobs/{job['id']}/validation").get_json()["validation"]
+    assert (v["confirmed_rows"], v["corrected_rows"]) == (1, 1)
+    cell = {("M", "M"): "tp", ("M", "B"): "fn", ("B", "B"): "tn", ("B", "M"): "fp"}
+    moved = {"confirmed_rows": 1, cell[supplied, answered]: -1, cell[truth, answered]: 1}
+    assert _moved(before, _against(admin)) == moved
+
+    lab = people["lab"]
+    browser = sign_in(app, lab.email, lab.password)
+    page = browser.get(f"/jobs/{case}").get_data(as_text=True)
+    assert f"by {lab.email} on row {row} of the file this case was opened from" in page
+    assert f"This case is row {row} of\n      {job['input']['filename']} scored again" in page
+    read = client.get(f"/api/v1/jobs/{case}/rows/1/confirmed-diagnosis").get_json()
+    assert (read["job"], read["row"], read["diagnosis"]) == (job["id"], row, truth)
+    several = client.post(f"/api/v1/jobs/{case}/confirmed-diagnoses",
+                          json={"basis": "histology", "diagnoses": [{"row": 1, "diagnosis": "M"}]})  # fmt: skip
+    assert several.status_code == 409 and f"row {row} of job {job['id']}" in several.get_json()["error"]
+
+    withdrawn = browser.post(f"/jobs/{case}/rows/1/confirmed-diagnosis/withdraw",
+                             data={"csrf_token": csrf(browser, f"/jobs/{case}")})  # fmt: skip
+    assert withdrawn.status_code == 303
+    assert client.get(f"/api/v1/jobs/{job['id']}/rows/{row}/confirmed-diagnosis").status_code == 404
+    assert _moved(before, _against(admin)) == {}
+    trail = _trail(service_env, job["id"])
+    assert any(f"through case {case}: row {row}: {truth} by histology" in line for line in trail), trail
+    assert any(f"through case {case}: row {row}: {truth} by histology withdrawn" in line for line in trail), trail

@@ -137,3 +137,37 @@ def test_upgrade_gives_every_stored_input_the_layout_its_reader_needs(empty_db: 
     command.downgrade(config, "0007")
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT part, rows_scored FROM job_chunks").fetchall() == [(0, 2)]
+
+
+def test_upgrade_moves_a_cases_confirmed_diagnosis_to_the_row_it_was_opened_from(empty_db: tuple[str, Config]) -> None:
+    dsn, config = empty_db
+    command.upgrade(config, "0024")
+    confirm = (
+        "INSERT INTO confirmed_diagnoses (job_id, row_number, diagnosis, basis, trained_on, recorded_by, recorded_at) "
+        "VALUES (%s, %s, %s, 'histology', false, %s, now() - %s * interval '1 minute')"
+    )
+    with psycopg.connect(dsn) as conn:
+        file = uuid.uuid4()
+        conn.execute(JOB, (file, 3, 3))
+        conn.execute(confirm, (file, 3, "B", "lab@row", 0))
+
+        def case(row: int, diagnosis: str, by: str, minutes_ago: int) -> uuid.UUID:
+            job = uuid.uuid4()
+            conn.execute(JOB, (job, 1, 1))
+            conn.execute("UPDATE jobs SET source_job_id = %s, source_row = %s WHERE id = %s", (file, row, job))
+            conn.execute(confirm, (job, 1, diagnosis, by, minutes_ago))
+            return job
+
+        older, newer = case(1, "M", "older@case", 5), case(1, "B", "newer@case", 1)  # two people opened row 1
+        own_row = case(3, "M", "differs@case", 1)  # row 3 has its own confirmed diagnosis
+    command.upgrade(config, "head")
+    with psycopg.connect(dsn) as conn:
+        kept = {(job, row): (d, by) for job, row, d, by in conn.execute(
+            "SELECT job_id, row_number, diagnosis, recorded_by FROM confirmed_diagnoses")}  # fmt: skip
+    assert kept == {
+        (file, 1): ("B", "newer@case"),  # the latest of the two moved to its row
+        (older, 1): ("M", "older@case"),  # the others stay where they were, unchanged
+        (file, 3): ("B", "lab@row"),
+        (own_row, 1): ("M", "differs@case"),
+    }
+    assert newer not in {job for job, _ in kept}

@@ -156,8 +156,11 @@ def confirm_diagnosis(job_id: str, row: int) -> ResponseReturnValue:
     wrong = confirmed.problems(diagnosis, basis)
     if wrong:
         abort(422, description="; ".join(wrong))
-    confirmed.confirm(job, row, str(diagnosis), str(basis))
-    flash("The confirmed diagnosis is recorded.")
+    found = confirmed.confirm(job, row, str(diagnosis), str(basis))
+    if found.job_id == job.id:
+        flash("The confirmed diagnosis is recorded.")
+    else:
+        flash(f"The confirmed diagnosis is recorded on row {found.row_number} of the file this case was opened from.")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 
