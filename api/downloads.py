@@ -7,6 +7,7 @@ formula is neutralised; input text that is a number stays a number.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import tempfile
@@ -14,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import Any, BinaryIO, TypeVar
 
+from flask import current_app
 from sqlalchemy.orm import Session, object_session
 
 from api import results
@@ -116,11 +118,16 @@ def _paired(
 
 
 def json_records(session: Session, job: Job, source: JobInput, show: str = "all") -> Iterator[dict[str, Any]]:
-    """The result records (those `show` keeps: see job_views.SHOWS), each with its input row as sent."""
+    """The result records (those `show` keeps: see job_views.SHOWS), each with its input row as sent. The input
+    is read at once, while the request's session holds it; the records come as they are read."""
     input_header, input_rows = _source(job, source)
-    with closing(input_rows):
-        for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
-            yield {**record, "input": dict(zip(input_header, cells, strict=True))}
+
+    def records() -> Iterator[dict[str, Any]]:
+        with closing(input_rows):
+            for record, cells in _paired(results.records(session, job, where=SHOWS[show]), input_rows):
+                yield {**record, "input": dict(zip(input_header, cells, strict=True))}
+
+    return records()
 
 
 def table(
@@ -158,6 +165,21 @@ def csv_stream(header: Sequence[str], rows: Iterator[Sequence[Any]], every: int 
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def json_stream(head: dict[str, Any], key: str, items: Iterator[Any], every: int = 1000) -> Iterator[str]:
+    """`head`'s members and then `key`, an array of the items, as one JSON object written while the items come
+    (in pieces of `every`), so a million records are never in memory at once; `key` sorts after `head`'s keys,
+    where jsonify would put it."""
+    dumps = functools.partial(current_app.json.dumps, separators=(",", ":"))  # compact, as jsonify answers
+    assert all(name < key for name in head), "the array is written last"
+    opening = dumps(head)[:-1]
+    yield opening + ("," if head else "") + dumps(key) + ":["
+    separator = ""
+    while piece := list(itertools.islice(items, every)):
+        yield separator + ",".join(dumps(item) for item in piece)
+        separator = ","
+    yield "]}"
 
 
 def xlsx_bytes(header: Sequence[str], rows: Iterator[Sequence[Any]]) -> bytes:

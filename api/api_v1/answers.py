@@ -4,6 +4,7 @@ supplied diagnosis, and how two jobs on the same input differ."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from flask import Response, abort, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
@@ -65,8 +66,14 @@ def compare_jobs(job_id: str, other_id: str) -> ResponseReturnValue:
         lines = ([neutralise(v) if isinstance(v, str) else v for v in r.values()] for r in rows)
         body = stream_with_context(downloads.csv_stream(compare.FIELDS, lines))
         return attachment(body, f"cytoscore-{first.id}-vs-{second.id}.csv", "text/csv")
-    known = compare.against_known(session, first, second)
-    return jsonify(compared=found.compared, differing=found.differing, against_known=known, rows=list(rows))
+    head = {"compared": found.compared, "differing": found.differing,
+            "against_known": compare.against_known(session, first, second)}  # fmt: skip
+    return _json(downloads.json_stream(head, "rows", rows))
+
+
+def _json(pieces: Iterator[str]) -> Response:
+    """A JSON answer written as it is made (`downloads.json_stream`), with the request's session kept open."""
+    return Response(stream_with_context(pieces), mimetype="application/json")
 
 
 def _finished_job(job_id: str) -> Job:
@@ -99,8 +106,8 @@ def get_results(job_id: str) -> ResponseReturnValue:
     record("job.download", job, detail=f"results as {fmt}" + ("" if show == "all" else f", {show} rows"))
     session.commit()
     if fmt == "json":
-        records = list(downloads.json_records(session, job, source, show))
-        return jsonify(job=job_json(job), notice=results.NOTICE, results=records)
+        head = {"job": job_json(job), "notice": results.NOTICE}
+        return _json(downloads.json_stream(head, "results", downloads.json_records(session, job, source, show)))
     header, rows = downloads.table(session, job, source, typed=fmt == "xlsx", show=show)
     name = f"cytoscore-{job.id}" + ("" if show == "all" else f"-{show}")
     if fmt == "xlsx":
@@ -127,6 +134,7 @@ def get_errors(job_id: str) -> ResponseReturnValue:
     db().commit()
     lines = downloads.problems(job, source, model_meta(job.model_name))
     if fmt == "json":
-        return jsonify(problems=[dict(zip(downloads.PROBLEM_FIELDS, line, strict=True)) for line in lines])
+        problems = (dict(zip(downloads.PROBLEM_FIELDS, line, strict=True)) for line in lines)
+        return _json(downloads.json_stream({}, "problems", problems))
     body = stream_with_context(downloads.csv_stream(downloads.PROBLEM_FIELDS, lines))
     return attachment(body, f"cytoscore-{job.id}-errors.csv", "text/csv")
