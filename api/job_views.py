@@ -81,6 +81,13 @@ def _where(job: Job, show: str) -> list[Any]:
     return [Result.job_id == job.id] + ([condition] if condition is not None else [])
 
 
+def shown_rows(session: Session, job: Job, show: str) -> int:
+    """How many of the job's results the filter `show` keeps."""
+    if show == "all":
+        return job.rows_total
+    return session.scalar(select(func.count()).select_from(Result).where(*_where(job, show))) or 0
+
+
 def table_page(session: Session, job: Job, query: TableQuery) -> tuple[list[dict[str, Any]], int]:
     """One page of results in the asked order, and how many rows match the filter."""
     where = _where(job, query.show)

@@ -77,6 +77,10 @@ def write_csv(out: IO[str], header: Sequence[str], rows: Iterable[Sequence[objec
         writer.writerow(["" if v is None else v for v in map(_plain, row)])
 
 
+#: A worksheet holds 1,048,576 rows (Excel's limit, and the format's); the export's header takes one.
+XLSX_MAX_ROWS = 1_048_575
+
+
 def write_xlsx(out: IO[bytes], header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Write one sheet with openpyxl's write-only mode; characters XML cannot hold become U+FFFD.
 

@@ -228,3 +228,30 @@ def test_the_rows_a_filter_shows_download_with_their_input_columns(client, finis
     text = " ".join(page.get_data(as_text=True).split())
     assert f"Download these {len(differing)} rows, with their input columns:" in text
     assert f'href="/api/v1/jobs/{job_id}/results?format=csv&amp;show=differs"' in text
+
+
+def test_rows_that_do_not_fit_in_one_xlsx_sheet_are_offered_as_csv_only(app, client, mixed_job, people, monkeypatch):
+    from shared import spreadsheets
+
+    monkeypatch.setattr(spreadsheets, "XLSX_MAX_ROWS", 3)  # a sheet's 1,048,575 rows, made small: the job has 4
+    job_id, _ = mixed_job
+    refused = client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx")
+    assert refused.status_code == 409
+    assert refused.get_json()["error"] == (
+        "4 rows do not fit in one XLSX sheet, which holds 3 rows under its header: download them as CSV"
+    )
+    assert client.get(f"/api/v1/jobs/{job_id}/results?format=csv").status_code == 200
+    rejected = client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx&show=rejected")  # one row fits
+    assert rejected.status_code == 200
+    assert [r[0] for r in openpyxl.load_workbook(io.BytesIO(rejected.data)).active.iter_rows(values_only=True)] == [
+        "row",
+        3,
+    ]
+
+    lab = people["lab"]
+    browser = sign_in(app, lab.email, lab.password)
+    page = browser.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "No XLSX: 4 rows do not fit in one sheet, which holds 3 under its header. The CSV has them all." in page
+    assert "format=xlsx" not in page.split('id="filtered-downloads"')[0]
+    filtered = browser.get(f"/jobs/{job_id}?show=rejected").get_data(as_text=True)
+    assert f"/api/v1/jobs/{job_id}/results?format=xlsx&amp;show=rejected" in filtered

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from flask import Response, abort, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
-from api import compare, downloads, results, schemas, validation
+from api import compare, downloads, job_views, results, schemas, validation
 from api.access import record
 from api.api_v1 import attachment, bp, find_job, job_json, wanted_format
 from api.database import db
 from api.openapi import CSV, XLSX, errors, responses, spec
 from api.registry import model_meta
+from shared import spreadsheets
 from shared.schema import Job, JobInput, JobStatus
 from shared.spreadsheets import neutralise
 
@@ -103,6 +104,9 @@ def get_results(job_id: str) -> ResponseReturnValue:
     source = session.get(JobInput, job.id)
     if source is None:
         abort(410, description="the job's input has been removed; its results can no longer be exported")
+    if fmt == "xlsx" and (wanted := job_views.shown_rows(session, job, show)) > (most := spreadsheets.XLSX_MAX_ROWS):
+        return jsonify(error=f"{wanted:,} rows do not fit in one XLSX sheet, which holds {most:,} rows under its "
+                             "header: download them as CSV", status=job.status, job_error=None), 409  # fmt: skip
     record("job.download", job, detail=f"results as {fmt}" + ("" if show == "all" else f", {show} rows"))
     session.commit()
     if fmt == "json":

@@ -33,6 +33,7 @@ from api.api_v1 import find_job
 from api.database import db
 from api.pages import COMPARE_ROWS, accepted, bp
 from api.registry import UnknownModel, all_models, model_meta
+from shared import spreadsheets
 from shared.intake import FileRejected
 from shared.schema import Job, JobKind, JobStatus, Role, User
 
@@ -117,6 +118,7 @@ def _job_page(job: Job, **shown: Any) -> str:
         fits=rescore.fitting_models(session, job) if job.status == JobStatus.CANCELLED.value else [],
         bases=confirmed.BASES.items(),
         opened=job_views.opened_cases(session, job) if job.kind == JobKind.UPLOAD.value and not job.purged_at else 0,
+        xlsx_max_rows=spreadsheets.XLSX_MAX_ROWS,
         **context,
     )
 

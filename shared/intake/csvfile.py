@@ -80,7 +80,10 @@ def records(content: Content, delimiter: str) -> Iterator[tuple[int, list[str]]]
                 yield start, row
             start = reader.line_num + 1
     finally:
-        text.detach()  # the caller's file stays the caller's to close
+        # The caller's file stays the caller's to close, and may be closed already: a download whose last wanted
+        # row came before the file's end closes its file, and this generator is finished later, when collected.
+        if not text.closed:
+            text.detach()
 
 
 def _csv_problem(line: int, message: str) -> str:
