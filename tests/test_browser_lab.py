@@ -256,6 +256,8 @@ def test_a_job_started_by_mistake_is_cancelled_from_its_page_and_scored_again(br
         again = job_id_of(page.url)
         assert again != job_id
         assert finished(stack, lab, again)["rows_scored"] == 200_000
+        page.reload()  # the finished job's downloads: an XLSX this large is made whole first, the CSV streams
+        expect(page.locator("ul.downloads")).to_contain_text("made whole before it starts: minutes for this many rows")
     finally:
         context.close()
     watch.assert_clean()
