@@ -1,8 +1,7 @@
 """How a model has been used on this site, month by month in the site's time zone: the jobs that succeeded with it
 and whose results are still stored (a row of a file opened as a case counts once, with the file), the rows they
-scored, flagged and rejected, how many it answered M, and, where
-a file supplied diagnoses or one was confirmed later (api/confirmed.py), how its answers agreed with them on the rows
-that were not its training rows.
+scored, flagged and rejected, how many it answered M, and, where a file supplied diagnoses or one was confirmed
+later (api/confirmed.py), how its answers agreed with them on the rows that were not its training rows.
 
 A model in service is watched, not only validated once: a drift in the share answered M or flagged, or in the
 agreement where diagnoses come back, is the first sign that the cases, the measuring or the model have changed.
