@@ -182,10 +182,18 @@ def json_stream(head: dict[str, Any], key: str, items: Iterator[Any], every: int
     yield "]}"
 
 
-def xlsx_bytes(header: Sequence[str], rows: Iterator[Sequence[Any]]) -> bytes:
-    out = io.BytesIO()
-    write_xlsx(out, header, rows)
-    return out.getvalue()
+def xlsx_pieces(header: Sequence[str], rows: Iterator[Sequence[Any]]) -> tuple[int, Iterator[bytes]]:
+    """The workbook's size and its bytes, a megabyte at a time. A zip's directory comes last, so the workbook is
+    written whole first, to a temporary file rather than to memory, which is closed once sent (or dropped)."""
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the _Closing that sends it
+    try:
+        write_xlsx(out, header, rows)
+        size = out.tell()
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return size, _Closing(out, iter(functools.partial(out.read, 1 << 20), b""))
 
 
 def problems(job: Job, source: JobInput, model: dict[str, Any]) -> Iterator[list[Any]]:

@@ -59,6 +59,7 @@ def test_xlsx_export_has_numeric_measurements_and_text_ids(client, mixed_job):
     job_id, _ = mixed_job
     response = client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx")
     assert response.status_code == 200
+    assert response.content_length == len(response.data) > 0  # a browser shows how much of it has come
     sheet = openpyxl.load_workbook(io.BytesIO(response.data), read_only=True).active
     header, *rows = [list(r) for r in sheet.iter_rows(values_only=True)]
     col = {name: i for i, name in enumerate(header)}

@@ -115,7 +115,10 @@ def get_results(job_id: str) -> ResponseReturnValue:
     header, rows = downloads.table(session, job, source, typed=fmt == "xlsx", show=show)
     name = f"cytoscore-{job.id}" + ("" if show == "all" else f"-{show}")
     if fmt == "xlsx":
-        return attachment(downloads.xlsx_bytes(header, rows), f"{name}.xlsx", XLSX)
+        size, pieces = downloads.xlsx_pieces(header, rows)
+        sent = attachment(pieces, f"{name}.xlsx", XLSX)
+        sent.content_length = size
+        return sent
     body = stream_with_context(downloads.csv_stream(header, rows))
     return attachment(body, f"{name}.csv", "text/csv")
 
