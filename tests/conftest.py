@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import redis
 from alembic.config import Config
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine, make_sessionmaker
@@ -137,12 +138,23 @@ def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     proc.stop()
 
 
+class WholeBodyClient(FlaskClient):
+    """Reads each answer's body whole and closes it, as a server does, unless a test asks for `buffered=False`.
+    Werkzeug's client reads only the first piece of a streamed answer: the rest, with its request's context and
+    database connection, waited for the garbage collector, which could drop the connection still open in some
+    later test (after an `app_with` app's pool was closed), where psycopg's warning failed that test."""
+
+    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> Any:
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app(settings: Settings):  # type: ignore[no-untyped-def]
     from api import create_app
 
     flask_app = create_app(settings)
     flask_app.config.update(TESTING=True)
+    flask_app.test_client_class = WholeBodyClient
     yield flask_app
     flask_app.extensions["cytoscore.engine"].dispose()
 
@@ -157,6 +169,7 @@ def app_with(settings: Settings):  # type: ignore[no-untyped-def]
     def make(**changes: Any) -> Any:
         flask_app = create_app(settings.model_copy(update=changes))
         flask_app.config.update(TESTING=True)
+        flask_app.test_client_class = WholeBodyClient
         made.append(flask_app)
         return flask_app
 
