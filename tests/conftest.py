@@ -5,6 +5,7 @@ Services are never faked and never skipped: if PostgreSQL or Redis cannot be rea
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -156,6 +157,7 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     flask_app.config.update(TESTING=True)
     flask_app.test_client_class = WholeBodyClient
     yield flask_app
+    gc.collect()
     flask_app.extensions["cytoscore.engine"].dispose()
 
 
@@ -174,6 +176,7 @@ def app_with(settings: Settings):  # type: ignore[no-untyped-def]
         return flask_app
 
     yield make
+    gc.collect()  # what the test left unclosed gives its connection back now, for `dispose` to close
     for flask_app in made:
         flask_app.extensions["cytoscore.engine"].dispose()
 
