@@ -23,6 +23,9 @@ def db() -> Session:
 
 
 def _close_session(_exc: BaseException | None) -> None:
-    session = g.pop("db", None)
+    """Give the session's connection back. A streamed answer (`stream_with_context`) ends its request's context
+    twice: when the view returns, and when the stream does; the session stays in `g` between the two, so what the
+    stream reads on it is given back at the second end too."""
+    session = g.get("db")
     if session is not None:
         session.close()

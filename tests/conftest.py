@@ -161,6 +161,19 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     flask_app.extensions["cytoscore.engine"].dispose()
 
 
+@pytest.fixture(autouse=True)
+def _connections_given_back(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every request to the web gives its database connection back when it ends, a streamed answer's included;
+    one held until the garbage collector frees its session would sit idle in a transaction."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    pool = request.getfixturevalue("app").extensions["cytoscore.engine"].pool
+    held = pool.checkedout()
+    yield
+    assert pool.checkedout() <= held, "a connection of the web's pool is still checked out after the test"
+
+
 @pytest.fixture
 def app_with(settings: Settings):  # type: ignore[no-untyped-def]
     """`app_with(time_zone="Europe/Berlin")`: the web of a site configured so, closed after the test."""
@@ -176,9 +189,11 @@ def app_with(settings: Settings):  # type: ignore[no-untyped-def]
         return flask_app
 
     yield make
+    held = sum(flask_app.extensions["cytoscore.engine"].pool.checkedout() for flask_app in made)
     gc.collect()  # what the test left unclosed gives its connection back now, for `dispose` to close
     for flask_app in made:
         flask_app.extensions["cytoscore.engine"].dispose()
+    assert held == 0, "a connection of the web's pool was still checked out after the test"
 
 
 @pytest.fixture

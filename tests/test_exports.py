@@ -185,6 +185,24 @@ def test_a_download_the_reader_stops_early_closes_what_it_read_from(client, fini
     gc.collect()
 
 
+def test_a_download_gives_its_database_connection_back_when_it_ends(app, client, mixed_job):
+    """A streamed download reads on the request's session after the view has returned. When it ends, its
+    connection goes back to the web's pool at once, not when the garbage collector frees the session (until then
+    it would sit idle in a transaction, one of the pool's few)."""
+    job_id, _ = mixed_job
+    pool = app.extensions["cytoscore.engine"].pool
+    gc.collect()
+    gc.disable()
+    try:
+        before = pool.checkedout()
+        for query in ("results?format=csv", "results?format=json", "errors?format=csv", "errors?format=json"):
+            response = client.get(f"/api/v1/jobs/{job_id}/{query}")
+            assert response.status_code == 200 and response.data
+            assert pool.checkedout() == before, query
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv", "xlsx"])
 def test_a_filter_that_keeps_no_row_leaves_no_file_open(client, finished, fmt):
     """A job with no rejected row, its rejected rows asked for: nothing is read from its spooled input, which must
