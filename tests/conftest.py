@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import ROOT, Settings
+from testkit.reliability import wait_until
 from testkit.support import (
     WORKER_NODES,
     Person,
@@ -172,18 +172,13 @@ def _connections_given_back(request: pytest.FixtureRequest) -> Iterator[None]:
     pool = request.getfixturevalue("app").extensions["cytoscore.engine"].pool
     held = pool.checkedout()
     yield
-    assert _given_back(pool, held), "a connection of the web's pool is still checked out after the test"
+    _given_back(pool, held)
 
 
-def _given_back(pool: Any, held: int) -> bool:
-    """Whether the pool has no more than `held` connections out, allowing a few seconds for one taken for a moment
-    (a job listener reconnecting takes one from the pool, connects and then keeps it as its own)."""
-    deadline = time.monotonic() + 10
-    while pool.checkedout() > held:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def _given_back(pool: Any, held: int) -> None:
+    """The pool has no more than `held` connections out, allowing a few seconds for one taken for a moment (a job
+    listener reconnecting takes one from the pool, connects and then keeps it as its own)."""
+    wait_until(lambda: pool.checkedout() <= held, 10, "the web's pool to have its connections back after the test")
 
 
 @pytest.fixture
@@ -201,11 +196,13 @@ def app_with(settings: Settings):  # type: ignore[no-untyped-def]
         return flask_app
 
     yield make
-    given_back = all(_given_back(flask_app.extensions["cytoscore.engine"].pool, 0) for flask_app in made)
-    gc.collect()  # what the test left unclosed gives its connection back now, for `dispose` to close
-    for flask_app in made:
-        flask_app.extensions["cytoscore.engine"].dispose()
-    assert given_back, "a connection of the web's pool was still checked out after the test"
+    try:
+        for flask_app in made:
+            _given_back(flask_app.extensions["cytoscore.engine"].pool, 0)
+    finally:
+        gc.collect()  # what the test left unclosed gives its connection back now, for `dispose` to close
+        for flask_app in made:
+            flask_app.extensions["cytoscore.engine"].dispose()
 
 
 @pytest.fixture
