@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import math
 import re
 import unicodedata
@@ -82,18 +83,45 @@ XLSX_MAX_ROWS = 1_048_575
 
 
 def write_xlsx(out: IO[bytes], header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write one sheet with openpyxl's write-only mode; characters XML cannot hold become U+FFFD.
+    """Write one sheet with XlsxWriter, a row at a time (constant memory): text stays text (never a formula, a
+    link or a number), characters XML cannot hold become U+FFFD, and a text longer than a cell holds is cut
+    where it says so.
 
-    openpyxl writes floats with 16 significant digits, so a value may move by one unit in the last place.
+    Numbers are written with 16 significant digits, so a value may move by one unit in the last place.
     """
-    from openpyxl import Workbook
+    import xlsxwriter
 
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("results")
-    sheet.append([_xml_safe(neutralise(name)) for name in header])
-    for row in rows:
-        sheet.append([_xml_safe(v) if isinstance(v, str) else v for v in map(_plain, row)])
-    book.save(out)
+    book = xlsxwriter.Workbook(out, _AS_GIVEN)
+    sheet = book.add_worksheet("results")
+    sheet.write_row(0, 0, [_cell_text(neutralise(name)) for name in header])
+    for i, row in enumerate(rows, 1):
+        sheet.write_row(i, 0, [_cell_text(v) if isinstance(v, str) else v for v in map(_plain, row)])
+    book.close()
+
+
+#: Cells as given: XlsxWriter would otherwise make text that looks like a formula, a link or a number into one.
+_AS_GIVEN = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
+#: What one cell holds (Excel's limit, in UTF-16 units; XlsxWriter would cut a longer text without a word).
+_CELL_MAX = 32_767
+
+
+def _cell_text(text: str) -> str:
+    text = _xml_safe(text)
+    if len(text) * 2 <= _CELL_MAX or _utf16_units(text) <= _CELL_MAX:
+        return text
+    said = f"… [cut here: {len(text):,} characters, more than a cell holds; the CSV has them all]"
+    budget = _CELL_MAX - len(said)
+    units = itertools.accumulate(2 if ord(ch) > 0xFFFF else 1 for ch in text)  # outside the BMP: two units
+    return text[: sum(1 for _ in itertools.takewhile(lambda n: n <= budget, units))] + said
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _xml_safe(text: str) -> str:
@@ -110,10 +138,10 @@ def template_csv(features: Sequence[str]) -> str:
 
 def template_xlsx(features: Sequence[str]) -> bytes:
     """A blank XLSX template with one sheet named 'cases'."""
-    from openpyxl import Workbook
+    import xlsxwriter
 
-    book = Workbook(write_only=True)
-    book.create_sheet("cases").append([CASE_ID, *features, DIAGNOSIS])
     buffer = io.BytesIO()
-    book.save(buffer)
+    book = xlsxwriter.Workbook(buffer, _AS_GIVEN)
+    book.add_worksheet("cases").write_row(0, 0, [CASE_ID, *features, DIAGNOSIS])
+    book.close()
     return buffer.getvalue()

@@ -71,6 +71,32 @@ def test_xlsx_export_has_numeric_measurements_and_text_ids(client, mixed_job):
     assert rows[2][col["input:notes"]] == "'@cmd"
 
 
+def test_xlsx_export_keeps_text_as_text_and_says_where_a_cell_was_cut(client, finished):
+    X, _ = wdbc()
+    good = [repr(float(v)) for v in X[0, [0, 1, 4, 5]]]
+    essay = "Clinical history: " + "nodule, " * 5000  # 40,018 characters: a cell holds 32,767
+    rows = [
+        ["id", *RF4, "notes"],
+        ["c1", *good, "https://example.org/case/1"],
+        ["c2", *good, "0042"],
+        ["c3", *good, essay],
+    ]
+    job_id = post_upload(client, _sheet(rows), "notes.csv").get_json()["id"]
+    assert finished(job_id)["status"] == "succeeded"
+
+    book = openpyxl.load_workbook(io.BytesIO(client.get(f"/api/v1/jobs/{job_id}/results?format=xlsx").data))
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    notes = [sheet.cell(row, header.index("input:notes") + 1) for row in (2, 3, 4)]
+    assert (notes[0].value, notes[0].hyperlink) == ("https://example.org/case/1", None)  # text, not a link
+    assert (notes[1].value, notes[1].data_type) == ("0042", "s")  # text, not the number 42
+    said = "… [cut here: 40,018 characters, more than a cell holds; the CSV has them all]"
+    assert len(notes[2].value) == 32_767 and notes[2].value == essay[: 32_767 - len(said)] + said
+
+    exported = client.get(f"/api/v1/jobs/{job_id}/results?format=csv").get_data(as_text=True)
+    assert [r["input:notes"] for r in csv.DictReader(io.StringIO(exported))][2] == essay
+
+
 def test_json_results_carry_the_input_row_as_sent(client, mixed_job):
     job_id, good = mixed_job
     results = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["results"]

@@ -76,10 +76,23 @@ def test_xlsx_export_keeps_numbers_numeric_and_text_inert() -> None:
     assert sheet is not None
     header, row = list(sheet.iter_rows(values_only=True))
     assert header[-1] == "'=bad header"
-    assert row[:7] == ("'-1", -1.0, '\'=HYPERLINK("x")', 0.3, 0.25, 3, None)  # openpyxl keeps 16 digits
+    assert row[:7] == ("'-1", -1.0, '\'=HYPERLINK("x")', 0.3, 0.25, 3, None)  # 16 significant digits
     assert row[7] is None and row[8] == "bell\ufffd"
     cells = list(sheet.iter_rows())[1]
     assert [c.data_type for c in cells[:3]] == ["s", "n", "s"]
+
+
+def test_a_text_longer_than_a_cell_holds_is_cut_where_it_says_so() -> None:
+    out = io.BytesIO()
+    wide = "\U0001f600" * 20_000  # 40,000 UTF-16 units, two a character: a cell holds 32,767
+    write_xlsx(out, ["notes"], [[wide], ["short"]])
+    sheet = openpyxl.load_workbook(io.BytesIO(out.getvalue())).active
+    assert sheet is not None
+    _, (cut,), (short,) = list(sheet.iter_rows(values_only=True))
+    said = "… [cut here: 20,000 characters, more than a cell holds; the CSV has them all]"
+    assert cut.endswith(said) and set(cut[: -len(said)]) == {"\U0001f600"}
+    assert len(cut.encode("utf-16-le")) // 2 == 32_767  # as many as fit
+    assert short == "short"
 
 
 def test_templates_are_refused_only_for_having_no_rows() -> None:
